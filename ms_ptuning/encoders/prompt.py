@@ -1,0 +1,34 @@
+"""P-tuning v1 prompt encoder: continuous prompt embeddings produced by a small network."""
+
+import numpy as np
+from mindspore import Tensor, nn, ops
+
+from ..layers import Embedding, LSTM, Linear
+
+
+class PromptEncoder(nn.Cell):
+    """`lstm`: Embedding(n, H) → 2-layer bidirectional LSTM(H, H/2) → Linear(H, H) → ReLU → Linear(H, H);
+    `mlp`: the same without the LSTM; `embedding`: the table alone (the reference's shallow `--prompt`).
+
+    `construct()` takes no input and returns the (n, H) prompt embeddings, like the reference.
+    """
+
+    def __init__(self, num_virtual_tokens: int, hidden_size: int, encoder_type: str = "lstm"):
+        super().__init__()
+        if encoder_type == "lstm" and hidden_size % 2:
+            raise ValueError(f"the bidirectional LSTM needs an even hidden_size, got {hidden_size}")
+        self.encoder_type = encoder_type
+        self.embedding = Embedding(num_virtual_tokens, hidden_size)
+        if encoder_type == "lstm":
+            self.lstm = LSTM(hidden_size, hidden_size // 2, num_layers=2, bidirectional=True)
+        if encoder_type in ("lstm", "mlp"):
+            self.mlp = nn.CellList([Linear(hidden_size, hidden_size), Linear(hidden_size, hidden_size)])
+        self.positions = Tensor(np.arange(num_virtual_tokens, dtype=np.int32))
+
+    def construct(self):
+        prompts = self.embedding(self.positions)  # (n, H)
+        if self.encoder_type == "lstm":
+            prompts = ops.squeeze(self.lstm(ops.expand_dims(prompts, 0)), 0)
+        if self.encoder_type in ("lstm", "mlp"):
+            prompts = self.mlp[1](ops.relu(self.mlp[0](prompts)))
+        return prompts

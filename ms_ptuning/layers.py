@@ -1,0 +1,118 @@
+"""Minimal MindSpore layers with PyTorch parameter names and layouts.
+
+Only `mindspore.ops` functions are used inside `construct`, never Tensor methods, operators or indexing
+(`x.reshape`, `x + y`, `x[:, t]`): after `import mindnlp` those are mindtorch's and require a mindtorch
+device on the tensor, which tensors computed by `mindspore.ops` do not carry. Parameter names (`weight`, `bias`, `weight_ih_l0`, ...) equal torch's so one
+safetensors file loads into either implementation without a name map.
+"""
+
+import math
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+
+def _uniform(shape, bound, rng):
+    return Tensor(rng.uniform(-bound, bound, size=shape).astype(np.float32))
+
+
+def init_rng() -> np.random.Generator:
+    """Parameter initialisation draws from numpy's global state, which `seed_everything` fixes."""
+    return np.random.default_rng(np.random.randint(0, 2**31 - 1))
+
+
+class Embedding(nn.Cell):
+    """Lookup table: (num, dim); torch init N(0, 1) unless `std` is given."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, std: float = 1.0):
+        super().__init__()
+        rng = init_rng()
+        self.weight = Parameter(Tensor((rng.standard_normal((num_embeddings, embedding_dim)) * std).astype(np.float32)),
+                                name="weight")
+
+    def construct(self, indices):
+        return ops.gather(self.weight, indices, 0)
+
+
+class Linear(nn.Cell):
+    """y = x Wᵀ + b with W of shape (out, in), torch's default uniform init."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        rng = init_rng()
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = Parameter(_uniform((out_features, in_features), bound, rng), name="weight")
+        self.bias = Parameter(_uniform((out_features,), bound, rng), name="bias") if bias else None
+
+    def construct(self, x):
+        y = ops.matmul(x, ops.transpose(self.weight, (1, 0)))
+        if self.bias is not None:
+            y = ops.add(y, self.bias)
+        return y
+
+
+class Dropout(nn.Cell):
+    """Inverted dropout, active only in training mode (`set_train(True)`)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def construct(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        return ops.dropout(x, p=self.p, training=True)
+
+
+class LSTM(nn.Cell):
+    """Batch-first multi-layer (bi)LSTM with torch's gate order (i, f, g, o) and parameter names.
+
+    Written with plain ops rather than `mindspore.nn.LSTM`: the latter's internal tensors trip mindtorch's
+    device checks once mindnlp is imported, and its parameters do not map one-to-one onto torch's.
+    Prompt sequences are a few dozen steps at most, so an unrolled loop costs little.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.directions = ("", "_reverse") if bidirectional else ("",)
+        rng = init_rng()
+        bound = 1.0 / math.sqrt(hidden_size)
+        for layer in range(num_layers):
+            layer_in = input_size if layer == 0 else hidden_size * len(self.directions)
+            for suffix in self.directions:
+                for name, shape in (("weight_ih", (4 * hidden_size, layer_in)),
+                                    ("weight_hh", (4 * hidden_size, hidden_size)),
+                                    ("bias_ih", (4 * hidden_size,)),
+                                    ("bias_hh", (4 * hidden_size,))):
+                    full = f"{name}_l{layer}{suffix}"
+                    setattr(self, full, Parameter(_uniform(shape, bound, rng), name=full))
+
+    def _run_direction(self, x, layer: int, suffix: str, reverse: bool):
+        # x: (batch, steps, features) -> (batch, steps, hidden)
+        w_ih = getattr(self, f"weight_ih_l{layer}{suffix}")
+        w_hh = getattr(self, f"weight_hh_l{layer}{suffix}")
+        bias = ops.add(getattr(self, f"bias_ih_l{layer}{suffix}"), getattr(self, f"bias_hh_l{layer}{suffix}"))
+        input_gates = ops.add(ops.matmul(x, ops.transpose(w_ih, (1, 0))), bias)  # (batch, steps, 4·hidden)
+        step_gates = ops.unstack(input_gates, axis=1)
+        h = ops.zeros((x.shape[0], self.hidden_size), x.dtype)
+        c = ops.zeros((x.shape[0], self.hidden_size), x.dtype)
+        outputs = [None] * len(step_gates)
+        order = range(len(step_gates) - 1, -1, -1) if reverse else range(len(step_gates))
+        for t in order:
+            gates = ops.add(step_gates[t], ops.matmul(h, ops.transpose(w_hh, (1, 0))))
+            i, f, g, o = ops.split(gates, self.hidden_size, axis=-1)
+            c = ops.add(ops.mul(ops.sigmoid(f), c), ops.mul(ops.sigmoid(i), ops.tanh(g)))
+            h = ops.mul(ops.sigmoid(o), ops.tanh(c))
+            outputs[t] = h
+        return ops.stack(outputs, axis=1)
+
+    def construct(self, x):
+        for layer in range(self.num_layers):
+            x = ops.cat([self._run_direction(x, layer, suffix, reverse=bool(suffix)) for suffix in self.directions],
+                        axis=-1)
+        return x
+

@@ -1,0 +1,56 @@
+"""Named weights of a model made of MindSpore Cells around a mindtorch backbone, and safetensors I/O.
+
+A model's weights are its Cells' parameters plus, for every `PromptedBackbone` inside it, the backbone's
+parameters under `<path>.backbone.<hf name>`. The names equal those of the torch reference, so one
+safetensors file loads into either side.
+"""
+
+import numpy as np
+from mindspore import Tensor, ops
+
+from .injection import PromptedBackbone
+
+
+def named_weights(model) -> dict:
+    """name → parameter, Cells' own first, then each backbone's."""
+    weights = dict(model.parameters_and_names())
+    for path, cell in model.cells_and_names():
+        if isinstance(cell, PromptedBackbone):
+            prefix = f"{path}.backbone." if path else "backbone."
+            weights.update({prefix + name: param for name, param in cell.backbone.named_parameters()})
+    return weights
+
+
+def trainable_weights(model) -> dict:
+    return {name: param for name, param in named_weights(model).items() if param.requires_grad}
+
+
+def count_parameters(weights: dict) -> int:
+    return sum(int(np.prod(param.shape)) for param in weights.values())
+
+
+def to_numpy(weights: dict) -> dict:
+    return {name: param.asnumpy() for name, param in weights.items()}
+
+
+def assign_weights(model, arrays: dict, *, strict: bool = True, source: str = "state") -> None:
+    """Copy numpy arrays into the model's parameters by name, checking names, shapes and dtypes first,
+    so a mismatch changes nothing and names every offending tensor."""
+    weights = named_weights(model)
+    missing = sorted(set(weights) - set(arrays)) if strict else []
+    unexpected = sorted(set(arrays) - set(weights))
+    wrong = [f"{name}: {source} has {tuple(arrays[name].shape)} {arrays[name].dtype}, "
+             f"model has {tuple(weights[name].shape)} {weights[name].dtype}"
+             for name in arrays if name in weights and tuple(arrays[name].shape) != tuple(weights[name].shape)]
+    if missing or unexpected or wrong:
+        problems = []
+        if missing:
+            problems.append(f"missing {len(missing)}: {', '.join(missing[:10])}")
+        if unexpected:
+            problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:10])}")
+        if wrong:
+            problems.append("wrong shape: " + "; ".join(wrong[:10]))
+        raise ValueError(f"{source} does not match the model: " + " | ".join(problems))
+    for name, array in arrays.items():
+        param = weights[name]
+        ops.assign(param, Tensor(np.ascontiguousarray(array), dtype=param.dtype))

