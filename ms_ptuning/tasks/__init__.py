@@ -1,0 +1,9 @@
+"""Tasks: how a dataset is read from local files, encoded for a head and scored.
+
+`get_task(name)` returns a `Task`; `TASKS` maps every task name to its class.
+"""
+
+from .base import Task, TaskDataError
+from .registry import TASKS, get_task
+
+__all__ = ["Task", "TaskDataError", "TASKS", "get_task"]

@@ -1,0 +1,50 @@
+"""The contract every task follows; the training driver (ms_ptuning/run.py) only talks to this."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from ..data.dataset import ArrayDataset
+
+
+class TaskDataError(ValueError):
+    """Bad task data; the message names the file, line (when there is one) and field."""
+
+
+@dataclass
+class Task(ABC):
+    """One task. Subclasses set the class attributes and implement `load` and `encode`.
+
+    - `load(data_dir, split)` reads raw examples (list of dicts) from local files; `split` is one of
+      `train`, `validation`, `test`. Missing files/fields and unknown labels raise TaskDataError naming
+      file:line:field.
+    - `encode(examples, tokenizer, max_length, ...)` turns examples into an ArrayDataset whose columns are
+      exactly the keyword arguments of the task's head (`input_ids`, `attention_mask`, `token_type_ids`,
+      `labels`, ...) plus any bookkeeping columns the metric needs (those are dropped before the forward
+      pass: list them in `metadata_columns`).
+    - `compute_metrics(predictions, dataset)` → dict of floats; `metric_for_best_model` names the key used
+      for best-checkpoint selection (higher is better unless `greater_is_better` is False).
+    """
+
+    name: str = ""
+    head: str = "sequence_classification"
+    problem_type: str = "single_label_classification"
+    labels: tuple = ()
+    metric_for_best_model: str = "accuracy"
+    greater_is_better: bool = True
+    metadata_columns: tuple = ()
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.problem_type == "regression" else len(self.labels)
+
+    @abstractmethod
+    def load(self, data_dir: str, split: str) -> list:
+        """Raw examples of one split."""
+
+    @abstractmethod
+    def encode(self, examples: list, tokenizer, max_length: int, **options) -> ArrayDataset:
+        """Model-ready columns."""
+
+    @abstractmethod
+    def compute_metrics(self, predictions, dataset: ArrayDataset) -> dict:
+        """Scores of predictions on an encoded split."""
