@@ -12,6 +12,9 @@ import mindnlp  # noqa: F401  (side effect: `torch` becomes mindtorch, HF models
 import mindspore
 import numpy as np
 import torch
+from mindspore.ops import operations as ms_ops
+from mindspore.ops.function.random_func import _get_seed
+from mindtorch._apis import cpu as mindtorch_cpu_api
 from mindtorch._bind import get_device_in_context
 
 DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
@@ -48,6 +51,68 @@ def install_device_fallback() -> None:
 install_device_fallback()
 
 
+_move_to = torch.Tensor._move_to
+
+
+def _move_unless_already_there(self, device, non_blocking=False):
+    """`Tensor.to(device)` that returns the tensor itself when it is already on `device`.
+
+    mindtorch 0.5.1 copies a tensor through numpy on every move to the CPU, even from the CPU, which cuts
+    it out of the gradient graph: GPT-2's `position_embeds.to(inputs_embeds.device)` left `wpe` with a zero
+    gradient. torch returns the tensor itself in that case.
+    """
+    if device.type != "meta" and self.device == device:
+        return self
+    return _move_to(self, device, non_blocking)
+
+
+def install_same_device_move() -> None:
+    torch.Tensor._move_to = _move_unless_already_there
+
+
+install_same_device_move()
+
+
+def install_cpu_matmul_broadcast() -> None:
+    """Let mindtorch's CPU `matmul` broadcast batch dimensions, as torch and mindtorch's GPU `matmul` do.
+
+    Without it (B, heads, T, d) @ (1, heads, d, S) raises in MindSpore's BatchMatMul, which breaks Hugging
+    Face DeBERTa's relative-position attention for any batch larger than one.
+    """
+    plain_matmul = mindtorch_cpu_api.matmul
+
+    def matmul(input, other):
+        if input.ndim > 2 and input.ndim == other.ndim and input.shape[:-2] != other.shape[:-2]:
+            batch = tuple(max(a, b) for a, b in zip(input.shape[:-2], other.shape[:-2]))
+            input = mindtorch_cpu_api.broadcast_to(input, batch + tuple(input.shape[-2:]))
+            other = mindtorch_cpu_api.broadcast_to(other, batch + tuple(other.shape[-2:]))
+        return plain_matmul(input, other)
+
+    mindtorch_cpu_api.matmul = matmul
+
+
+install_cpu_matmul_broadcast()
+
+
+def _seeded_cpu_dropout(input, p, seed, offset):  # noqa: A002  (mindtorch's signature)
+    """mindtorch's CPU dropout with reproducible masks.
+
+    mindtorch 0.5.1 runs CPU dropout as MindSpore's Dropout kernel with seeds (0, 0), i.e. a fresh random
+    seed on every call, so neither `torch.manual_seed` nor `mindspore.set_seed` makes a run repeatable.
+    Here the seeds come from MindSpore's graph seed and per-kernel counter, as `mindspore.ops.dropout`
+    does: after `mindspore.set_seed(s)` the sequence of masks is a pure function of `s`.
+    """
+    seed0, seed1 = _get_seed(None, "dropout")
+    return ms_ops.Dropout(keep_prob=1.0 - p, Seed0=seed0, Seed1=seed1)(input)
+
+
+def install_reproducible_dropout() -> None:
+    mindtorch_cpu_api.dropout = _seeded_cpu_dropout
+
+
+install_reproducible_dropout()
+
+
 def to_mindtorch(tensor, like=None):
     """Tag a tensor made by a plain MindSpore Cell so that mindtorch ops accept it.
 
@@ -68,18 +133,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict:
-    """Every RNG state a training run depends on, for exact resume."""
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "mindspore": mindspore.get_rng_state(),
-        "mindtorch": torch.get_rng_state(),
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    mindspore.set_rng_state(state["mindspore"])
-    torch.set_rng_state(state["mindtorch"])
+def seed_step(seed: int, step: int) -> None:
+    """Reseed dropout for one training step, so its masks depend on (seed, step) alone and a resumed run
+    draws exactly the masks the uninterrupted run drew."""
+    mindspore.set_seed((seed * 1_000_003 + step) % (2**31 - 1) + 1)

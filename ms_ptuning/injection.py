@@ -7,9 +7,15 @@ from mindspore import nn
 
 from .backend import to_mindtorch, torch
 from .config import PTuningConfig
+from .deberta_prefix import DEBERTA_MODEL_TYPES, forward_with_prefix
 from .encoders import PrefixEncoder, PromptEncoder
-from .models.backbone import freeze
+from .backbones import freeze
 from transformers.cache_utils import DynamicCache
+
+
+def layer_prefixes(prefix, num_layers: int) -> tuple:
+    """(2L, B, heads, P, head_dim) → L pairs (key, value), each (B, heads, P, head_dim)."""
+    return tuple((prefix[2 * i], prefix[2 * i + 1]) for i in range(num_layers))
 
 
 def prefix_cache(prefix, num_layers: int) -> DynamicCache:
@@ -17,7 +23,7 @@ def prefix_cache(prefix, num_layers: int) -> DynamicCache:
 
     The cache is extended in place by the forward pass, so a fresh one is built for every call.
     """
-    return DynamicCache.from_legacy_cache(tuple((prefix[2 * i], prefix[2 * i + 1]) for i in range(num_layers)))
+    return DynamicCache.from_legacy_cache(layer_prefixes(prefix, num_layers))
 
 
 def extend_attention_mask(attention_mask, num_virtual_tokens: int):
@@ -25,6 +31,14 @@ def extend_attention_mask(attention_mask, num_virtual_tokens: int):
     ones = torch.ones(attention_mask.shape[0], num_virtual_tokens, dtype=attention_mask.dtype,
                       device=attention_mask.device)
     return torch.cat([ones, attention_mask], dim=1)
+
+
+def place_prompts(word_embeddings, prompts, prompt_index):
+    """P-tuning v1 prompts inside a template: (B, T, H) word embeddings, (n, H) prompt rows and (B, T)
+    `prompt_index` (k at the k-th pseudo token, -1 at real tokens) → (B, T, H) with every pseudo position
+    holding its prompt row and every real position its word embedding."""
+    rows = torch.nn.functional.embedding(prompt_index.clamp(min=0).long(), prompts.to(word_embeddings.dtype))
+    return torch.where((prompt_index >= 0).unsqueeze(-1), rows, word_embeddings)
 
 
 class PromptedBackbone(nn.Cell):
@@ -57,27 +71,71 @@ class PromptedBackbone(nn.Cell):
         self.backbone.train(mode)
         return self
 
+    def _sync_backbone_mode(self) -> None:
+        """`set_train` on an outer head only sets the `training` flag of the Cells below it (it never calls
+        our `set_train`), and the mindtorch backbone is no Cell: its mode follows ours at every call."""
+        if self.backbone.training != self.training:
+            self.backbone.train(self.training)
+
     @property
     def pooler(self):
         return getattr(self.backbone, "pooler", None)
 
-    def construct(self, input_ids, attention_mask, token_type_ids=None):
-        mode = self.config.mode
-        anchor = self.backbone.get_input_embeddings().weight  # device reference for bridged tensors
-        if mode == "prefix":
-            prefix = to_mindtorch(self.prefix_encoder(input_ids.shape[0]), like=anchor)
-            outputs = self.backbone(input_ids=input_ids, token_type_ids=token_type_ids,
-                                    attention_mask=extend_attention_mask(attention_mask, self.config.pre_seq_len),
-                                    past_key_values=prefix_cache(prefix, self.num_layers))
-            pooled = outputs.pooler_output if self.pooler is not None else None
-            return outputs.last_hidden_state, pooled
-        if mode == "prompt":
-            return self._forward_with_prompts(input_ids, attention_mask, token_type_ids, anchor)
-        outputs = self.backbone(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+    def construct(self, input_ids, attention_mask, token_type_ids=None, position_ids=None):
+        outputs = self._run_backbone(input_ids, attention_mask, token_type_ids, position_ids)
+        if self.config.mode == "prompt":
+            sequence_output = outputs.last_hidden_state[:, self.config.pre_seq_len:]
+            pooled = self.pooler(sequence_output) if self.pooler is not None else None
+            return sequence_output, pooled
         pooled = outputs.pooler_output if self.pooler is not None else None
         return outputs.last_hidden_state, pooled
 
-    def _forward_with_prompts(self, input_ids, attention_mask, token_type_ids, anchor):
+    def decode(self, input_ids, attention_mask, position_ids, cache=None):
+        """Incremental decoding for causal LMs: `(hidden (B, T, H) of the real tokens, cache)`.
+
+        Without `cache` the virtual tokens are injected as in `construct` and the returned cache holds
+        them followed by `input_ids`; with it only the new tokens run. `attention_mask` always covers
+        every real token so far (B, T_total), `position_ids` (B, T) count from the first real token.
+        """
+        outputs = self._run_backbone(input_ids, attention_mask, None, position_ids, cache)
+        hidden = outputs.last_hidden_state
+        if cache is None and self.config.mode == "prompt":
+            hidden = hidden[:, self.config.pre_seq_len:]
+        return hidden, outputs.past_key_values
+
+    def _prefix(self, batch_size: int):
+        """The prefix encoder's (2L, B, heads, P, head_dim) output as a mindtorch tensor."""
+        return to_mindtorch(self.prefix_encoder(batch_size), like=self.backbone.get_input_embeddings().weight)
+
+    def _run_backbone(self, input_ids, attention_mask, token_type_ids, position_ids, cache=None):
+        """The backbone with the virtual tokens in front of the real ones.
+
+        Explicit `position_ids` count from the first real token and are shifted by the number of virtual
+        tokens: with a cache of length P (prefix) or P prompts in front, Hugging Face's default positions
+        also start at P, so left-padded generation sees the positions training saw.
+        """
+        self._sync_backbone_mode()
+        if self.config.mode == "prefix" and self.backbone.config.model_type in DEBERTA_MODEL_TYPES:
+            # DeBERTa takes no cache: the prefix goes into its attention layers, the mask stays (B, T)
+            prefixes = layer_prefixes(self._prefix(input_ids.shape[0]), self.num_layers)
+            return forward_with_prefix(self.backbone, prefixes, input_ids, attention_mask, token_type_ids, position_ids)
+        num_virtual = self.config.num_virtual_tokens
+        if num_virtual:
+            attention_mask = extend_attention_mask(attention_mask, num_virtual)
+            if position_ids is not None:
+                position_ids = position_ids + num_virtual
+        inputs = {"attention_mask": attention_mask, "token_type_ids": token_type_ids, "position_ids": position_ids}
+        if cache is not None:
+            return self.backbone(input_ids=input_ids, past_key_values=cache, **inputs)
+        anchor = self.backbone.get_input_embeddings().weight  # device reference for bridged tensors
+        if self.config.mode == "prefix":
+            cache = prefix_cache(self._prefix(input_ids.shape[0]), self.num_layers)
+            return self.backbone(input_ids=input_ids, past_key_values=cache, **inputs)
+        if self.config.mode == "prompt":
+            return self._run_with_prompts(input_ids, anchor, **inputs)
+        return self.backbone(input_ids=input_ids, **inputs)
+
+    def _run_with_prompts(self, input_ids, anchor, attention_mask, token_type_ids, position_ids):
         batch, num_prompts = input_ids.shape[0], self.config.pre_seq_len
         prompts = to_mindtorch(self.prompt_encoder(), like=anchor)  # (P, H)
         word_embeddings = self.backbone.get_input_embeddings()(input_ids)  # (B, T, H)
@@ -86,8 +144,21 @@ class PromptedBackbone(nn.Cell):
         if token_type_ids is not None:
             token_type_ids = torch.cat([torch.zeros(batch, num_prompts, dtype=token_type_ids.dtype,
                                                     device=token_type_ids.device), token_type_ids], dim=1)
-        outputs = self.backbone(inputs_embeds=inputs_embeds, token_type_ids=token_type_ids,
-                                attention_mask=extend_attention_mask(attention_mask, num_prompts))
-        sequence_output = outputs.last_hidden_state[:, num_prompts:]
-        pooled = self.pooler(sequence_output) if self.pooler is not None else None
-        return sequence_output, pooled
+        if position_ids is not None:  # the prompts take positions 0..P-1
+            prompt_positions = torch.arange(num_prompts, dtype=position_ids.dtype, device=position_ids.device)
+            position_ids = torch.cat([prompt_positions.unsqueeze(0).expand(batch, -1), position_ids], dim=1)
+        return self.backbone(inputs_embeds=inputs_embeds, token_type_ids=token_type_ids,
+                             attention_mask=attention_mask, position_ids=position_ids)
+
+    def forward_with_template_prompts(self, input_ids, attention_mask, prompt_index):
+        """Prompt mode with the prompts at a template's pseudo-token positions instead of in front
+        (P-tuning v1 knowledge probing). `input_ids` hold any real token there (unk) for the embedding
+        lookup; `place_prompts` then replaces those rows. Returns the hidden states (B, T, H) of all
+        positions, pseudo ones included, so positions in `input_ids` index the output directly."""
+        if self.config.mode != "prompt":
+            raise ValueError(f"template prompts need mode 'prompt', this backbone is in mode {self.config.mode!r}")
+        self._sync_backbone_mode()
+        anchor = self.backbone.get_input_embeddings().weight
+        prompts = to_mindtorch(self.prompt_encoder(), like=anchor)  # (n, H)
+        inputs_embeds = place_prompts(self.backbone.get_input_embeddings()(input_ids), prompts, prompt_index)
+        return self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state

@@ -116,3 +116,19 @@ class LSTM(nn.Cell):
                         axis=-1)
         return x
 
+
+
+class LayerNorm(nn.Cell):
+    """Layer normalisation over the last axis with torch's `weight`/`bias` names (init ones/zeros).
+
+    The `ops.LayerNorm` primitive, not `ops.layer_norm`: the latter's LayerNormExt kernel is missing on CPU.
+    """
+
+    def __init__(self, hidden_size: int, eps: float = 1e-12):
+        super().__init__()
+        self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+        self.weight = Parameter(Tensor(np.ones(hidden_size, dtype=np.float32)), name="weight")
+        self.bias = Parameter(Tensor(np.zeros(hidden_size, dtype=np.float32)), name="bias")
+
+    def construct(self, x):
+        return self.norm(x, self.weight, self.bias)[0]

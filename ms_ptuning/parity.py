@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import mindspore
@@ -18,16 +19,22 @@ from safetensors.numpy import load_file, save_file
 
 from .backend import torch
 from .config import PTuningConfig
-from .models.backbone import build_backbone
+from .backbones import build_backbone
 from .models import HEADS
 from .weights import assign_weights, trainable_weights
 import transformers
 
 
-def run_reference(workdir: str, threads: int = 1) -> None:
-    env = dict(os.environ, MS_PTUNING_THREADS=str(threads))
-    result = subprocess.run([sys.executable, "-m", "ms_ptuning.reference.run", workdir], env=env,
-                            capture_output=True, text=True)
+def reference_command(workdirs, threads: int = 1):
+    """(argv, env) of one reference process for the given exchange directories."""
+    return ([sys.executable, "-m", "ms_ptuning.reference.run", *workdirs],
+            dict(os.environ, MS_PTUNING_THREADS=str(threads)))
+
+
+def run_reference(*workdirs: str, threads: int = 1) -> None:
+    """Run the torch reference on each exchange directory, all in one process."""
+    argv, env = reference_command(workdirs, threads)
+    result = subprocess.run(argv, env=env, capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f"torch reference failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
 
@@ -48,8 +55,15 @@ def forward_and_grads(model, batch: dict):
 
     grad_fn = mindspore.value_and_grad(loss_fn, None, list(weights.values()), has_aux=True)
     (loss, logits), grads = grad_fn(**inputs)
-    return (float(loss.asnumpy()), logits.asnumpy(),
-            {name: grad.asnumpy() for name, grad in zip(weights, grads)})
+    logits = tuple(part.asnumpy() for part in logits) if isinstance(logits, tuple) else logits.asnumpy()
+    return float(loss.asnumpy()), logits, {name: grad.asnumpy() for name, grad in zip(weights, grads)}
+
+
+def named_outputs(logits) -> dict:
+    """The reference's names for a head's outputs: `logits`, or `logits.<i>` for a tuple of them."""
+    if isinstance(logits, tuple):
+        return {f"logits.{i}": part for i, part in enumerate(logits)}
+    return {"logits": logits}
 
 
 def compare(head: str, backbone_config, ptuning_config: PTuningConfig, batch: dict, seed: int = 0) -> dict:
@@ -58,16 +72,83 @@ def compare(head: str, backbone_config, ptuning_config: PTuningConfig, batch: di
 
     The floor keeps gradients that are zero up to rounding (e.g. attention key biases, which softmax
     ignores) from turning float noise into a huge "relative" error."""
+    model, reference, _ = run_with_reference(head, backbone_config, ptuning_config, batch, seed)
+    return differences(model, batch, reference)
+
+
+def run_with_reference(head: str, backbone_config, ptuning_config: PTuningConfig, batch: dict, seed: int = 0,
+                       generate: dict = None):
+    """Run the reference on `batch` and return (this side's model holding the reference's weights, the
+    reference's outputs, its greedy generations or None). `generate` ({"prompts": [[ids]],
+    "max_new_tokens", "eos_token_id"}) asks the reference for its own greedy decode of the prompts."""
     with tempfile.TemporaryDirectory(prefix="ms_ptuning_parity_") as workdir:
-        spec = {"head": head, "backbone_config": backbone_config.to_dict(),
-                "ptuning_config": ptuning_config.to_dict(), "seed": seed}
-        with open(os.path.join(workdir, "spec.json"), "w") as handle:
-            json.dump(spec, handle)
-        save_file({k: np.ascontiguousarray(v) for k, v in batch.items()}, os.path.join(workdir, "batch.safetensors"))
+        write_case(workdir, head, backbone_config, ptuning_config, batch, seed, generate)
         run_reference(workdir)
-        reference = load_file(os.path.join(workdir, "reference_outputs.safetensors"))
-        model = build_model(head, backbone_config, ptuning_config)
-        assign_weights(model, load_file(os.path.join(workdir, "weights.safetensors")), source="reference weights")
+        return load_case(workdir, head, backbone_config, ptuning_config, generate is not None)
+
+
+def compare_many(cases: list) -> list:
+    """`compare` for each (head, backbone_config, ptuning_config, batch) case, with one reference process
+    for all of them (its start-up, importing torch and transformers, costs more than a tiny case) that
+    runs ahead of this side: each case is compared as soon as the reference has written it."""
+    with tempfile.TemporaryDirectory(prefix="ms_ptuning_parity_") as root:
+        workdirs = [os.path.join(root, str(i)) for i in range(len(cases))]
+        for workdir, case in zip(workdirs, cases):
+            os.mkdir(workdir)
+            write_case(workdir, *case)
+        log_path = os.path.join(root, "reference.log")
+        with open(log_path, "w") as log:  # a file, not a pipe: a full pipe would stall the reference
+            argv, env = reference_command(workdirs)
+            process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+        try:
+            results = []
+            for workdir, (head, backbone_config, ptuning_config, batch) in zip(workdirs, cases):
+                _wait_for_outputs(process, workdir, log_path)
+                model, reference, _ = load_case(workdir, head, backbone_config, ptuning_config)
+                results.append(differences(model, batch, reference))
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+    return results
+
+
+def _wait_for_outputs(process, workdir: str, log_path: str) -> None:
+    outputs = os.path.join(workdir, "reference_outputs.safetensors")
+    while not os.path.exists(outputs):
+        if process.poll() is not None and not os.path.exists(outputs):
+            with open(log_path) as log:
+                raise RuntimeError(f"torch reference failed (exit {process.returncode}) before {workdir}:\n"
+                                   f"{log.read()[-4000:]}")
+        time.sleep(0.05)
+
+
+def write_case(workdir: str, head: str, backbone_config, ptuning_config: PTuningConfig, batch: dict, seed: int = 0,
+               generate: dict = None) -> None:
+    """The reference's inputs: spec.json and batch.safetensors."""
+    spec = {"head": head, "backbone_config": backbone_config.to_dict(),
+            "ptuning_config": ptuning_config.to_dict(), "seed": seed}
+    if generate is not None:
+        spec["generate"] = generate
+    with open(os.path.join(workdir, "spec.json"), "w") as handle:
+        json.dump(spec, handle)
+    save_file({k: np.ascontiguousarray(v) for k, v in batch.items()}, os.path.join(workdir, "batch.safetensors"))
+
+
+def load_case(workdir: str, head: str, backbone_config, ptuning_config: PTuningConfig, generated: bool = False):
+    """(this side's model holding the reference's weights, the reference's outputs, its generations or None)."""
+    reference = load_file(os.path.join(workdir, "reference_outputs.safetensors"))
+    generations = None
+    if generated:
+        with open(os.path.join(workdir, "reference_generations.json")) as handle:
+            generations = json.load(handle)
+    model = build_model(head, backbone_config, ptuning_config)
+    assign_weights(model, load_file(os.path.join(workdir, "weights.safetensors")), source="reference weights")
+    return model, reference, generations
+
+
+def differences(model, batch: dict, reference: dict) -> dict:
+    """`compare`'s numbers for a model that already holds the reference's weights."""
     loss, logits, grads = forward_and_grads(model, batch)
     reference_grads = {k[len("grad."):]: v for k, v in reference.items() if k.startswith("grad.")}
     if set(reference_grads) != set(grads):
@@ -77,7 +158,70 @@ def compare(head: str, backbone_config, ptuning_config: PTuningConfig, batch: di
     relative = {name: float(np.abs(grads[name] - ref).max() / max(float(np.abs(ref).max()), floor, 1e-30))
                 for name, ref in reference_grads.items()}
     worst = max(relative, key=relative.get)
-    return {"logits_max_abs": float(np.abs(logits - reference["logits"]).max()),
+    logits_max_abs = max(float(np.abs(part - reference[name]).max()) for name, part in named_outputs(logits).items())
+    return {"logits_max_abs": logits_max_abs,
             "loss_abs": abs(loss - float(reference["loss"][0])),
-            "grad_max_rel": relative[worst], "grad_worst_param": worst,
+            "grad_max_rel": relative[worst], "grad_worst_param": worst, "grad_rel": relative,
             "num_trainable_tensors": len(grads)}
+
+
+def random_batch(head: str, model_type: str, vocab_size: int, batch_size: int, seq_len: int, num_labels: int,
+                 seed: int = 0) -> dict:
+    """A padded batch with labels for the sequence-classification parity report."""
+    rng = np.random.default_rng(seed)
+    mask = np.ones((batch_size, seq_len), np.int64)
+    mask[-1, seq_len // 2:] = 0
+    batch = {"input_ids": rng.integers(3, vocab_size, (batch_size, seq_len)).astype(np.int64), "attention_mask": mask,
+             "labels": rng.integers(0, num_labels, batch_size).astype(np.int64)}
+    if model_type == "bert":
+        batch["token_type_ids"] = np.zeros((batch_size, seq_len), np.int64)
+    return batch
+
+
+REPORT_VARIANTS = {"prefix": dict(mode="prefix"), "prefix+projection": dict(mode="prefix", prefix_projection=True),
+                   "prompt-lstm": dict(mode="prompt"), "prompt-mlp": dict(mode="prompt", prompt_encoder_type="mlp"),
+                   "finetune": dict(mode="finetune")}
+
+
+def main(argv=None) -> int:
+    """`scripts/compare_torch.sh`: a parity table for sequence classification."""
+    parser = argparse.ArgumentParser(description="ms_ptuning vs the PyTorch reference, same weights")
+    parser.add_argument("--model_types", default="bert,roberta")
+    parser.add_argument("--variants", default=",".join(REPORT_VARIANTS))
+    parser.add_argument("--config_from", default=None,
+                        help="local model directory whose config (sizes) to use instead of the tiny one")
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--seq_len", type=int, default=16)
+    parser.add_argument("--pre_seq_len", type=int, default=8)
+    options = parser.parse_args(argv)
+    cases, names = [], []
+    for model_type in options.model_types.split(","):
+        if options.config_from:
+            config = transformers.AutoConfig.from_pretrained(options.config_from)
+        else:
+            config = transformers.AutoConfig.for_model(model_type, vocab_size=200, hidden_size=64, num_hidden_layers=2,
+                                                       num_attention_heads=4, intermediate_size=128,
+                                                       max_position_embeddings=128)
+        config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+        for variant in options.variants.split(","):
+            ptuning = PTuningConfig(pre_seq_len=options.pre_seq_len, prefix_hidden_size=128, prefix_dropout=0.0,
+                                    classifier_dropout=0.0, **REPORT_VARIANTS[variant])
+            batch = random_batch("sequence_classification", config.model_type, config.vocab_size,
+                                 options.batch_size, options.seq_len, ptuning.num_labels)
+            cases.append(("sequence_classification", config, ptuning, batch))
+            names.append((config.model_type, variant))
+    print(f"{'backbone':<10} {'variant':<18} {'logits max-abs':>15} {'loss abs':>10} {'grad max-rel':>13}  worst gradient")
+    worst_logits = worst_grad = 0.0
+    for (model_type, variant), result in zip(names, compare_many(cases)):
+        worst_logits = max(worst_logits, result["logits_max_abs"])
+        worst_grad = max(worst_grad, result["grad_max_rel"])
+        print(f"{model_type:<10} {variant:<18} {result['logits_max_abs']:>15.2e} {result['loss_abs']:>10.2e} "
+              f"{result['grad_max_rel']:>13.2e}  {result['grad_worst_param']}")
+    passed = worst_logits <= 1e-5 and worst_grad <= 1e-4
+    print(f"worst: logits {worst_logits:.2e} (limit 1e-5), gradients {worst_grad:.2e} (limit 1e-4): "
+          f"{'PASS' if passed else 'FAIL'}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,8 +4,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers.cache_utils import DynamicCache
+from transformers.models.deberta.modeling_deberta import ContextPooler
 
 from ..config import PTuningConfig
+from ..deberta_prefix import DEBERTA_MODEL_TYPES, forward_with_prefix
 
 
 class PrefixEncoder(nn.Module):
@@ -82,8 +84,11 @@ class PromptedBackbone(nn.Module):
         mode, n = self.config.mode, self.config.pre_seq_len
         if mode == "prefix":
             prefix = self.prefix_encoder(input_ids.shape[0])
-            cache = DynamicCache.from_legacy_cache(tuple((prefix[2 * i], prefix[2 * i + 1])
-                                                         for i in range(self.num_layers)))
+            layers = tuple((prefix[2 * i], prefix[2 * i + 1]) for i in range(self.num_layers))
+            if self.backbone.config.model_type in DEBERTA_MODEL_TYPES:
+                out = forward_with_prefix(self.backbone, layers, input_ids, attention_mask, token_type_ids)
+                return out.last_hidden_state, None
+            cache = DynamicCache.from_legacy_cache(layers)
             out = self.backbone(input_ids=input_ids, token_type_ids=token_type_ids,
                                 attention_mask=extend_attention_mask(attention_mask, n), past_key_values=cache)
             return out.last_hidden_state, (out.pooler_output if self.pooler is not None else None)
@@ -109,19 +114,45 @@ def sequence_classification_loss(logits, labels, problem_type):
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
+def pooler_for(backbone):
+    """None for backbones with a pooler; DeBERTa's heads pool with HF's ContextPooler."""
+    if getattr(backbone, "pooler", None) is not None:
+        return None
+    if backbone.config.model_type in DEBERTA_MODEL_TYPES:
+        return ContextPooler(backbone.config)
+    raise ValueError(f"{type(backbone).__name__} has no pooler")
+
+
+def drop_pooler(backbone):
+    if getattr(backbone, "pooler", None) is not None:
+        backbone.pooler = None
+    return backbone
+
+
 class SequenceClassifier(nn.Module):
     def __init__(self, backbone, config: PTuningConfig):
         super().__init__()
         self.config = config
+        self.pooler = pooler_for(backbone)
         self.encoder = PromptedBackbone(backbone, config)
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(backbone.config.hidden_size, config.num_labels)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
-        _, pooled = self.encoder(input_ids, attention_mask, token_type_ids)
+        sequence, pooled = self.encoder(input_ids, attention_mask, token_type_ids)
+        if self.pooler is not None:
+            pooled = self.pooler(sequence)
         logits = self.classifier(self.dropout(pooled))
         loss = None if labels is None else sequence_classification_loss(logits, labels, self.config.problem_type)
         return loss, logits
 
 
-HEADS = {"sequence_classification": SequenceClassifier}
+from .causal_lm import CausalLM  # noqa: E402  (built on the PromptedBackbone above)
+from .lama import HEADS as LAMA_HEADS  # noqa: E402
+from .pretraining_heads import HEADS as PRETRAINING_HEADS  # noqa: E402
+from .heads import HEADS as TASK_HEADS  # noqa: E402
+
+HEADS = {"sequence_classification": SequenceClassifier, "causal_lm": CausalLM}
+HEADS.update(LAMA_HEADS)
+HEADS.update(PRETRAINING_HEADS)
+HEADS.update(TASK_HEADS)

@@ -1,7 +1,6 @@
 """The contract every task follows; the training driver (ms_ptuning/run.py) only talks to this."""
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
 from ..data.dataset import ArrayDataset
 
@@ -10,17 +9,22 @@ class TaskDataError(ValueError):
     """Bad task data; the message names the file, line (when there is one) and field."""
 
 
-@dataclass
 class Task(ABC):
     """One task. Subclasses set the class attributes and implement `load` and `encode`.
 
+    (Plain class attributes, not dataclass fields: a dataclass `__init__` would reset a subclass's
+    `name`/`labels` overrides to the base defaults on every instance.)
+
     - `load(data_dir, split)` reads raw examples (list of dicts) from local files; `split` is one of
-      `train`, `validation`, `test`. Missing files/fields and unknown labels raise TaskDataError naming
-      file:line:field.
-    - `encode(examples, tokenizer, max_length, ...)` turns examples into an ArrayDataset whose columns are
-      exactly the keyword arguments of the task's head (`input_ids`, `attention_mask`, `token_type_ids`,
-      `labels`, ...) plus any bookkeeping columns the metric needs (those are dropped before the forward
-      pass: list them in `metadata_columns`).
+      `train`, `validation`, `test` (some tasks have more, e.g. mnli `validation_mismatched`). Missing
+      files/fields and unknown labels raise TaskDataError naming file:line:field. Tasks whose label set
+      comes from the data (SRL) know `labels` only after a `load`.
+    - `encode(examples, tokenizer, max_length, **options)` turns examples into an ArrayDataset whose
+      columns are exactly the keyword arguments of the task's head (`input_ids`, `attention_mask`,
+      `token_type_ids`, `labels`, ...) plus any bookkeeping columns the metric needs (those are dropped
+      before the forward pass: list them in `metadata_columns`). Unlabelled splits get no label column.
+      Options: `template_id` (WiC/WSC input template), `doc_stride` (SQuAD windows); a task ignores
+      options it does not use, so the driver can pass the same ones to every task.
     - `compute_metrics(predictions, dataset)` → dict of floats; `metric_for_best_model` names the key used
       for best-checkpoint selection (higher is better unless `greater_is_better` is False).
     """

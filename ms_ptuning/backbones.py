@@ -1,8 +1,10 @@
 """Backbones from mindnlp (Hugging Face model code running on MindSpore): loading, checks, freezing."""
 
 import os
+import socket
+from urllib.parse import urlparse
 
-from ..backend import torch  # noqa: F401  (mindnlp must be imported before transformers is used)
+from .backend import torch  # noqa: F401  (mindnlp must be imported before transformers is used)
 import transformers
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "deberta", "deberta-v2", "gpt2")
@@ -24,12 +26,31 @@ def build_backbone(config: "transformers.PretrainedConfig"):
     return transformers.AutoModel.from_config(config, attn_implementation="eager")
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the model hub answers at all; checked once before any download so an offline user gets
+    a clear error at once instead of minutes of retries."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _require_local_or_hub(name_or_path: str) -> None:
+    if not os.path.isdir(name_or_path) and not hub_reachable():
+        raise BackboneLoadError(_not_found_message(name_or_path, False, ConnectionError("the model hub is unreachable")))
+
+
 def load_backbone(name_or_path: str, **config_overrides):
     """Load pretrained weights from a local directory (config.json + model.safetensors).
 
     Weights are read from safetensors only; pickled `pytorch_model.bin` files are never unpickled here.
     A hub name is tried only when it is not a local directory, and a failure says to pass a directory.
     """
+    _require_local_or_hub(name_or_path)
     local = os.path.isdir(name_or_path)
     try:
         config = transformers.AutoConfig.from_pretrained(name_or_path, **config_overrides)
@@ -58,3 +79,22 @@ def _not_found_message(name_or_path: str, local: bool, error: Exception) -> str:
 def freeze(module) -> None:
     for parameter in module.parameters():
         parameter.requires_grad = False
+
+
+def drop_pooler(backbone):
+    """Remove the pooler of a backbone whose head reads only the sequence output, as Hugging Face builds
+    BERT for token classification and QA: unused, its weights would be trainable in finetune mode yet never
+    receive a gradient."""
+    if getattr(backbone, "pooler", None) is not None:
+        backbone.pooler = None
+    return backbone
+
+
+def load_tokenizer(name_or_path: str):
+    """The fast tokenizer of a local model directory (a hub name only when online)."""
+    _require_local_or_hub(name_or_path)
+    local = os.path.isdir(name_or_path)
+    try:
+        return transformers.AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise BackboneLoadError(_not_found_message(name_or_path, local, error)) from None

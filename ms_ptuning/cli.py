@@ -1,0 +1,28 @@
+"""`ms-ptuning COMMAND [flags]`: one console entry for the module entry points."""
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": ("ms_ptuning.run", "train and evaluate a task (flags: --help)"),
+    "demo": ("ms_ptuning.demo", "offline P-tuning v2 sentiment demo on all-MiniLM-L6-v2"),
+    "compare-torch": ("ms_ptuning.parity", "parity table against the PyTorch reference"),
+}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        print("usage: ms-ptuning COMMAND [flags]\n\ncommands:")
+        for name, (_, summary) in COMMANDS.items():
+            print(f"  {name:<{width}}  {summary}")
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nunknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0
+    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

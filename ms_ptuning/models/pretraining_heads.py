@@ -1,0 +1,173 @@
+"""BERT pre-training heads as MindSpore Cells: masked-LM head, next-sentence head and `BertForPreTraining`.
+
+Parameter names equal Hugging Face's (`cls.predictions.transform.dense.weight`, `cls.predictions.bias`,
+`cls.seq_relationship.weight`, ...), so the `cls.*` tensors of an HF checkpoint load as they are. The MLM
+decoder is tied to the backbone's word embeddings: it owns no weight and receives the embedding matrix at
+call time, which is what keeps it tied while the embeddings change (fine-tuning) or are loaded.
+"""
+
+import math
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+from ..backend import to_mindtorch, torch
+from ..config import PTuningConfig
+from ..injection import PromptedBackbone
+from ..layers import LayerNorm, Linear
+from ..weights import assign_weights, named_weights
+
+F = torch.nn.functional
+IGNORE_INDEX = -100  # label of positions the MLM loss skips, as in Hugging Face
+
+
+def gelu(x):
+    """Exact (erf) GELU from primitives; `ops.gelu` uses Tensor operators, which break after `import mindnlp`."""
+    return ops.mul(ops.mul(x, 0.5), ops.add(ops.erf(ops.mul(x, 1.0 / math.sqrt(2.0))), 1.0))
+
+
+def gelu_tanh(x):
+    return ops.gelu(x, approximate="tanh")  # a single primitive, unlike the exact branch
+
+
+ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "relu": ops.relu,
+               "tanh": ops.tanh}
+
+
+def activation(name: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"hidden_act {name!r} is not supported by the pre-training heads; "
+                         f"known: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class BertPredictionHeadTransform(nn.Cell):
+    """dense Linear(H, H) → activation (config.hidden_act) → LayerNorm."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = Linear(config.hidden_size, config.hidden_size)
+        self.act = activation(config.hidden_act)
+        self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
+
+    def construct(self, hidden_states):
+        return self.LayerNorm(self.act(self.dense(hidden_states)))
+
+
+class BertLMPredictionHead(nn.Cell):
+    """transform → hidden · Eᵀ + bias, E the (V, H) word embeddings passed in (the tied decoder)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.bias = Parameter(Tensor(np.zeros(config.vocab_size, dtype=np.float32)), name="bias")
+
+    def construct(self, hidden_states, word_embeddings):
+        # hidden_states (..., H), word_embeddings (V, H) -> (..., V)
+        hidden_states = self.transform(hidden_states)
+        return ops.add(ops.matmul(hidden_states, ops.transpose(word_embeddings, (1, 0))), self.bias)
+
+
+class BertOnlyMLMHead(nn.Cell):
+    """What `BertForMaskedLM` keeps under `cls`: the prediction head alone."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+
+    def construct(self, sequence_output, word_embeddings):
+        return self.predictions(sequence_output, word_embeddings)
+
+
+class BertPreTrainingHeads(nn.Cell):
+    """MLM head on every position plus the next-sentence classifier Linear(H, 2) on the pooled output."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+        self.seq_relationship = Linear(config.hidden_size, 2)
+
+    def construct(self, sequence_output, pooled_output, word_embeddings):
+        # (B, T, H), (B, H) -> (B, T, V), (B, 2)
+        return self.predictions(sequence_output, word_embeddings), self.seq_relationship(pooled_output)
+
+
+def pretraining_loss(prediction_scores, seq_relationship_score, labels=None, next_sentence_label=None):
+    """Mean MLM cross-entropy over positions whose label is not -100, plus mean NSP cross-entropy.
+
+    Hugging Face adds the two when both labels are given; here each term is also usable alone (MLM-only
+    corpora), and the sum of both equals Hugging Face's `total_loss`. None when no label is given.
+    """
+    terms = []
+    if labels is not None:
+        vocab_size = prediction_scores.shape[-1]
+        terms.append(F.cross_entropy(prediction_scores.reshape(-1, vocab_size), labels.reshape(-1).long(),
+                                     ignore_index=IGNORE_INDEX))
+    if next_sentence_label is not None:
+        terms.append(F.cross_entropy(seq_relationship_score.reshape(-1, 2), next_sentence_label.reshape(-1).long()))
+    if not terms:
+        return None
+    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
+class BertForPreTraining(nn.Cell):
+    """Backbone (with the pooler, for NSP) + `BertPreTrainingHeads`, in any `PTuningConfig` mode.
+
+    `construct` returns `(loss or None, (prediction_scores (B, T, V), seq_relationship_score (B, 2)))`.
+    """
+
+    def __init__(self, backbone, config: PTuningConfig):
+        super().__init__()
+        if getattr(backbone, "pooler", None) is None:
+            raise ValueError(f"{type(backbone).__name__} has no pooler; the next-sentence head needs one")
+        self.config = config
+        self.bert = PromptedBackbone(backbone, config)
+        self.cls = BertPreTrainingHeads(backbone.config)
+        if config.mode != "finetune":
+            freeze_cells(self.cls)
+
+    def construct(self, input_ids, attention_mask, token_type_ids=None, labels=None, next_sentence_label=None):
+        sequence_output, pooled_output = self.bert(input_ids, attention_mask, token_type_ids)
+        word_embeddings = self.bert.backbone.get_input_embeddings().weight
+        prediction_scores, seq_relationship_score = self.cls(sequence_output, pooled_output, word_embeddings)
+        prediction_scores = to_mindtorch(prediction_scores, like=word_embeddings)
+        seq_relationship_score = to_mindtorch(seq_relationship_score, like=word_embeddings)
+        loss = pretraining_loss(prediction_scores, seq_relationship_score, labels, next_sentence_label)
+        return loss, (prediction_scores, seq_relationship_score)
+
+
+def freeze_cells(cell) -> None:
+    for parameter in cell.get_parameters():
+        parameter.requires_grad = False
+
+
+def load_pretrained_heads(model, arrays: dict, source: str = "checkpoint") -> None:
+    """Copy the `cls.*` tensors of a Hugging Face BERT checkpoint (BertForPreTraining / BertForMaskedLM)
+    into `model`'s head Cells; the backbone is loaded separately (`ms_ptuning.backbones.load_backbone`).
+
+    The checkpoint's decoder weight and decoder bias, when present, are the tied copies of the word
+    embeddings and of `cls.predictions.bias`; they are checked, not loaded, because an untied decoder
+    cannot be represented here.
+    """
+    head_names = sorted(name for name in named_weights(model) if name.startswith("cls."))
+    heads = {name: arrays[name] for name in head_names if name in arrays}
+    missing = [name for name in head_names if name not in arrays]
+    if missing:
+        raise ValueError(f"{source} lacks head weights {missing}")
+    decoder_weight = arrays.get("cls.predictions.decoder.weight")
+    if decoder_weight is not None:
+        embeddings = word_embedding_matrix(model)
+        if decoder_weight.shape != embeddings.shape or not np.array_equal(decoder_weight, embeddings):
+            raise ValueError(f"{source}: cls.predictions.decoder.weight is not tied to the word embeddings "
+                             "(load the backbone from the same checkpoint first)")
+    decoder_bias = arrays.get("cls.predictions.decoder.bias")
+    if decoder_bias is not None and not np.array_equal(decoder_bias, arrays["cls.predictions.bias"]):
+        raise ValueError(f"{source}: cls.predictions.decoder.bias differs from cls.predictions.bias")
+    assign_weights(model, heads, strict=False, source=source)
+
+
+def word_embedding_matrix(model) -> np.ndarray:
+    for name, param in named_weights(model).items():
+        if name.endswith("embeddings.word_embeddings.weight") or name.endswith(".wte.weight"):
+            return param.asnumpy()
+    raise ValueError(f"{type(model).__name__} has no word embeddings")

@@ -1,0 +1,124 @@
+"""Train and evaluate one task: `python -m ms_ptuning.run --task rte --model_name_or_path DIR ...`.
+
+Flags are the reference's (THUDM/P-tuning-v2 `run.py`): Hugging Face `TrainingArguments` plus the model
+and data arguments below; `--mode prefix|prompt|finetune` replaces its `--prefix`/`--prompt` switches.
+Writes to `--output_dir`: metrics.jsonl, curves.png, checkpoints, best_model/, adapter/, results.json.
+"""
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backend import seed_everything, set_device_target  # first: mindnlp must patch transformers
+from transformers import HfArgumentParser
+
+from .adapters import save_adapter
+from .config import PTuningConfig
+from .models import HEADS
+from .backbones import load_backbone, load_tokenizer
+from .tasks import get_task
+from .training import Trainer, TrainingArguments
+from .weights import count_parameters, named_weights, trainable_weights
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata={"help": "local model directory (config.json + *.safetensors)"})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "tokenizer directory if not the model's"})
+    mode: str = field(default="prefix", metadata={"help": "prefix (P-tuning v2) | prompt (P-tuning) | finetune"})
+    pre_seq_len: int = field(default=4, metadata={"help": "prefix / prompt length"})
+    prefix_projection: bool = field(default=False, metadata={"help": "reparameterize the prefix with an MLP"})
+    prefix_hidden_size: int = field(default=512, metadata={"help": "hidden size of that MLP"})
+    prompt_encoder_type: str = field(default="lstm", metadata={"help": "prompt mode: lstm | mlp | embedding"})
+    hidden_dropout_prob: float = field(default=0.1, metadata={
+        "help": "dropout of the backbone, the prefix and the classifier, as the reference sets it"})
+    device_target: str = field(default="CPU", metadata={"help": "CPU | GPU | Ascend"})
+
+
+@dataclass
+class DataArguments:
+    task: str = field(metadata={"help": "task name, e.g. rte, boolq, conll03, squad, rotten_tomatoes"})
+    data_dir: str | None = field(default=None, metadata={"help": "local directory with the task's files"})
+    max_seq_length: int = field(default=128)
+    max_train_samples: int | None = field(default=None, metadata={"help": "subsample train (seeded)"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "keep the first N validation examples"})
+    template_id: int = field(default=0, metadata={"help": "WiC/WSC input template, as the reference"})
+
+
+@dataclass
+class RunTrainingArguments(TrainingArguments):
+    """TrainingArguments with the defaults of the reference's run scripts."""
+
+    eval_strategy: str = "epoch"
+    save_strategy: str = "epoch"
+    logging_steps: float = 10
+    save_total_limit: int | None = 2
+    report_to: str = "none"
+    resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir"})
+
+
+def subsample(examples: list, limit: int | None, seed: int) -> list:
+    if limit is None or limit >= len(examples):
+        return examples
+    keep = np.sort(np.random.default_rng(seed).permutation(len(examples))[:limit])
+    return [examples[i] for i in keep]
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, training_args: RunTrainingArguments) -> dict:
+    set_device_target(model_args.device_target)
+    seed_everything(training_args.seed)
+    task = get_task(data_args.task)
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path)
+    options = {"template_id": data_args.template_id}
+    train_examples = subsample(task.load(data_args.data_dir, "train"), data_args.max_train_samples, training_args.seed)
+    eval_examples = task.load(data_args.data_dir, "validation")[:data_args.max_eval_samples]
+    train_dataset = task.encode(train_examples, tokenizer, data_args.max_seq_length, **options)
+    eval_dataset = task.encode(eval_examples, tokenizer, data_args.max_seq_length, **options)
+
+    backbone = load_backbone(model_args.model_name_or_path, hidden_dropout_prob=model_args.hidden_dropout_prob)
+    ptuning_config = PTuningConfig(mode=model_args.mode, pre_seq_len=model_args.pre_seq_len,
+                                   prefix_projection=model_args.prefix_projection,
+                                   prefix_hidden_size=model_args.prefix_hidden_size,
+                                   prefix_dropout=model_args.hidden_dropout_prob,
+                                   classifier_dropout=model_args.hidden_dropout_prob,
+                                   prompt_encoder_type=model_args.prompt_encoder_type,
+                                   num_labels=task.num_labels, problem_type=task.problem_type)
+    model = HEADS[task.head](backbone, ptuning_config)
+    trainable, total = count_parameters(trainable_weights(model)), count_parameters(named_weights(model))
+    print(f"[ms_ptuning] {task.name}: {model_args.mode} on {model_args.model_name_or_path}; "
+          f"trainable parameters {trainable:,} of {total:,}; train {len(train_dataset)}, eval {len(eval_dataset)}")
+
+    if training_args.metric_for_best_model is None:
+        training_args.metric_for_best_model = task.metric_for_best_model
+        training_args.greater_is_better = task.greater_is_better
+    metadata = {"task": task.name, "labels": list(task.labels), "base_model": model_args.model_name_or_path}
+    trainer = Trainer(model, training_args, train_dataset, eval_dataset,
+                      compute_metrics=task.compute_metrics, metadata_columns=task.metadata_columns,
+                      adapter_metadata=metadata)
+    train_result = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
+    final_metrics = trainer.evaluate()
+    save_adapter(model, os.path.join(training_args.output_dir, "adapter"), **metadata)
+    results = {"task": task.name, "mode": model_args.mode, "trainable_parameters": trainable,
+               "total_parameters": total, **train_result, **final_metrics,
+               f"best_{trainer.best_metric_name()}": train_result["best_metric"]}
+    with open(os.path.join(training_args.output_dir, "results.json"), "w") as handle:
+        json.dump(results, handle, indent=2)
+    return results
+
+
+def parse(argv=None):
+    parser = HfArgumentParser((ModelArguments, DataArguments, RunTrainingArguments))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv=None) -> int:
+    results = run(*parse(argv))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

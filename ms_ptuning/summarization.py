@@ -1,0 +1,229 @@
+"""GPT-2 summarization on NLPCC2017: `python -m ms_ptuning.summarization --train_file FILE --output_dir DIR ...`
+
+Trains a GPT-2 LM on `[CLS] article [SEP] summary [SEP]` (finetune, prefix or prompt mode) with the
+project's Trainer, evaluates loss and perplexity every epoch, then summarizes the held-out articles and
+scores them with character-level ROUGE. The backbone is a local pretrained GPT-2 directory
+(`--model_name_or_path`) or, as in the MindNLP tutorial, a GPT-2 built from a config (vocabulary 21128).
+With `--adapter_dir` a trained model is loaded instead and only the generation/evaluation runs.
+
+Writes to `--output_dir`: metrics.jsonl, curves.png, checkpoints, best_model/, adapter/ (the Trainer's),
+results.json (data counts, eval loss/perplexity, ROUGE-1/2/L) and samples.jsonl (article / reference /
+generated per held-out example).
+"""
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .backend import seed_everything, set_device_target  # first: mindnlp must patch transformers
+import transformers
+from transformers import HfArgumentParser
+
+from .adapters import load_adapter, read_adapter_config, save_adapter
+from .backbones import build_backbone, load_backbone
+from .config import PTuningConfig
+from .data.nlpcc2017 import (NLPCC2017_URL, LoadReport, decode_summary, generation_prompts, iter_records,
+                             lm_dataset, load_tokenizer, read_records, resolve_data_file, split_examples,
+                             tokenize_records)
+from .generation import GenerationConfig, generate
+from .models.causal_lm import CausalLM
+from .rouge import corpus_rouge, rouge_scores
+from .run import RunTrainingArguments
+from .training import Trainer
+from .weights import count_parameters, named_weights, trainable_weights
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(default=None, metadata={
+        "help": "local pretrained GPT-2 directory; default: a GPT-2 built from the config below (from scratch)"})
+    tokenizer_name: str | None = field(default=None, metadata={
+        "help": "tokenizer directory; default: bert-base-chinese's WordPiece vocabulary shipped in cn_clip"})
+    adapter_dir: str | None = field(default=None, metadata={
+        "help": "load trained weights (adapter.safetensors + adapter_config.json) and skip training"})
+    mode: str = field(default="finetune", metadata={"help": "finetune | prefix (P-tuning v2) | prompt (P-tuning)"})
+    pre_seq_len: int = field(default=10, metadata={"help": "prefix / prompt length"})
+    prefix_projection: bool = field(default=False, metadata={"help": "reparameterize the prefix with an MLP"})
+    prefix_hidden_size: int = field(default=512)
+    prompt_encoder_type: str = field(default="lstm", metadata={"help": "prompt mode: lstm | mlp | embedding"})
+    dropout: float = field(default=0.1, metadata={"help": "GPT-2 residual/embedding/attention and prefix dropout"})
+    n_layer: int = field(default=12, metadata={"help": "from-scratch config (the tutorial's: GPT-2 small)"})
+    n_embd: int = field(default=768)
+    n_head: int = field(default=12)
+    n_positions: int = field(default=1024)
+    device_target: str = field(default="CPU", metadata={"help": "CPU | GPU | Ascend"})
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(default=None, metadata={
+        "help": "local train_with_summ.txt; default: download --data_url into --download_dir (needs network)"})
+    data_url: str = field(default=NLPCC2017_URL)
+    download_dir: str = field(default="data")
+    max_samples: int | None = field(default=None, metadata={"help": "use only the first N valid records"})
+    train_fraction: float = field(default=0.9, metadata={"help": "unshuffled split: first part trains, rest evaluates"})
+    max_length: int = field(default=512, metadata={"help": "tokens per [CLS] article [SEP] summary [SEP] (tutorial: 1024)"})
+    summary_only_loss: bool = field(default=False, metadata={"help": "mask the article tokens out of the loss"})
+    strict: bool = field(default=False, metadata={"help": "stop at the first malformed line instead of skipping it"})
+
+
+@dataclass
+class GenerationArguments:
+    num_beams: int = field(default=5, metadata={"help": "1 = greedy (the tutorial uses 5)"})
+    no_repeat_ngram_size: int = field(default=2, metadata={"help": "over the generated tokens; 0 = off"})
+    max_new_tokens: int = field(default=50)
+    min_new_tokens: int = field(default=1, metadata={"help": "[SEP] is not accepted before this many tokens"})
+    length_penalty: float = field(default=1.0)
+    generation_batch_size: int = field(default=8)
+    max_generate_samples: int | None = field(default=None, metadata={"help": "summarize only the first N eval articles"})
+    rouge_before_training: bool = field(default=False, metadata={"help": "also score the untrained model"})
+
+
+def load_data(data_args: DataArguments, tokenizer):
+    """(train examples, eval examples, load report, data file)."""
+    path = resolve_data_file(data_args.train_file, data_args.data_url, data_args.download_dir)
+    report = LoadReport(path)
+    examples = tokenize_records(iter_records(path, report, data_args.strict, data_args.max_samples),
+                                tokenizer, data_args.max_length)
+    print(f"[ms_ptuning] {report}")
+    train, evaluation = split_examples(examples, data_args.train_fraction)
+    return train, evaluation, report, path
+
+
+def gpt2_config(model_args: ModelArguments, tokenizer) -> "transformers.GPT2Config":
+    return transformers.GPT2Config(vocab_size=len(tokenizer), n_positions=model_args.n_positions,
+                                   n_embd=model_args.n_embd, n_layer=model_args.n_layer, n_head=model_args.n_head,
+                                   resid_pdrop=model_args.dropout, embd_pdrop=model_args.dropout,
+                                   attn_pdrop=model_args.dropout, bos_token_id=tokenizer.cls_token_id,
+                                   eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
+def build_model(model_args: ModelArguments, tokenizer, max_length: int) -> CausalLM:
+    """A new model, or with `adapter_dir` a trained one; checked against the tokenizer and max_length."""
+    saved = read_adapter_config(model_args.adapter_dir) if model_args.adapter_dir else None
+    ptuning = (PTuningConfig.from_dict(saved["ptuning_config"]) if saved else
+               PTuningConfig(mode=model_args.mode, pre_seq_len=model_args.pre_seq_len,
+                             prefix_projection=model_args.prefix_projection,
+                             prefix_hidden_size=model_args.prefix_hidden_size, prefix_dropout=model_args.dropout,
+                             prompt_encoder_type=model_args.prompt_encoder_type))
+    base = model_args.model_name_or_path or (saved or {}).get("base_model")
+    if saved and not base and ptuning.mode != "finetune":
+        raise ValueError(f"{model_args.adapter_dir} holds a {ptuning.mode} adapter over a from-scratch backbone, "
+                         "whose frozen weights were never saved; pass the pretrained --model_name_or_path it was "
+                         "trained on (or train in finetune mode, which saves every weight)")
+    if base:
+        dropout = {name: model_args.dropout for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop")}
+        backbone = load_backbone(base, **dropout)
+    elif saved:
+        backbone = build_backbone(transformers.GPT2Config.from_dict(saved["backbone_config"]))
+    else:
+        backbone = build_backbone(gpt2_config(model_args, tokenizer))
+    config = backbone.config
+    if config.model_type != "gpt2":
+        raise ValueError(f"summarization needs a GPT-2 backbone, {base} is {config.model_type!r}")
+    if config.vocab_size < len(tokenizer):
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model only {config.vocab_size}")
+    if max_length + ptuning.num_virtual_tokens > config.n_positions:
+        raise ValueError(f"max_length {max_length} + {ptuning.num_virtual_tokens} virtual tokens exceed the "
+                         f"model's n_positions {config.n_positions}")
+    model = CausalLM(backbone, ptuning, return_logits=False)
+    if saved:
+        load_adapter(model, model_args.adapter_dir)
+    return model
+
+
+def perplexity_metrics(predictions, dataset) -> dict:
+    """Token-level NLL and perplexity from the model's per-example (summed NLL, token count)."""
+    nll, count = predictions
+    token_nll = float(np.sum(nll) / max(float(np.sum(count)), 1.0))
+    return {"token_nll": token_nll, "perplexity": math.exp(min(token_nll, 700.0))}
+
+
+def tokens_per_step(dataset, args) -> float:
+    """Real (unpadded) tokens per optimizer step, averaged over an epoch. Times the Trainer's steps per second
+    this is a throughput that includes the per-epoch evaluations inside `train_runtime`."""
+    batches = math.ceil(len(dataset) / args.per_device_train_batch_size)
+    return float(dataset.columns["attention_mask"].sum()) / math.ceil(batches / args.gradient_accumulation_steps)
+
+
+def summarize(model, tokenizer, examples, gen_args: GenerationArguments, max_length: int) -> list:
+    """Generated summary texts, one per example; prompts leave room for max_new_tokens within max_length."""
+    prompts = generation_prompts(examples, tokenizer, max_length - gen_args.max_new_tokens)
+    config = GenerationConfig(max_new_tokens=gen_args.max_new_tokens, min_new_tokens=gen_args.min_new_tokens,
+                              num_beams=gen_args.num_beams,
+                              no_repeat_ngram_size=gen_args.no_repeat_ngram_size,
+                              eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id,
+                              length_penalty=gen_args.length_penalty, batch_size=gen_args.generation_batch_size)
+    return [decode_summary(tokenizer, ids) for ids in generate(model, prompts, config)]
+
+
+def write_samples(path: str, data_file: str, examples, generated) -> None:
+    articles = read_records(data_file, [e.line for e in examples])
+    with open(path, "w", encoding="utf-8") as handle:
+        for example, summary in zip(examples, generated):
+            handle.write(json.dumps({"line": example.line, "article": articles[example.line].article,
+                                     "reference": example.summary, "generated": summary,
+                                     **rouge_scores(summary, example.summary)}, ensure_ascii=False) + "\n")
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, gen_args: GenerationArguments,
+        training_args: RunTrainingArguments) -> dict:
+    set_device_target(model_args.device_target)
+    seed_everything(training_args.seed)
+    tokenizer = load_tokenizer(model_args.tokenizer_name)
+    train_examples, eval_examples, report, data_file = load_data(data_args, tokenizer)
+    train_dataset = lm_dataset(train_examples, tokenizer, data_args.max_length, data_args.summary_only_loss)
+    eval_dataset = lm_dataset(eval_examples, tokenizer, data_args.max_length, data_args.summary_only_loss)
+    model = build_model(model_args, tokenizer, data_args.max_length)
+    trainable, total = count_parameters(trainable_weights(model)), count_parameters(named_weights(model))
+    print(f"[ms_ptuning] GPT-2 summarization, {model.config.mode}: trainable parameters {trainable:,} of {total:,}; "
+          f"train {len(train_dataset)}, eval {len(eval_dataset)} examples")
+    to_summarize = eval_examples[:gen_args.max_generate_samples]
+    references = [e.summary for e in to_summarize]
+    results = {"mode": model.config.mode, "data_file": data_file, "kept_records": report.kept,
+               "skipped_lines": report.skipped, "first_skipped_lines": report.skipped_lines,
+               "train_examples": len(train_dataset), "eval_examples": len(eval_dataset),
+               "trainable_parameters": trainable, "total_parameters": total,
+               "generation": asdict(gen_args), "max_length": data_args.max_length}
+    if gen_args.rouge_before_training:
+        results["before_training"] = corpus_rouge(summarize(model, tokenizer, to_summarize, gen_args,
+                                                            data_args.max_length), references)
+    metadata = {"base_model": model_args.model_name_or_path, "tokenizer": model_args.tokenizer_name,
+                "max_length": data_args.max_length}
+    trainer = Trainer(model, training_args, train_dataset, eval_dataset, compute_metrics=perplexity_metrics,
+                      adapter_metadata=metadata)
+    if not model_args.adapter_dir:
+        train_result = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
+        save_adapter(model, os.path.join(training_args.output_dir, "adapter"), **metadata)
+        results.update(train_result, train_tokens_per_second=train_result["train_steps_per_second"]
+                       * tokens_per_step(train_dataset, training_args))
+    os.makedirs(training_args.output_dir, exist_ok=True)
+    results.update(trainer.evaluate())
+    started = time.time()
+    generated = summarize(model, tokenizer, to_summarize, gen_args, data_args.max_length)
+    results["generation_seconds"] = time.time() - started
+    results.update(corpus_rouge(generated, references))
+    write_samples(os.path.join(training_args.output_dir, "samples.jsonl"), data_file, to_summarize, generated)
+    with open(os.path.join(training_args.output_dir, "results.json"), "w") as handle:
+        json.dump(results, handle, indent=2, default=str)
+    return results
+
+
+def parse(argv=None):
+    parser = HfArgumentParser((ModelArguments, DataArguments, GenerationArguments, RunTrainingArguments))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv=None) -> int:
+    results = run(*parse(argv))
+    print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (dict, list))}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

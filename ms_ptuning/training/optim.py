@@ -1,0 +1,73 @@
+"""AdamW and global-norm clipping with PyTorch's exact update rules, on MindSpore tensors.
+
+Parameters may be MindSpore Parameters (our Cells) or mindtorch Parameters (the backbone); both accept
+`mindspore.ops.assign`. Moments are plain MindSpore tensors, saved with the checkpoint.
+"""
+
+import math
+
+import numpy as np
+from mindspore import Tensor, ops
+
+NO_DECAY_MARKERS = ("bias", "LayerNorm", "layer_norm", "layernorm", "ln_")
+
+
+def decays(name: str) -> bool:
+    """Hugging Face's rule: no weight decay on biases and LayerNorm weights."""
+    return not any(marker in name for marker in NO_DECAY_MARKERS)
+
+
+class AdamW:
+    """torch.optim.AdamW (amsgrad=False): decoupled decay p ← p·(1 − lr·wd), then the bias-corrected Adam step."""
+
+    def __init__(self, named_params: dict, lr: float, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        self.params = named_params
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.step_count = 0
+        self.exp_avg = {n: ops.zeros(tuple(p.shape), p.dtype) for n, p in named_params.items()}
+        self.exp_avg_sq = {n: ops.zeros(tuple(p.shape), p.dtype) for n, p in named_params.items()}
+
+    def step(self, grads: dict, lr: float) -> None:
+        self.step_count += 1
+        beta1, beta2 = self.betas
+        bias_correction1 = 1 - beta1 ** self.step_count
+        bias_correction2_sqrt = math.sqrt(1 - beta2 ** self.step_count)
+        step_size = lr / bias_correction1
+        for name, param in self.params.items():
+            grad = grads[name]
+            value = param
+            if self.weight_decay and decays(name):
+                value = ops.mul(value, 1 - lr * self.weight_decay)
+            exp_avg = ops.add(ops.mul(self.exp_avg[name], beta1), ops.mul(grad, 1 - beta1))
+            exp_avg_sq = ops.add(ops.mul(self.exp_avg_sq[name], beta2), ops.mul(ops.square(grad), 1 - beta2))
+            denom = ops.add(ops.div(ops.sqrt(exp_avg_sq), bias_correction2_sqrt), self.eps)
+            ops.assign(param, ops.sub(value, ops.mul(ops.div(exp_avg, denom), step_size)))
+            self.exp_avg[name], self.exp_avg_sq[name] = exp_avg, exp_avg_sq
+
+    def state_arrays(self) -> dict:
+        arrays = {f"exp_avg.{n}": t.asnumpy() for n, t in self.exp_avg.items()}
+        arrays.update({f"exp_avg_sq.{n}": t.asnumpy() for n, t in self.exp_avg_sq.items()})
+        arrays["step"] = np.array([self.step_count], dtype=np.int64)
+        return arrays
+
+    def load_state_arrays(self, arrays: dict) -> None:
+        expected = {f"{kind}.{n}" for n in self.params for kind in ("exp_avg", "exp_avg_sq")} | {"step"}
+        if set(arrays) != expected:
+            raise ValueError(f"optimizer state does not match the trainable parameters: missing "
+                             f"{sorted(expected - set(arrays))[:5]}, unexpected {sorted(set(arrays) - expected)[:5]}")
+        for name in self.params:
+            self.exp_avg[name] = Tensor(arrays[f"exp_avg.{name}"])
+            self.exp_avg_sq[name] = Tensor(arrays[f"exp_avg_sq.{name}"])
+        self.step_count = int(arrays["step"][0])
+
+
+def global_norm(grads: dict):
+    """sqrt(Σ‖g‖²) as a 0-d tensor (no host sync)."""
+    return ops.sqrt(ops.addn([ops.reduce_sum(ops.square(g)) for g in grads.values()]))
+
+
+def clip_by_global_norm(grads: dict, max_norm: float, total_norm) -> dict:
+    """torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1."""
+    coefficient = ops.clamp(ops.div(max_norm, ops.add(total_norm, 1e-6)), max=1.0)
+    return {name: ops.mul(grad, coefficient) for name, grad in grads.items()}

@@ -1,0 +1,256 @@
+"""The training loop: AdamW + HF schedules + clipping + accumulation + evaluation + checkpoints.
+
+Takes Hugging Face `TrainingArguments` (the names users know) and runs a loop you can read top to bottom.
+Gradients come from `mindspore.value_and_grad` over the trainable parameters only. Everything random in
+a step is a pure function of (seed, data position): the epoch order comes from (seed, epoch), dropout is
+reseeded from (seed, epoch, batch), so resuming from a checkpoint continues the very same run.
+"""
+
+import json
+import math
+import os
+import shutil
+import time
+
+import mindspore
+import numpy as np
+from mindspore import ops
+from tqdm.auto import tqdm
+
+from ..adapters import load_adapter, save_adapter
+from ..backend import seed_step, torch
+from ..data.dataset import batch_indices, epoch_order
+from ..weights import assign_weights, to_numpy, trainable_weights
+from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
+from .optim import AdamW, clip_by_global_norm, global_norm
+from .plots import plot_curves
+from .schedules import lr_factor_fn
+
+METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "curves.png"
+BEST_DIR = "best_model"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Loss or gradient norm became NaN/Inf; the step was not applied."""
+
+
+class Trainer:
+    """`model(**batch) -> (loss, outputs)`; datasets are `ArrayDataset`s whose columns are the model's
+    keyword arguments plus `metadata_columns` (kept for metrics, never fed to the model)."""
+
+    def __init__(self, model, args, train_dataset=None, eval_dataset=None, compute_metrics=None,
+                 metadata_columns=(), adapter_metadata=None):
+        self.model, self.args = model, args
+        self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
+        self.compute_metrics = compute_metrics
+        self.metadata_columns = set(metadata_columns)
+        self.adapter_metadata = adapter_metadata or {}
+        check_dataset = getattr(model, "check_dataset", None)
+        for split, dataset in (("train", train_dataset), ("eval", eval_dataset)):
+            if check_dataset is not None and dataset is not None:
+                check_dataset(dataset, source=f"{split} dataset")
+        self.params = trainable_weights(model)
+        if not self.params:
+            raise ValueError("the model has no trainable parameters")
+        self.optimizer = AdamW(self.params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                               eps=args.adam_epsilon, weight_decay=args.weight_decay)
+        self.grad_fn = mindspore.value_and_grad(self._scaled_loss, None, list(self.params.values()))
+        self.global_step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.best_metric, self.best_step = None, None
+
+    # ---- one forward/backward -------------------------------------------------------------------
+    def _scaled_loss(self, **inputs):
+        loss, _ = self.model(**inputs)
+        return loss / self.args.gradient_accumulation_steps
+
+    def _to_inputs(self, batch: dict) -> dict:
+        return {name: torch.tensor(values) for name, values in batch.items() if name not in self.metadata_columns}
+
+    # ---- bookkeeping ----------------------------------------------------------------------------
+    @property
+    def output_dir(self) -> str:
+        return self.args.output_dir
+
+    def _log(self, record: dict) -> None:
+        with open(os.path.join(self.output_dir, METRICS_FILE), "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def best_metric_name(self) -> str:
+        name = self.args.metric_for_best_model or "loss"
+        return name if name.startswith("eval_") else f"eval_{name}"
+
+    def _greater_is_better(self) -> bool:
+        if self.args.greater_is_better is not None:
+            return self.args.greater_is_better
+        return not self.best_metric_name().endswith("loss")
+
+    def _prepare_output_dir(self, resuming: bool) -> None:
+        previous = os.path.exists(os.path.join(self.output_dir, METRICS_FILE)) or list_checkpoints(self.output_dir)
+        if previous and not resuming:
+            if not self.args.overwrite_output_dir:
+                raise FileExistsError(f"{self.output_dir} already holds a run (metrics/checkpoints); pass "
+                                      "--overwrite_output_dir to replace it or --resume to continue it")
+            for path in list_checkpoints(self.output_dir) + [os.path.join(self.output_dir, BEST_DIR)]:
+                shutil.rmtree(path, ignore_errors=True)
+            for name in (METRICS_FILE, CURVES_FILE):
+                if os.path.exists(os.path.join(self.output_dir, name)):
+                    os.remove(os.path.join(self.output_dir, name))
+        os.makedirs(self.output_dir, exist_ok=True)
+
+    def _state(self) -> dict:
+        return {"global_step": self.global_step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "best_metric": self.best_metric, "best_step": self.best_step, "seed": self.args.seed,
+                "metric_for_best_model": self.best_metric_name()}
+
+    def save_checkpoint(self) -> str:
+        path = save_checkpoint(self.output_dir, self.global_step, to_numpy(self.params),
+                               self.optimizer.state_arrays(), self._state())
+        prune_checkpoints(self.output_dir, self.args.save_total_limit)
+        return path
+
+    def _resume(self, checkpoint: str) -> None:
+        trainable, optimizer, state = load_checkpoint(checkpoint)
+        if state["seed"] != self.args.seed:
+            raise ValueError(f"{checkpoint} was trained with seed {state['seed']}, not {self.args.seed}; "
+                             "an exact resume needs the same seed")
+        assign_weights(self.model, trainable, strict=False, source=checkpoint)
+        self.optimizer.load_state_arrays(optimizer)
+        self.global_step, self.epoch, self.batch_in_epoch = (state["global_step"], state["epoch"],
+                                                             state["batch_in_epoch"])
+        self.best_metric, self.best_step = state["best_metric"], state["best_step"]
+
+    # ---- training -------------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint=None) -> dict:
+        """`resume_from_checkpoint`: a checkpoint directory, or True for the latest one in output_dir."""
+        args = self.args
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = latest_checkpoint(self.output_dir)
+        self._prepare_output_dir(resuming=bool(resume_from_checkpoint))
+        if resume_from_checkpoint:
+            self._resume(resume_from_checkpoint)
+
+        num_batches = math.ceil(len(self.train_dataset) / args.per_device_train_batch_size)
+        steps_per_epoch = math.ceil(num_batches / args.gradient_accumulation_steps)
+        total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
+        num_epochs = math.ceil(total_steps / steps_per_epoch)
+        lr_factor = lr_factor_fn(args.lr_scheduler_type, args.get_warmup_steps(total_steps), total_steps,
+                                 args.learning_rate, **(args.lr_scheduler_kwargs or {}))
+
+        self.model.set_train(True)
+        progress = tqdm(total=total_steps, initial=self.global_step, disable=args.disable_tqdm, desc="train")
+        started, first_step = time.time(), self.global_step
+        losses, grad_norm, lr = [], float("nan"), 0.0
+        accumulated, micro = None, 0
+        while self.global_step < total_steps and self.epoch < num_epochs:
+            order = epoch_order(len(self.train_dataset), args.seed, self.epoch)
+            batches = batch_indices(order, args.per_device_train_batch_size, drop_last=args.dataloader_drop_last)
+            while self.batch_in_epoch < len(batches) and self.global_step < total_steps:
+                seed_step(args.seed, self.epoch * 1_000_003 + self.batch_in_epoch)
+                loss, grads = self.grad_fn(**self._to_inputs(self.train_dataset.batch(batches[self.batch_in_epoch])))
+                grads = dict(zip(self.params, grads))
+                accumulated = grads if accumulated is None else {n: ops.add(accumulated[n], g) for n, g in grads.items()}
+                losses.append(loss)
+                self.batch_in_epoch += 1
+                micro += 1
+                if micro < args.gradient_accumulation_steps and self.batch_in_epoch < len(batches):
+                    continue
+                norm = global_norm(accumulated)
+                grad_norm = float(norm.asnumpy())
+                step_loss = float(sum(float(l.asnumpy()) for l in losses[-micro:]))
+                if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
+                    last = latest_checkpoint(self.output_dir)
+                    raise NonFiniteLossError(f"step {self.global_step + 1}: loss={step_loss} grad_norm={grad_norm}; "
+                                             f"training stopped before applying it. Last good checkpoint: {last}")
+                if args.max_grad_norm and args.max_grad_norm > 0:
+                    accumulated = clip_by_global_norm(accumulated, args.max_grad_norm, norm)
+                lr = args.learning_rate * lr_factor(self.global_step)
+                self.optimizer.step(accumulated, lr)
+                self.global_step += 1
+                accumulated, micro = None, 0
+                progress.update(1)
+                progress.set_postfix(loss=f"{step_loss:.4f}")
+                if self.batch_in_epoch == len(batches):
+                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                self._after_step(step_loss, grad_norm, lr, end_of_epoch=self.batch_in_epoch == 0)
+            if self.batch_in_epoch == len(batches):  # a max_steps stop exactly at an epoch's end
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        progress.close()
+
+        if args.load_best_model_at_end and self.best_step is not None:
+            self._load_best()
+        runtime = time.time() - started
+        mean_loss = float(np.mean([float(l.asnumpy()) for l in losses])) * args.gradient_accumulation_steps \
+            if losses else float("nan")
+        return {"global_step": self.global_step, "train_loss": mean_loss, "train_runtime": runtime,
+                "train_steps_per_second": (self.global_step - first_step) / runtime if runtime else 0.0,
+                "best_metric": self.best_metric, "best_step": self.best_step}
+
+    def _after_step(self, loss: float, grad_norm: float, lr: float, end_of_epoch: bool) -> None:
+        args = self.args
+        fractional_epoch = self.epoch + (self.batch_in_epoch / max(1, self._batches_per_epoch()))
+        if args.logging_steps and self.global_step % max(1, int(args.logging_steps)) == 0:
+            self._log({"step": self.global_step, "epoch": round(fractional_epoch, 4), "loss": loss,
+                       "learning_rate": lr, "grad_norm": grad_norm})
+        evaluate_now = self.eval_dataset is not None and (
+            (args.eval_strategy == "epoch" and end_of_epoch)
+            or (args.eval_strategy == "steps" and self.global_step % max(1, int(args.eval_steps or 1)) == 0))
+        if evaluate_now:
+            metrics = self.evaluate()
+            self._log({"step": self.global_step, "epoch": round(fractional_epoch, 4), **metrics})
+            self._track_best(metrics)
+            plot_curves(os.path.join(self.output_dir, METRICS_FILE), os.path.join(self.output_dir, CURVES_FILE),
+                        self.best_metric_name() if self.best_metric_name() != "eval_loss" else None)
+            self.model.set_train(True)
+        save_now = ((args.save_strategy == "epoch" and end_of_epoch)
+                    or (args.save_strategy == "steps" and self.global_step % max(1, int(args.save_steps)) == 0))
+        if save_now:
+            self.save_checkpoint()
+
+    def _batches_per_epoch(self) -> int:
+        return math.ceil(len(self.train_dataset) / self.args.per_device_train_batch_size)
+
+    def _track_best(self, metrics: dict) -> None:
+        name = self.best_metric_name()
+        if name not in metrics:
+            raise KeyError(f"metric_for_best_model {name!r} is not among the evaluation metrics {sorted(metrics)}")
+        value = metrics[name]
+        better = self.best_metric is None or (value > self.best_metric if self._greater_is_better()
+                                              else value < self.best_metric)
+        if better:
+            self.best_metric, self.best_step = value, self.global_step
+            save_adapter(self.model, os.path.join(self.output_dir, BEST_DIR),
+                         best_step=self.global_step, **{name: value}, **self.adapter_metadata)
+
+    def _load_best(self) -> None:
+        load_adapter(self.model, os.path.join(self.output_dir, BEST_DIR))
+
+    # ---- inference ------------------------------------------------------------------------------
+    def _run(self, dataset):
+        """Eval-mode pass in dataset order → (mean loss or None, predictions as numpy / tuple of numpy)."""
+        self.model.set_train(False)
+        batch_size = self.args.per_device_eval_batch_size
+        losses, weights, outputs = [], [], []
+        for indices in batch_indices(np.arange(len(dataset)), batch_size):
+            loss, output = self.model(**self._to_inputs(dataset.batch(indices)))
+            if loss is not None:
+                losses.append(float(loss.asnumpy()))
+                weights.append(len(indices))
+            outputs.append(tuple(o.asnumpy() for o in output) if isinstance(output, tuple) else output.asnumpy())
+        if isinstance(outputs[0], tuple):
+            predictions = tuple(np.concatenate(parts) for parts in zip(*outputs))
+        else:
+            predictions = np.concatenate(outputs)
+        mean_loss = float(np.average(losses, weights=weights)) if losses else None
+        return mean_loss, predictions
+
+    def evaluate(self, dataset=None, prefix: str = "eval") -> dict:
+        dataset = dataset if dataset is not None else self.eval_dataset
+        loss, predictions = self._run(dataset)
+        metrics = self.compute_metrics(predictions, dataset) if self.compute_metrics else {}
+        if loss is not None:
+            metrics["loss"] = loss
+        return {f"{prefix}_{name}": value for name, value in metrics.items()}
+
+    def predict(self, dataset):
+        return self._run(dataset)[1]

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# conll2005 / roberta-large: hyperparameters of THUDM/P-tuning-v2 run_script/run_conll05_roberta.sh.
+# DATA_DIR holds CoNLL-2005 SRL: conll05.train.txt conll05.devel.txt [conll05.test.wsj.txt conll05.test.brown.txt].
+# usage: scripts/run_conll05_roberta.sh [MODEL_DIR [DATA_DIR]] [--flag value ...]   (or MODEL_DIR=... DATA_DIR=...)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+REFERENCE_MODEL=roberta-large
+HPARAMS=(
+  --per_device_train_batch_size 16 --learning_rate 6e-3 --pre_seq_len 224 --num_train_epochs 15
+  --hidden_dropout_prob 0.1 --seed 11 --max_seq_length 128
+)
+run_task conll2005 "$@"

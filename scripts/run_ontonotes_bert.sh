@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# ontonotes / bert-large-uncased: hyperparameters of THUDM/P-tuning-v2 run_script/run_ontonotes_bert.sh.
+# DATA_DIR holds OntoNotes 5.0: train.sd.conllx dev.sd.conllx [test.sd.conllx].
+# usage: scripts/run_ontonotes_bert.sh [MODEL_DIR [DATA_DIR]] [--flag value ...]   (or MODEL_DIR=... DATA_DIR=...)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+REFERENCE_MODEL=bert-large-uncased
+HPARAMS=(
+  --per_device_train_batch_size 16 --learning_rate 1e-2 --pre_seq_len 16 --num_train_epochs 30
+  --hidden_dropout_prob 0.1 --seed 11 --max_seq_length 128
+)
+run_task ontonotes "$@"

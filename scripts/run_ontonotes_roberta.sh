@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# ontonotes / roberta-large: hyperparameters of THUDM/P-tuning-v2 run_script/run_ontonotes_roberta.sh.
+# DATA_DIR holds OntoNotes 5.0: train.sd.conllx dev.sd.conllx [test.sd.conllx].
+# usage: scripts/run_ontonotes_roberta.sh [MODEL_DIR [DATA_DIR]] [--flag value ...]   (or MODEL_DIR=... DATA_DIR=...)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+REFERENCE_MODEL=roberta-large
+HPARAMS=(
+  --per_device_train_batch_size 16 --learning_rate 7e-3 --pre_seq_len 48 --num_train_epochs 60
+  --hidden_dropout_prob 0.1 --seed 14 --max_seq_length 128
+)
+run_task ontonotes "$@"

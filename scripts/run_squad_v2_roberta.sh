@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# squad_v2 / roberta-large: hyperparameters of THUDM/P-tuning-v2 run_script/run_squad_v2_roberta.sh.
+# DATA_DIR holds SQuAD v2.0: train-v2.0.json dev-v2.0.json.
+# usage: scripts/run_squad_v2_roberta.sh [MODEL_DIR [DATA_DIR]] [--flag value ...]   (or MODEL_DIR=... DATA_DIR=...)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+REFERENCE_MODEL=roberta-large
+HPARAMS=(
+  --per_device_train_batch_size 8 --learning_rate 5e-3 --pre_seq_len 8 --num_train_epochs 10
+  --hidden_dropout_prob 0.2 --seed 11 --max_seq_length 384
+)
+run_task squad_v2 "$@"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# wic / bert-large-cased: hyperparameters of THUDM/P-tuning-v2 run_script/run_wic_bert.sh.
+# DATA_DIR holds SuperGLUE WiC: train.jsonl val.jsonl [test.jsonl].
+# usage: scripts/run_wic_bert.sh [MODEL_DIR [DATA_DIR]] [--flag value ...]   (or MODEL_DIR=... DATA_DIR=...)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+REFERENCE_MODEL=bert-large-cased
+HPARAMS=(
+  --per_device_train_batch_size 16 --learning_rate 1e-4 --pre_seq_len 20 --num_train_epochs 80
+  --hidden_dropout_prob 0.1 --seed 44 --max_seq_length 128
+  --prefix_projection True --template_id 1
+)
+run_task wic "$@"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# wsc / roberta-large: hyperparameters of THUDM/P-tuning-v2 run_script/run_wsc_roberta.sh.
+# DATA_DIR holds SuperGLUE WSC: train.jsonl val.jsonl [test.jsonl].
+# usage: scripts/run_wsc_roberta.sh [MODEL_DIR [DATA_DIR]] [--flag value ...]   (or MODEL_DIR=... DATA_DIR=...)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+REFERENCE_MODEL=roberta-large
+HPARAMS=(
+  --per_device_train_batch_size 16 --learning_rate 1e-2 --pre_seq_len 8 --num_train_epochs 10
+  --hidden_dropout_prob 0.1 --seed 44 --max_seq_length 128
+)
+run_task wsc "$@"

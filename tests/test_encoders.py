@@ -1,0 +1,82 @@
+"""Encoder shapes, trainable-parameter counts against the reference formulas, and config validation."""
+
+import pytest
+from transformers import ElectraConfig
+
+from ms_ptuning.backbones import BackboneLoadError, build_backbone, check_model_type, load_backbone
+from ms_ptuning.config import PTuningConfig
+from ms_ptuning.encoders import PrefixEncoder, PromptEncoder
+from ms_ptuning.models import HEADS
+from ms_ptuning.weights import count_parameters, named_weights, trainable_weights
+from tiny_backbones import tiny_config
+
+L, H, HEADS_, P, C = 2, 64, 4, 5, 3  # tiny_config sizes; prefix length; classes
+
+
+def test_prefix_encoder_gives_per_layer_keys_and_values():
+    encoder = PrefixEncoder(P, L, HEADS_, H)
+    assert encoder(7).shape == (2 * L, 7, HEADS_, P, H // HEADS_)
+    projected = PrefixEncoder(P, L, HEADS_, H, projection=True, projection_hidden_size=32)
+    assert projected(2).shape == (2 * L, 2, HEADS_, P, H // HEADS_)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "mlp", "embedding"])
+def test_prompt_encoder_returns_one_row_per_virtual_token(kind):
+    assert PromptEncoder(P, H, kind)().shape == (P, H)
+
+
+def trainable_count(**config) -> int:
+    model = HEADS["sequence_classification"](build_backbone(tiny_config("bert")),
+                                             PTuningConfig(pre_seq_len=P, num_labels=C, **config))
+    return count_parameters(trainable_weights(model))
+
+
+def test_trainable_parameters_follow_the_reference_formulas():
+    head = H * C + C
+    assert trainable_count(mode="prefix") == P * 2 * L * H + head
+    hidden = 32
+    assert trainable_count(mode="prefix", prefix_projection=True, prefix_hidden_size=hidden) == (
+        P * H + (H * hidden + hidden) + (hidden * 2 * L * H + 2 * L * H) + head)
+    lstm_layer = lambda inputs: 2 * (4 * (H // 2) * (inputs + H // 2) + 2 * 4 * (H // 2))  # both directions
+    mlp = 2 * (H * H + H)
+    assert trainable_count(mode="prompt", prompt_encoder_type="lstm") == P * H + lstm_layer(H) + lstm_layer(H) + mlp + head
+    assert trainable_count(mode="prompt", prompt_encoder_type="mlp") == P * H + mlp + head
+    model = HEADS["sequence_classification"](build_backbone(tiny_config("bert")), PTuningConfig(mode="finetune"))
+    assert count_parameters(trainable_weights(model)) == count_parameters(named_weights(model))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(mode="adapter"), "mode must be one of"),
+    (dict(pre_seq_len=0), "pre_seq_len must be a positive integer"),
+    (dict(pre_seq_len=-3), "pre_seq_len must be a positive integer"),
+    (dict(problem_type="ranking"), "problem_type must be one of"),
+    (dict(prompt_encoder_type="gru"), "prompt_encoder_type must be one of"),
+    (dict(problem_type="regression", num_labels=2), "regression needs num_labels=1"),
+    (dict(prefix_dropout=1.0), "prefix_dropout must be in"),
+])
+def test_bad_configs_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        PTuningConfig(**bad)
+
+
+def test_unknown_model_type_is_refused():
+    with pytest.raises(ValueError, match="unknown model type 't5'"):
+        check_model_type("t5")
+    electra = ElectraConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=8)
+    with pytest.raises(ValueError, match="unknown model type 'electra'"):
+        build_backbone(electra)
+
+
+def test_hub_name_offline_gives_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BackboneLoadError, match="not a local directory.*pass its local directory"):
+        load_backbone("bert-base-uncased")
+
+
+def test_directory_without_safetensors_is_refused(tmp_path):
+    tiny_config("bert").save_pretrained(tmp_path)
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not unpickled")
+    with pytest.raises(BackboneLoadError, match="no \\*.safetensors weights"):
+        load_backbone(str(tmp_path))
+

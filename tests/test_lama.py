@@ -1,0 +1,288 @@
+"""P-tuning v1 knowledge probing (ms_ptuning/lama): templates, the shared-vocabulary filter, parity of the
+BERT and GPT-2 probes with the torch reference, and training on tests/fixtures/lama that beats the
+manual-template baseline while the LM stays bit-identical."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ms_ptuning.backend import torch  # noqa: F401  (mindnlp before transformers)
+from ms_ptuning.config import PTuningConfig
+from ms_ptuning.lama.data import (Fact, SPLITS, VocabFilter, encode_facts, list_relations, load_qa_wikidata,
+                                  load_relations, load_split)
+from ms_ptuning.lama.metrics import precision_at_k
+from ms_ptuning.lama.templates import QueryBuilder, parse_template
+from ms_ptuning.lama.train import MODEL, LamaArgs, load_probe, main, probe_relation
+from ms_ptuning.parity import compare
+from ms_ptuning.weights import named_weights, to_numpy
+import transformers
+from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+from tiny_backbones import tiny_config
+
+DATA = os.path.join(os.path.dirname(__file__), "fixtures", "lama")
+NAMES = ("Alba Bruno Carla Dario Elena Fabio Gina Hugo Irene Jonas Karla Luca Marta Nico Olga Pablo Rosa Sergio "
+         "Tina Ugo Vera Walter Xenia Yuri Zoe Anton Bianca Cesar Diana Emil Flora Gustav Hanna Igor Julia Kurt "
+         "Lena Marco Nina Oscar Paolo Quinn Ruth Simon Teo Umberto Viola Willy Yara Zeno").split()
+# Saint-Denis, Timbuktu and Esperanto are left out on purpose; New York / Old Norse are two words;
+# Vienna is a BERT word only (several byte-level tokens for GPT-2).
+WORDS = NAMES + ("was born in used to communicate the of London Paris Rome Berlin English French Italian German "
+                 "Dutch New York Old Norse").split()
+BERT_ONLY_WORDS = ["Vienna"]
+# Frozen LMs that prompts can steer: HF's default 0.02 init leaves a tiny LM's outputs almost uniform.
+INIT_RANGE = 0.2
+
+
+def write_bert_tokenizer(directory: str) -> transformers.BertTokenizerFast:
+    path = os.path.join(directory, "vocab.txt")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "-", "##s"] + WORDS + BERT_ONLY_WORDS
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(vocab) + "\n")
+    return transformers.BertTokenizerFast(vocab_file=path, do_lower_case=False)
+
+
+def write_gpt2_tokenizer(directory: str) -> transformers.GPT2TokenizerFast:
+    """Byte-level BPE: the 256 byte symbols plus, for each word, the merge chain Ġ+w1, Ġw1+w2, ... that
+    makes " word" one token; any other word falls apart into bytes."""
+    vocab, merges = {"<|endoftext|>": 0}, []
+    for symbol in bytes_to_unicode().values():
+        vocab.setdefault(symbol, len(vocab))
+    for word in WORDS:
+        piece = "\u0120"
+        for char in word:
+            if piece + char not in vocab:
+                merges.append(f"{piece} {char}")
+                vocab[piece + char] = len(vocab)
+            piece += char
+    with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as handle:
+        json.dump(vocab, handle)
+    with open(os.path.join(directory, "merges.txt"), "w", encoding="utf-8") as handle:
+        handle.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return transformers.GPT2TokenizerFast(vocab_file=os.path.join(directory, "vocab.json"),
+                                          merges_file=os.path.join(directory, "merges.txt"))
+
+
+def gpt2_config(vocab_size: int, **overrides):
+    return transformers.GPT2Config(**{"vocab_size": vocab_size, "n_embd": 64, "n_layer": 2, "n_head": 4,
+                                      "n_positions": 64, "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+                                      **overrides})
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("lama_tokenizers")
+    return write_bert_tokenizer(str(directory)), write_gpt2_tokenizer(str(directory))
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory, tokenizers):
+    """A tiny BertForMaskedLM and GPT2LMHeadModel saved as Hugging Face checkpoints (config.json,
+    model.safetensors, tokenizer files): what `load_probe` reads for real models."""
+    bert_tokenizer, gpt2_tokenizer = tokenizers
+    dirs = {"bert": str(tmp_path_factory.mktemp("bert")), "gpt2": str(tmp_path_factory.mktemp("gpt2"))}
+    torch.manual_seed(0)
+    transformers.BertForMaskedLM(tiny_config("bert", vocab_size=len(bert_tokenizer), initializer_range=INIT_RANGE)
+                                 ).save_pretrained(dirs["bert"])
+    transformers.GPT2LMHeadModel(gpt2_config(len(gpt2_tokenizer), initializer_range=INIT_RANGE)
+                                 ).save_pretrained(dirs["gpt2"])
+    bert_tokenizer.save_pretrained(dirs["bert"])
+    gpt2_tokenizer.save_pretrained(dirs["gpt2"])
+    return dirs
+
+
+# ---- templates ------------------------------------------------------------------------------------------
+
+def test_bert_query_has_the_reference_layout(tokenizers):
+    bert, _ = tokenizers
+    unk, mask, cls, sep = bert.unk_token_id, bert.mask_token_id, bert.cls_token_id, bert.sep_token_id
+    subject = bert.convert_tokens_to_ids(["New", "York"])
+    query = QueryBuilder(bert, "masked", template="(3,3,3)").build("New York")
+    assert query.input_ids == [cls, unk, unk, unk, mask, unk, unk, unk, *subject, unk, unk, unk, sep]
+    assert query.prompt_index == [-1, 0, 1, 2, -1, 3, 4, 5, -1, -1, 6, 7, 8, -1]
+    assert query.answer_position == 4
+    dot = bert.convert_tokens_to_ids(["."])[0]
+    closed = QueryBuilder(bert, "masked", template=(2, 1, 0)).build("Alba")
+    assert closed.input_ids == [cls, unk, unk, mask, unk, bert.convert_tokens_to_ids("Alba"), dot, sep]
+    assert closed.prompt_index == [-1, 0, 1, -1, 2, -1, -1, -1]
+
+
+def test_gpt2_query_drops_the_last_block_and_answers_with_the_next_token(tokenizers):
+    _, gpt2 = tokenizers
+    unk = gpt2.unk_token_id
+    builder = QueryBuilder(gpt2, "causal", template="(3,3,3)")
+    assert builder.num_pseudo_tokens == 6
+    query = builder.build("Alba")
+    assert query.input_ids == [unk] * 3 + gpt2.convert_tokens_to_ids(["\u0120Alba"]) + [unk] * 3
+    assert query.prompt_index == [0, 1, 2, -1, 3, 4, 5]
+    assert query.answer_position == 6
+
+
+def test_manual_templates(tokenizers):
+    bert, gpt2 = tokenizers
+    masked = QueryBuilder(bert, "masked", manual="[X] was born in [Y] .").build("Alba")
+    assert bert.convert_ids_to_tokens(masked.input_ids) == ["[CLS]", "Alba", "was", "born", "in", "[MASK]", ".",
+                                                            "[SEP]"]
+    assert masked.answer_position == 5 and set(masked.prompt_index) == {-1}
+    causal = QueryBuilder(gpt2, "causal", manual="[X] was born in [Y] .").build("Alba")
+    assert gpt2.convert_ids_to_tokens(causal.input_ids) == ["\u0120Alba", "\u0120was", "\u0120born", "\u0120in"]
+    assert causal.answer_position == 3
+
+
+@pytest.mark.parametrize("text", ["(3,3)", "(3,-1,3)", "(a,3,3)", "3;3;3"])
+def test_bad_templates_are_refused(text):
+    with pytest.raises(ValueError, match="template must"):
+        parse_template(text)
+
+
+# ---- data and the vocabulary filter -----------------------------------------------------------------------
+
+def all_facts(relation: str) -> list:
+    return [fact for split in SPLITS for fact in load_split(DATA, relation, split)]
+
+
+def test_fixture_layout():
+    assert list_relations(DATA) == ["P19", "P1412"]
+    assert load_relations(os.path.join(DATA, "relations.jsonl"))["P19"] == "[X] was born in [Y] ."
+    assert len(all_facts("P19")) == 46 and len(all_facts("P1412")) == 45
+
+
+def test_objects_that_are_not_one_token_are_dropped_and_counted(tokenizers):
+    bert, gpt2 = tokenizers
+    kept, report = VocabFilter({"bert": bert}).filter(all_facts("P19"))
+    assert report.total == 46 and report.kept == len(kept) == 42
+    assert dict(report.dropped) == {"multi-token in bert": 2, "unknown in bert": 2}
+    assert report.examples["multi-token in bert"] == ["Saint-Denis", "New York"]
+    assert report.examples["unknown in bert"] == ["Timbuktu"]
+    assert "Vienna" in {fact.object for fact in kept}
+    shared_kept, shared = VocabFilter({"bert": bert, "gpt2": gpt2}).filter(all_facts("P19"))
+    assert shared.dropped["multi-token in gpt2"] == 2  # Vienna: one BERT token, five GPT-2 tokens
+    assert "Vienna" not in {fact.object for fact in shared_kept}
+    _, allowed = VocabFilter({"bert": bert}, allowed_words=["London", "Paris"]).filter(all_facts("P19"))
+    assert allowed.kept == 30 and allowed.dropped["not in the allowed vocabulary"] == 16
+    assert report.summary().startswith("kept 42/46 facts; dropped 2 multi-token in bert (e.g. Saint-Denis, New York)")
+
+
+def test_unfiltered_objects_are_never_scored(tokenizers):
+    bert, _ = tokenizers
+    builder = QueryBuilder(bert, "masked", template="(1,1,1)")
+    with pytest.raises(ValueError, match="'Saint-Denis' is multi-token"):
+        encode_facts([Fact("Alba", "Saint-Denis", "P19", "facts.jsonl:3")], builder, bert)
+    candidates = VocabFilter({"bert": bert}, allowed_words=["London", "Paris"]).candidate_ids("bert")
+    assert sorted(bert.convert_ids_to_tokens(candidates.tolist())) == ["London", "Paris"]
+    rome = bert.convert_tokens_to_ids("Rome")
+    with pytest.raises(ValueError, match=f"object ids \\[{rome}\\] are not among the candidate answers"):
+        precision_at_k(np.zeros((1, len(bert))), np.array([rome]), candidates)
+
+
+def test_precision_at_k_ranks_only_the_candidates():
+    logits = np.array([[5.0, 1.0, 3.0, 2.0, 9.0], [0.0, 4.0, 3.0, 2.0, 1.0]])
+    candidates = np.array([3, 2, 1])  # token 0 and 4 score high but are no candidates
+    assert precision_at_k(logits, np.array([2, 2]), candidates, ks=(1, 2)) == {"P@1": 0.5, "P@2": 1.0}
+
+
+def test_encoded_dataset_pads_and_marks_pseudo_tokens(tokenizers):
+    _, gpt2 = tokenizers
+    facts = [Fact("Alba", "London", "P19", "a:1"), Fact("New York", "Paris", "P19", "a:2")]
+    dataset = encode_facts(facts, QueryBuilder(gpt2, "causal", template=(1, 1, 0)), gpt2)
+    np.testing.assert_array_equal(dataset.columns["attention_mask"], [[1, 1, 1, 0], [1, 1, 1, 1]])
+    np.testing.assert_array_equal(dataset.columns["prompt_index"], [[0, -1, 1, -1], [0, -1, -1, 1]])
+    np.testing.assert_array_equal(dataset.columns["answer_position"], [2, 3])
+    assert gpt2.convert_ids_to_tokens(dataset.columns["labels"].tolist()) == ["\u0120London", "\u0120Paris"]
+
+
+def test_bad_fact_files_name_file_line_and_field(tmp_path):
+    relation_dir = tmp_path / "P19"
+    relation_dir.mkdir()
+    path = relation_dir / "train.jsonl"
+    path.write_text('{"sub_label": "Alba", "obj_label": "London"}\n{"sub_label": "Bruno"}\n')
+    with pytest.raises(ValueError, match=r"train.jsonl:2: field 'obj_label' must be a non-empty string"):
+        load_split(str(tmp_path), "P19", "train")
+    path.write_text('{"sub_label": "Alba", "obj_label": "London", "predicate_id": "P20"}\n')
+    with pytest.raises(ValueError, match=r"train.jsonl:1: fact of relation 'P20' in the file of relation 'P19'"):
+        load_split(str(tmp_path), "P19", "train")
+    path.write_text('{"sub_label": "Alba",\n')
+    with pytest.raises(ValueError, match=r"train.jsonl:1: not valid JSON"):
+        load_split(str(tmp_path), "P19", "train")
+    with pytest.raises(FileNotFoundError, match="no facts for relation 'P36'"):
+        load_split(str(tmp_path), "P36", "train")
+
+
+def test_big_bench_qa_wikidata_adapter(tmp_path):
+    task = {"examples": [{"input": "The language of A Confederacy of Dunces is", "target": ["English", "en"]},
+                         {"input": "Niue is a country in", "target": "Oceania"}]}
+    path = tmp_path / "task.json"
+    path.write_text(json.dumps(task))
+    facts = load_qa_wikidata(str(path))
+    assert [(f.subject, f.object, f.relation) for f in facts] == [
+        ("The language of A Confederacy of Dunces is", "English", "qa_wikidata"),
+        ("Niue is a country in", "Oceania", "qa_wikidata")]
+    path.write_text(json.dumps({"examples": [{"input": "x"}]}))
+    with pytest.raises(ValueError, match=r"examples\[0\]: field 'target'"):
+        load_qa_wikidata(str(path))
+
+
+# ---- parity with the torch reference ---------------------------------------------------------------------
+
+PARITY_FACTS = [Fact("Alba", "London", "P19", "p:1"), Fact("Saint-Denis", "Paris", "P19", "p:2"),
+                Fact("New York", "Rome", "P19", "p:3")]
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_probe_matches_the_torch_reference(tokenizers, kind):
+    """Logits at the answer position and the LSTM prompt encoder's gradients, padded rows included."""
+    bert, gpt2 = tokenizers
+    if kind == "bert":
+        tokenizer, config, builder_kind = bert, tiny_config("bert", vocab_size=len(bert)), "masked"
+    else:
+        tokenizer, config, builder_kind = gpt2, gpt2_config(len(gpt2)), "causal"
+    builder = QueryBuilder(tokenizer, builder_kind, template="(3,3,3)")
+    batch = encode_facts(PARITY_FACTS, builder, tokenizer).columns
+    assert batch["attention_mask"].min() == 0  # rows of different lengths
+    diffs = compare("lama", config, PTuningConfig(mode="prompt", pre_seq_len=builder.num_pseudo_tokens), batch)
+    print(f"lama {kind} parity:", {k: v for k, v in diffs.items() if k != "grad_rel"})
+    assert diffs["logits_max_abs"] <= 1e-5
+    assert diffs["grad_max_rel"] <= 1e-4, diffs["grad_worst_param"]
+    assert diffs["num_trainable_tensors"] == 21  # the prompt encoder only: embedding, 16 LSTM, 4 MLP
+
+
+# ---- training on the fixture ------------------------------------------------------------------------------
+
+# Fast settings for 2 busy CPU cores: the MLP prompt encoder (the LSTM's parity is checked above) and a
+# learning rate for a handful of epochs instead of the reference's 1e-5 for up to 100.
+FAST = dict(lr=0.03, prompt_encoder_type="mlp", seed=1, early_stop=4)
+
+
+def test_ptuning_beats_the_manual_template_and_leaves_the_lm_untouched(tokenizers, model_dirs):
+    bert, _ = tokenizers
+    args = LamaArgs(max_epochs=7, **FAST)
+    model = load_probe(model_dirs["bert"], args)
+    frozen = {name: value for name, value in to_numpy(named_weights(model)).items() if "prompt_encoder" not in name}
+    prompts_before = to_numpy({n: p for n, p in named_weights(model).items() if "prompt_encoder" in n})
+    facts = {split: load_split(DATA, "P19", split) for split in SPLITS}
+    result = probe_relation(model, bert, VocabFilter({MODEL: bert}), "P19", "[X] was born in [Y] .", facts, args)
+    print("P19 BERT:", {key: result[key] for key in ("manual", "ptuning", "best_epoch", "epochs_run")})
+    assert result["ptuning"]["P@1"] > result["manual"]["P@1"]
+    assert result["ptuning"]["P@1"] >= 4 / 9  # at least the majority object of the test facts
+    after = to_numpy(named_weights(model))
+    assert all(np.array_equal(after[name], value) for name, value in frozen.items())
+    assert any(not np.array_equal(after[name], value) for name, value in prompts_before.items())
+    assert result["facts"]["test"] == {"total": 10, "kept": 9, "dropped": {"unknown in model": 1}}
+    assert result["facts_all"]["dropped"] == {"multi-token in model": 2, "unknown in model": 2}
+
+
+def test_command_line_probes_gpt2_and_prints_the_table(model_dirs, tmp_path, capsys):
+    out = str(tmp_path / "results")
+    argv = ["--model_dir", model_dirs["gpt2"], "--data_dir", DATA, "--relation", "P1412", "--output_dir", out,
+            "--max_epochs", "5"] + [f"--{name}={value}" for name, value in FAST.items()]
+    assert main(argv) == 0
+    with open(os.path.join(out, "P1412.json")) as handle:
+        result = json.load(handle)
+    print("P1412 GPT-2:", {key: result[key] for key in ("manual", "ptuning", "best_epoch", "epochs_run")})
+    assert result["ptuning"]["P@1"] > result["manual"]["P@1"]
+    assert result["facts"]["test"]["dropped"] == {"multi-token in model": 1}
+    capsys.readouterr()
+    assert main(["--summarize", out]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| relation | test facts kept/total | dropped | manual P@1 | P-tuning P@1")
+    assert table[2].startswith(f"| P1412 | 9/10 | 4 | {result['manual']['P@1']:.3f} | {result['ptuning']['P@1']:.3f}")

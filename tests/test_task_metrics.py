@@ -1,0 +1,193 @@
+"""Task metrics against hand-computed values: seqeval entity F1 (BIO/IOB1 chunking), SQuAD EM/F1 with the
+official normalisation, SQuAD feature post-processing and the v2 null threshold, multiple-choice accuracy,
+GLUE/SuperGLUE scores, ReCoRD."""
+
+import os
+
+import numpy as np
+import pytest
+
+from ms_ptuning.tasks import get_task
+from ms_ptuning.tasks.seqeval import entities, entity_scores
+from ms_ptuning.tasks.squad_metric import exact_match, f1_score, normalize_answer, squad_scores, squad_v2_scores
+from tiny_tokenizer import build_tokenizer
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "tasks")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return build_tokenizer(str(tmp_path_factory.mktemp("tokenizer")))
+
+
+def encoded(name, split, tokenizer, **options):
+    task = get_task(name)
+    return task, task.encode(task.load(os.path.join(FIXTURES, name), split), tokenizer, 64, **options)
+
+
+# ---- seqeval --------------------------------------------------------------------------------------
+
+def test_chunking_iob2_and_iob1():
+    assert entities(["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]) == {("PER", 0, 1), ("LOC", 3, 4)}
+    assert entities(["I-PER", "I-PER", "O", "I-LOC"]) == {("PER", 0, 1), ("LOC", 3, 3)}  # IOB1 starts with I-
+    assert entities(["I-PER", "B-PER"]) == {("PER", 0, 0), ("PER", 1, 1)}
+    assert entities(["B-PER", "I-LOC", "I-LOC"]) == {("PER", 0, 0), ("LOC", 1, 2)}  # a type change starts a chunk
+    assert entities(["O", "O"]) == set()
+    with pytest.raises(ValueError, match="is not O, B-<type> or I-<type>"):
+        entities(["PER"])
+
+
+def test_entity_scores_by_hand():
+    true = [["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"], ["B-ORG", "O", "B-MISC"]]
+    predicted = [["B-PER", "I-PER", "B-MISC", "B-LOC", "O", "O"], ["B-ORG", "O", "B-PER"]]
+    # true: PER(0-1) LOC(3-4) | ORG(0) MISC(2); predicted: PER(0-1) MISC(2) LOC(3) | ORG(0) PER(2)
+    # correct 2 (PER, ORG) of 5 predicted and 4 true; tokens right 4/6 + 2/3
+    scores = entity_scores(true, predicted)
+    assert scores["precision"] == pytest.approx(2 / 5)
+    assert scores["recall"] == pytest.approx(2 / 4)
+    assert scores["f1"] == pytest.approx(2 * 0.4 * 0.5 / 0.9)
+    assert scores["accuracy"] == pytest.approx(6 / 9)
+    assert entity_scores([["O"]], [["B-PER"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "accuracy": 0.0}
+
+
+def test_ner_task_metric_from_logits(tokenizer):
+    task, dataset = encoded("conll2003", "validation", tokenizer)
+    labels = dataset.columns["labels"]
+    predicted = np.where(labels == -100, 0, labels)
+    first_tokens = [np.flatnonzero(row != -100) for row in labels]
+    predicted[0, first_tokens[0][3]] = task.labels.index("B-ORG")  # Berlin: B-LOC → B-ORG (wrong type)
+    predicted[1, first_tokens[1][3]] = task.labels.index("B-MISC")  # news: O → B-MISC (spurious)
+    logits = np.eye(task.num_labels)[predicted]  # (N, T, L) one-hot
+    scores = task.compute_metrics(logits, dataset)
+    # true PER LOC ORG; predicted PER ORG ORG MISC; correct PER and ORG(Reuters): P 2/4, R 2/3, F1 4/7
+    assert scores["precision"] == pytest.approx(0.5)
+    assert scores["recall"] == pytest.approx(2 / 3)
+    assert scores["f1"] == pytest.approx(4 / 7)
+    assert scores["accuracy"] == pytest.approx(8 / 10)
+
+
+# ---- SQuAD ----------------------------------------------------------------------------------------
+
+def test_squad_normalisation_em_f1():
+    assert normalize_answer("The  Eastern-Ridge, of an Old hut!") == "easternridge of old hut"
+    assert exact_match("the Stone Hut", "stone hut.") == 1.0
+    assert f1_score("the eastern ridge", "eastern ridge of the mountain") == pytest.approx(2 / 3)  # P 1, R 1/2
+    assert f1_score("a small stone hut", "stone hut") == pytest.approx(0.8)  # P 2/3, R 1
+    assert f1_score("", "") == 1.0 and f1_score("hut", "") == 0.0
+
+
+def test_squad_v1_scores_by_hand():
+    predictions = {"q1": "the eastern ridge", "q2": "a small stone hut", "q3": "ten"}
+    references = {"q1": ["the eastern ridge", "eastern ridge"], "q2": ["a small stone hut", "stone hut"],
+                  "q3": ["every ten minutes", "ten minutes"]}
+    scores = squad_scores(predictions, references)  # q3: F1 max(1/2, 2/3), EM 0
+    assert scores["exact_match"] == pytest.approx(200 / 3)
+    assert scores["f1"] == pytest.approx(100 * (2 + 2 / 3) / 3)
+
+
+def test_squad_v2_scores_and_best_threshold_by_hand():
+    references = {"a": ["Elsa Moreno"], "b": [], "c": ["twenty-five minutes"]}
+    predictions = {"a": "Elsa Moreno", "b": "", "c": "minutes"}
+    scores = squad_v2_scores(predictions, references, null_odds={"a": -2.0, "b": 1.0, "c": 0.5},
+                             answer_predictions={"a": "Elsa Moreno", "b": "Elsa Moreno", "c": "minutes"})
+    assert scores["exact"] == pytest.approx(200 / 3) and scores["f1"] == pytest.approx(100 * (2 + 2 / 3) / 3)
+    assert scores["HasAns_exact"] == pytest.approx(50) and scores["HasAns_f1"] == pytest.approx(100 * (5 / 3) / 2)
+    assert scores["NoAns_exact"] == 100 and scores["NoAns_f1"] == 100 and scores["total"] == 3
+    # from "no answer everywhere" (1 right) add answers by rising null odds: a +1, c +0 (EM) / +2/3 (F1), b −1
+    assert scores["best_exact"] == pytest.approx(200 / 3) and scores["best_exact_thresh"] == -2.0
+    assert scores["best_f1"] == pytest.approx(100 * (2 + 2 / 3) / 3) and scores["best_f1_thresh"] == 0.5
+
+
+def span_logits(dataset, spans):
+    """Start/end logits (N, T) that are 10 at the given (window, start, end) spans and 0 elsewhere."""
+    start, end = (np.zeros(dataset.columns["input_ids"].shape) for _ in range(2))
+    for window, first, last in spans:
+        start[window, first] += 10
+        end[window, last] += 10
+    return start, end
+
+
+def answer_windows(dataset):
+    """{example: first window labelled with its answer span}."""
+    columns, windows = dataset.columns, {}
+    for window, example in enumerate(columns["example_index"]):
+        if columns["start_positions"][window] > 0:
+            windows.setdefault(int(example), window)
+    return windows
+
+
+def test_squad_postprocessing_finds_the_span(tokenizer):
+    task, dataset = encoded("squad", "validation", tokenizer, doc_stride=16)
+    columns = dataset.columns
+    windows = answer_windows(dataset)
+    assert len(windows) == 3
+    spans = [(w, columns["start_positions"][w], columns["end_positions"][w]) for w in windows.values()]
+    assert task.compute_metrics(span_logits(dataset, spans), dataset) == {"exact_match": 100.0, "f1": 100.0}
+    # a higher-scoring span longer than max_answer_length (30 tokens) or ending before it starts is skipped
+    window, first, last = spans[0]
+    start, end = span_logits(dataset, spans)
+    start[window, 1], end[window, 0] = 50, 50  # position 0/1: not context
+    stacked = np.stack([start, end], axis=-1)  # (N, T, 2) is accepted too
+    assert task.compute_metrics(stacked, dataset)["exact_match"] == 100.0
+    task.max_answer_length = last - first  # one token too short for the first answer
+    answers, _, _ = task.postprocess((start, end), dataset)
+    assert answers[columns["example_id"][window]] != columns["answers"][window][0]
+
+
+def test_squad_v2_null_answer_and_threshold(tokenizer):
+    task, dataset = encoded("squad_v2", "validation", tokenizer, doc_stride=16)
+    columns = dataset.columns
+    windows = answer_windows(dataset)
+    spans = [(w, columns["start_positions"][w], columns["end_positions"][w]) for w in windows.values()]
+    start, end = span_logits(dataset, spans)
+    impossible = [w for w in range(len(dataset)) if not columns["answers"][w]]
+    start[impossible, 0], end[impossible, 0] = 20, 20  # null score 40 beats any of its spans (≤ 0)
+    scores = task.compute_metrics((start, end), dataset)
+    assert scores["exact"] == scores["f1"] == 100.0
+    assert scores["HasAns_exact"] == scores["NoAns_exact"] == 100.0 and scores["HasAns_total"] == 2
+    answers, best, odds = task.postprocess((start, end), dataset)
+    assert answers["6b02"] == "" and best["6b02"] != "" and odds["6b02"] == pytest.approx(40.0)
+    assert odds["6b01"] == pytest.approx(-20.0)  # null 0 − best span 20
+    task.null_score_diff_threshold = 50.0  # now the null answer must win by more than 50: it does not
+    scores = task.compute_metrics((start, end), dataset)
+    assert scores["NoAns_exact"] == 0.0 and scores["exact"] == pytest.approx(200 / 3)
+    assert scores["best_exact"] == 100.0 and -20.0 <= scores["best_exact_thresh"] < 40.0
+
+
+# ---- classification / multiple choice / ReCoRD ----------------------------------------------------
+
+def test_multiple_choice_accuracy(tokenizer):
+    task, dataset = encoded("copa", "train", tokenizer)
+    assert list(dataset.columns["labels"]) == [0, 1, 0, 1]
+    logits = np.array([[0.1, 0.9], [2.0, -1.0], [0.3, 0.2], [-1.0, 1.0]])  # argmax 1, 0, 0, 1
+    assert task.compute_metrics(logits, dataset) == {"accuracy": 0.5}
+
+
+def one_hot(predicted, classes):
+    return np.eye(classes)[predicted]
+
+
+def test_glue_and_superglue_scores(tokenizer):
+    task, dataset = encoded("cola", "validation", tokenizer)  # labels 1 0 1
+    # predicted 1 0 0: TP 1, TN 1, FN 1, FP 0 → MCC 1 / sqrt(1·2·1·2)
+    assert task.compute_metrics(one_hot([1, 0, 0], 2), dataset) == {"matthews_correlation": pytest.approx(0.5)}
+    task, dataset = encoded("mrpc", "validation", tokenizer)  # labels 1 0 1; predicted 1 1 0: acc 1/3, F1 1/2
+    assert task.compute_metrics(one_hot([1, 1, 0], 2), dataset) == pytest.approx(
+        {"accuracy": 1 / 3, "f1": 0.5, "combined_score": (1 / 3 + 0.5) / 2})
+    task, dataset = encoded("stsb", "validation", tokenizer)
+    scores = task.compute_metrics((dataset.columns["labels"] * 2 + 1)[:, None], (dataset))
+    assert scores == pytest.approx({"pearson": 1.0, "spearmanr": 1.0, "combined_score": 1.0})
+    task, dataset = encoded("cb", "validation", tokenizer)  # labels 0 2 0; predicted 0 1 0
+    # macro F1 over classes {0, 1, 2}: 1, 0, 0
+    assert task.compute_metrics(one_hot([0, 1, 0], 3), dataset) == pytest.approx(
+        {"accuracy": 2 / 3, "f1": 1 / 3, "combined_score": 0.5})
+    task, dataset = encoded("multirc", "validation", tokenizer)  # labels 1 0 1; predicted 1 1 1: F1 2·2/(3+2)
+    assert task.compute_metrics(one_hot([1, 1, 1], 2), dataset) == {"f1": pytest.approx(0.8)}
+
+
+def test_record_picks_the_entity_with_the_highest_log_odds(tokenizer):
+    task, dataset = encoded("record", "validation", tokenizer)
+    # rows: query 0 × [Hillside, Oak Park, Rivertown, Sam Hill] (answer Oak Park), query 1 × same (Sam Hill)
+    logits = np.array([[5.0, 4.0], [0.0, 2.0], [0.0, 0.0], [0.0, 0.0],  # Oak Park: log-odds 2 > Hillside's −1
+                       [0.0, 0.0], [0.0, 0.0], [0.0, 3.0], [1.0, 0.0]])  # Rivertown: wrong
+    assert task.compute_metrics(logits, dataset) == {"exact_match": 0.5, "f1": 0.5}

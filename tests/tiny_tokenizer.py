@@ -1,0 +1,29 @@
+"""A tiny lower-casing WordPiece tokenizer (BertTokenizerFast from a vocab file written here, no hub).
+
+Whole words cover the fixtures' common words; everything else falls back to single characters
+(`r ##i ##v ##e ##r`), so words really split into several sub-tokens.
+"""
+
+import os
+import string
+
+from transformers import BertTokenizerFast
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = """the a an of to in on at for by with from and or but is was are were be been it its he she they we i you
+his her their this that which who what when where why how not no did does do has have had will can should
+man woman boy girl children people city town river library book books school train road park bank play
+playing ##ing ##ed ##s""".split()
+CHARACTERS = list(string.ascii_lowercase + string.digits)
+
+
+def vocabulary() -> list:
+    pieces = SPECIAL + list(string.punctuation) + CHARACTERS + [f"##{c}" for c in CHARACTERS]
+    return pieces + [word for word in WORDS if word not in pieces]
+
+
+def build_tokenizer(directory: str) -> BertTokenizerFast:
+    path = os.path.join(directory, "vocab.txt")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(vocabulary()) + "\n")
+    return BertTokenizerFast(vocab_file=path, do_lower_case=True)
