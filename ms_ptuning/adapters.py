@@ -7,8 +7,10 @@ reloaded adapter can keep training (peft stores only the encoder output, which l
 import json
 import os
 
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
+from .safe_loading import load_safetensors, pickle_files
+from .injection import PromptedBackbone
 from .weights import assign_weights, named_weights, to_numpy, trainable_weights
 
 WEIGHTS_FILE = "adapter.safetensors"
@@ -24,10 +26,15 @@ def head_name(model) -> str:
     raise ValueError(f"{type(model).__name__} is not a registered head")
 
 
+def prompted_backbone(model) -> PromptedBackbone:
+    """The head's backbone wrapper, which holds the P-tuning config."""
+    return next(cell for _, cell in model.cells_and_names() if isinstance(cell, PromptedBackbone))
+
+
 def adapter_config(model, **metadata) -> dict:
-    backbone = next(cell for _, cell in model.cells_and_names() if hasattr(cell, "backbone")).backbone
-    return {"head": head_name(model), "ptuning_config": model.config.to_dict(),
-            "backbone_config": backbone.config.to_dict(), **metadata}
+    wrapper = prompted_backbone(model)
+    return {"head": head_name(model), "ptuning_config": wrapper.config.to_dict(),
+            "backbone_config": wrapper.backbone.config.to_dict(), **metadata}
 
 
 def save_adapter(model, directory: str, **metadata) -> None:
@@ -46,24 +53,26 @@ def read_adapter_config(directory: str) -> dict:
     path = os.path.join(directory, CONFIG_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{directory} is not an adapter directory: {CONFIG_FILE} is missing")
-    with open(path) as handle:
-        return json.load(handle)
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: corrupt: {error}") from None
 
 
 def load_adapter(model, directory: str) -> None:
     """Load saved trainable weights into a model built with the same head and config. Names, shapes and
     the P-tuning config are checked before anything is written."""
     config = read_adapter_config(directory)
-    if config["ptuning_config"] != model.config.to_dict():
+    if config["ptuning_config"] != prompted_backbone(model).config.to_dict():
         raise ValueError(f"{directory} was saved with ptuning_config {config['ptuning_config']}, "
-                         f"the model has {model.config.to_dict()}")
+                         f"the model has {prompted_backbone(model).config.to_dict()}")
     weights_path = os.path.join(directory, WEIGHTS_FILE)
-    try:
-        arrays = load_file(weights_path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE}") from None
-    except Exception as error:
-        raise ValueError(f"{weights_path} is corrupt: {type(error).__name__}: {error}") from None
+    if not os.path.isfile(weights_path):
+        pickled = pickle_files(directory)
+        hint = f"; its pickle files {pickled} are never unpickled (they can run code)" if pickled else ""
+        raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE}{hint}")
+    arrays = load_safetensors(weights_path)
     missing = sorted(set(trainable_weights(model)) - set(arrays))
     if missing:
         raise ValueError(f"{weights_path} lacks trainable weights {missing[:10]}")

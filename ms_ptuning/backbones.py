@@ -2,10 +2,13 @@
 
 import os
 import socket
+import warnings
 from urllib.parse import urlparse
 
 from .backend import torch  # noqa: F401  (mindnlp must be imported before transformers is used)
 import transformers
+
+from .safe_loading import WeightsFileError, check_safetensors, pickle_files
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "deberta", "deberta-v2", "gpt2")
 
@@ -44,11 +47,14 @@ def _require_local_or_hub(name_or_path: str) -> None:
         raise BackboneLoadError(_not_found_message(name_or_path, False, ConnectionError("the model hub is unreachable")))
 
 
-def load_backbone(name_or_path: str, **config_overrides):
+def load_backbone(name_or_path: str, allow_pickle: bool = False, **config_overrides):
     """Load pretrained weights from a local directory (config.json + model.safetensors).
 
-    Weights are read from safetensors only; pickled `pytorch_model.bin` files are never unpickled here.
-    A hub name is tried only when it is not a local directory, and a failure says to pass a directory.
+    Weights are read from safetensors only, each file checked to be complete first. Pickled
+    `pytorch_model.bin` files are unpickled only with `allow_pickle=True` (run.py: --allow_pickle), with a
+    warning: unpickling runs whatever code the file holds, and mindtorch's `torch.load` ignores
+    `weights_only`. A hub name is tried only when it is not a local directory, and a failure says to pass
+    a directory.
     """
     _require_local_or_hub(name_or_path)
     local = os.path.isdir(name_or_path)
@@ -57,11 +63,28 @@ def load_backbone(name_or_path: str, **config_overrides):
     except (OSError, ValueError) as error:
         raise BackboneLoadError(_not_found_message(name_or_path, local, error)) from None
     check_model_type(config.model_type)
-    if local and not any(f.endswith(".safetensors") for f in os.listdir(name_or_path)):
-        raise BackboneLoadError(f"{name_or_path} has no *.safetensors weights; ms_ptuning does not unpickle "
-                                "pytorch_model.bin. Convert it once with safetensors (see README).")
+    safetensors = sorted(f for f in os.listdir(name_or_path) if f.endswith(".safetensors")) if local else []
     try:
-        return transformers.AutoModel.from_pretrained(name_or_path, config=config, use_safetensors=True,
+        for name in safetensors:
+            check_safetensors(os.path.join(name_or_path, name))
+    except WeightsFileError as error:
+        raise BackboneLoadError(f"could not load a model from directory {name_or_path}: {error}") from None
+    use_safetensors = True
+    if local and not safetensors:
+        pickled = pickle_files(name_or_path)
+        if not allow_pickle:
+            raise BackboneLoadError(
+                f"{name_or_path} has no *.safetensors weights{f' (only pickle files {pickled})' if pickled else ''}; "
+                "ms_ptuning does not unpickle weights by default because unpickling can run arbitrary code. "
+                "Convert them once with safetensors (see README), or pass --allow_pickle (allow_pickle=True) "
+                "if you trust the file.")
+        warnings.warn(f"unpickling {', '.join(pickled) or 'the weights'} in {name_or_path} (allow_pickle): "
+                      "this runs any code the file contains; use it only for files you trust", stacklevel=2)
+        use_safetensors = False
+    elif not local and allow_pickle:
+        use_safetensors = None  # from the hub: safetensors when there are any, else the pickle
+    try:
+        return transformers.AutoModel.from_pretrained(name_or_path, config=config, use_safetensors=use_safetensors,
                                                       attn_implementation="eager")
     except OSError as error:
         raise BackboneLoadError(_not_found_message(name_or_path, local, error)) from None
@@ -74,6 +97,17 @@ def _not_found_message(name_or_path: str, local: bool, error: Exception) -> str:
             f"(no network?). Download the model elsewhere and pass its local directory (config.json + "
             f"model.safetensors + tokenizer files) instead. Cause: {type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}")
+
+
+def input_positions(config) -> int | None:
+    """How many token positions the backbone embeds (None: relative positions only, no limit)."""
+    if config.model_type == "gpt2":
+        return config.n_positions
+    if config.model_type in ("deberta", "deberta-v2") and not config.position_biased_input:
+        return None
+    if config.model_type == "roberta":  # positions start after padding_idx
+        return config.max_position_embeddings - config.pad_token_id - 1
+    return config.max_position_embeddings
 
 
 def freeze(module) -> None:
@@ -90,11 +124,21 @@ def drop_pooler(backbone):
     return backbone
 
 
-def load_tokenizer(name_or_path: str):
-    """The fast tokenizer of a local model directory (a hub name only when online)."""
+BYTE_LEVEL_BPE_TYPES = ("roberta", "deberta", "gpt2")
+
+
+def load_tokenizer(name_or_path: str, pretokenized_words: bool = False):
+    """The fast tokenizer of a local model directory (a hub name only when online).
+
+    `pretokenized_words`: inputs come as word lists (NER/SRL); byte-level BPE tokenizers then need
+    `add_prefix_space=True`, as the reference sets it, so every word is encoded as if preceded by a space.
+    """
     _require_local_or_hub(name_or_path)
     local = os.path.isdir(name_or_path)
     try:
-        return transformers.AutoTokenizer.from_pretrained(name_or_path)
+        options = {}
+        if pretokenized_words and transformers.AutoConfig.from_pretrained(name_or_path).model_type in BYTE_LEVEL_BPE_TYPES:
+            options["add_prefix_space"] = True
+        return transformers.AutoTokenizer.from_pretrained(name_or_path, **options)
     except (OSError, ValueError) as error:
         raise BackboneLoadError(_not_found_message(name_or_path, local, error)) from None

@@ -139,13 +139,38 @@ class _Hypotheses:
         self.items.sort(key=lambda item: -item[0])
         del self.items[self.num_beams:]
 
-    def done(self, best_running_score, length):
-        """Full, and no running beam can still beat the worst kept hypothesis (scores only fall)."""
+    def done(self, best_running_score, step: int, max_new_tokens: int):
+        """Full, and no running beam can still beat the worst kept hypothesis. Log-probabilities only lower
+        a running score, but a longer length raises its normalised value when length_penalty > 0, so the
+        bound divides by the longest length still possible."""
+        length = max_new_tokens if self.length_penalty > 0 else step + 1
         return (len(self.items) == self.num_beams
                 and self.items[-1][0] >= self.normalise(best_running_score, length))
 
     def best(self):
         return self.items[0][1] if self.items else []
+
+
+def _extend_beams(candidates, first_row: int, sequences, hypotheses: _Hypotheses, config: GenerationConfig):
+    """One prompt's step: candidates (beams·V,) are beam score + next-token log-prob. Returns the best
+    `num_beams` continuations (row, token, score) that do not stop; stops among the top `num_beams`
+    candidates become finished hypotheses (one further down would not have survived either)."""
+    vocab = len(candidates) // config.num_beams
+    chosen = []
+    for rank, flat in enumerate(np.argsort(-candidates, kind="stable")[:2 * config.num_beams]):
+        score = candidates[flat]
+        if not np.isfinite(score):
+            break
+        beam, token = divmod(int(flat), vocab)
+        row = first_row + beam
+        if token == config.eos_token_id:
+            if rank < config.num_beams:
+                hypotheses.add(sequences[row], score, len(sequences[row]) + 1)
+            continue
+        chosen.append((row, token, score))
+        if len(chosen) == config.num_beams:
+            break
+    return chosen
 
 
 def _beam_search(model, prompts, config):
@@ -158,36 +183,25 @@ def _beam_search(model, prompts, config):
     hypotheses = [_Hypotheses(beams, config.length_penalty) for _ in prompts]
     done = np.zeros(len(prompts), dtype=bool)
     for step in range(config.max_new_tokens):
-        log_probs = _mask_scores(_log_softmax(decoder.logits), sequences, step, config)
-        vocab = log_probs.shape[1]
-        candidates = (scores[:, :, None] + log_probs.reshape(len(prompts), beams, vocab)).reshape(len(prompts), -1)
-        rows, tokens, new_scores = [], [], np.full((len(prompts), beams), -np.inf)
+        log_probs = _mask_scores(_log_softmax(decoder.logits), sequences, step, config)  # (prompts·beams, V)
+        candidates = scores.reshape(-1, 1) + log_probs
+        rows, tokens = [], []
         for prompt in range(len(prompts)):
             chosen = []
             if not done[prompt]:
-                for rank, flat in enumerate(np.argsort(-candidates[prompt], kind="stable")[:2 * beams]):
-                    score = candidates[prompt, flat]
-                    if not np.isfinite(score):
-                        break
-                    beam, token = divmod(int(flat), vocab)
-                    row = prompt * beams + beam
-                    if token == config.eos_token_id:
-                        if rank < beams:  # a stop outside the top `beams` would not have survived either
-                            hypotheses[prompt].add(sequences[row], score, len(sequences[row]) + 1)
-                        continue
-                    chosen.append((row, token, score))
-                    if len(chosen) == beams:
-                        break
-                if not chosen or hypotheses[prompt].done(chosen[0][2], step + 1):
-                    done[prompt] = True
-            if done[prompt]:  # keep the batch shape with throw-away rows
-                chosen = [(prompt * beams, config.pad_token_id, -np.inf)] * beams
+                first_row = prompt * beams
+                chosen = _extend_beams(candidates[first_row:first_row + beams].reshape(-1), first_row, sequences,
+                                       hypotheses[prompt], config)
+                done[prompt] = not chosen or hypotheses[prompt].done(chosen[0][2], step, config.max_new_tokens)
+                if done[prompt]:
+                    chosen = []
+            # every prompt keeps `beams` rows; throw-away rows (score -inf) fill the gaps
+            chosen += [(prompt * beams, config.pad_token_id, -np.inf)] * (beams - len(chosen))
             for beam, (row, token, score) in enumerate(chosen):
                 rows.append(row)
                 tokens.append(token)
-                new_scores[prompt, beam] = score
+                scores[prompt, beam] = score
         sequences = [sequences[row] + [token] for row, token in zip(rows, tokens)]
-        scores = new_scores
         if done.all() or step == config.max_new_tokens - 1:
             break
         decoder.reorder(rows)

@@ -18,7 +18,8 @@ from transformers import HfArgumentParser
 from .adapters import save_adapter
 from .config import PTuningConfig
 from .models import HEADS
-from .backbones import load_backbone, load_tokenizer
+from .backbones import input_positions, load_backbone, load_tokenizer
+from .deberta_prefix import DEBERTA_MODEL_TYPES
 from .tasks import get_task
 from .training import Trainer, TrainingArguments
 from .weights import count_parameters, named_weights, trainable_weights
@@ -36,6 +37,9 @@ class ModelArguments:
     hidden_dropout_prob: float = field(default=0.1, metadata={
         "help": "dropout of the backbone, the prefix and the classifier, as the reference sets it"})
     device_target: str = field(default="CPU", metadata={"help": "CPU | GPU | Ascend"})
+    allow_pickle: bool = field(default=False, metadata={
+        "help": "load pickled pytorch_model.bin weights when the model has no *.safetensors (runs any code "
+                "the file holds: only for files you trust)"})
 
 
 @dataclass
@@ -46,6 +50,8 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "subsample train (seeded)"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "keep the first N validation examples"})
     template_id: int = field(default=0, metadata={"help": "WiC/WSC input template, as the reference"})
+    eval_splits: str = field(default="", metadata={
+        "help": "comma-separated extra splits scored after training with the final model, e.g. test_wsj,test_brown"})
 
 
 @dataclass
@@ -58,6 +64,8 @@ class RunTrainingArguments(TrainingArguments):
     save_total_limit: int | None = 2
     report_to: str = "none"
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir"})
+    lr_decay_per_epoch: float | None = field(default=None, metadata={
+        "help": "instead of lr_scheduler_type: lr × gamma^epoch (the reference's ExponentialLR for NER/SRL/QA)"})
 
 
 def subsample(examples: list, limit: int | None, seed: int) -> list:
@@ -67,18 +75,38 @@ def subsample(examples: list, limit: int | None, seed: int) -> list:
     return [examples[i] for i in keep]
 
 
+def check_sequence_length(width: int, backbone_config, ptuning_config: PTuningConfig, model_dir: str) -> None:
+    """Refuse inputs that need more positions than the backbone embeds, before any output is written. On
+    CPU/GPU the backbone would fail mid-run with a shape or Gather error naming neither the flag nor the
+    limit; on Ascend an out-of-range Gather is undefined (silent garbage). Virtual tokens take positions in
+    front of the real ones, except DeBERTa's prefixes (no cache)."""
+    limit = input_positions(backbone_config)
+    if limit is None:
+        return
+    virtual = ptuning_config.num_virtual_tokens
+    if ptuning_config.mode == "prefix" and backbone_config.model_type in DEBERTA_MODEL_TYPES:
+        virtual = 0
+    if width + virtual > limit:
+        plus = f" + {virtual} virtual tokens" if virtual else ""
+        raise ValueError(f"--max_seq_length: inputs of {width} tokens{plus} need more positions than the {limit} "
+                         f"the model in {model_dir} has (its config.json); pass --max_seq_length "
+                         f"{limit - virtual} or less")
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: RunTrainingArguments) -> dict:
     set_device_target(model_args.device_target)
     seed_everything(training_args.seed)
     task = get_task(data_args.task)
-    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path)
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path,
+                               pretokenized_words=task.head == "token_classification")
     options = {"template_id": data_args.template_id}
     train_examples = subsample(task.load(data_args.data_dir, "train"), data_args.max_train_samples, training_args.seed)
     eval_examples = task.load(data_args.data_dir, "validation")[:data_args.max_eval_samples]
     train_dataset = task.encode(train_examples, tokenizer, data_args.max_seq_length, **options)
     eval_dataset = task.encode(eval_examples, tokenizer, data_args.max_seq_length, **options)
 
-    backbone = load_backbone(model_args.model_name_or_path, hidden_dropout_prob=model_args.hidden_dropout_prob)
+    backbone = load_backbone(model_args.model_name_or_path, allow_pickle=model_args.allow_pickle,
+                             hidden_dropout_prob=model_args.hidden_dropout_prob)
     ptuning_config = PTuningConfig(mode=model_args.mode, pre_seq_len=model_args.pre_seq_len,
                                    prefix_projection=model_args.prefix_projection,
                                    prefix_hidden_size=model_args.prefix_hidden_size,
@@ -86,6 +114,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
                                    classifier_dropout=model_args.hidden_dropout_prob,
                                    prompt_encoder_type=model_args.prompt_encoder_type,
                                    num_labels=task.num_labels, problem_type=task.problem_type)
+    width = max(dataset.columns["input_ids"].shape[-1] for dataset in (train_dataset, eval_dataset))
+    check_sequence_length(width, backbone.config, ptuning_config, model_args.model_name_or_path)
     model = HEADS[task.head](backbone, ptuning_config)
     trainable, total = count_parameters(trainable_weights(model)), count_parameters(named_weights(model))
     print(f"[ms_ptuning] {task.name}: {model_args.mode} on {model_args.model_name_or_path}; "
@@ -100,6 +130,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
                       adapter_metadata=metadata)
     train_result = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
     final_metrics = trainer.evaluate()
+    for split in filter(None, (name.strip() for name in data_args.eval_splits.split(","))):
+        split_dataset = task.encode(task.load(data_args.data_dir, split), tokenizer, data_args.max_seq_length, **options)
+        final_metrics.update(trainer.evaluate(split_dataset, prefix=split))
     save_adapter(model, os.path.join(training_args.output_dir, "adapter"), **metadata)
     results = {"task": task.name, "mode": model_args.mode, "trainable_parameters": trainable,
                "total_parameters": total, **train_result, **final_metrics,

@@ -38,14 +38,18 @@ from .training import Trainer
 from .weights import count_parameters, named_weights, trainable_weights
 
 
+DEFAULT_MAX_LENGTH = 512
+
+
 @dataclass
 class ModelArguments:
     model_name_or_path: str | None = field(default=None, metadata={
         "help": "local pretrained GPT-2 directory; default: a GPT-2 built from the config below (from scratch)"})
     tokenizer_name: str | None = field(default=None, metadata={
-        "help": "tokenizer directory; default: bert-base-chinese's WordPiece vocabulary shipped in cn_clip"})
+        "help": "tokenizer directory; default: the adapter's, else bert-base-chinese's vocabulary shipped in cn_clip"})
     adapter_dir: str | None = field(default=None, metadata={
-        "help": "load trained weights (adapter.safetensors + adapter_config.json) and skip training"})
+        "help": "load trained weights (adapter.safetensors + adapter_config.json, e.g. OUTPUT/adapter) and only "
+                "evaluate and generate; the base model, tokenizer and max_length it was trained with are reused"})
     mode: str = field(default="finetune", metadata={"help": "finetune | prefix (P-tuning v2) | prompt (P-tuning)"})
     pre_seq_len: int = field(default=10, metadata={"help": "prefix / prompt length"})
     prefix_projection: bool = field(default=False, metadata={"help": "reparameterize the prefix with an MLP"})
@@ -67,8 +71,11 @@ class DataArguments:
     download_dir: str = field(default="data")
     max_samples: int | None = field(default=None, metadata={"help": "use only the first N valid records"})
     train_fraction: float = field(default=0.9, metadata={"help": "unshuffled split: first part trains, rest evaluates"})
-    max_length: int = field(default=512, metadata={"help": "tokens per [CLS] article [SEP] summary [SEP] (tutorial: 1024)"})
-    summary_only_loss: bool = field(default=False, metadata={"help": "mask the article tokens out of the loss"})
+    max_length: int | None = field(default=None, metadata={
+        "help": f"tokens per [CLS] article [SEP] summary [SEP]; default: the adapter's, else {DEFAULT_MAX_LENGTH} "
+                "(tutorial: 1024)"})
+    summary_only_loss: bool | None = field(default=None, metadata={
+        "help": "mask the article tokens out of the loss; default: the adapter's, else False"})
     strict: bool = field(default=False, metadata={"help": "stop at the first malformed line instead of skipping it"})
 
 
@@ -84,12 +91,12 @@ class GenerationArguments:
     rouge_before_training: bool = field(default=False, metadata={"help": "also score the untrained model"})
 
 
-def load_data(data_args: DataArguments, tokenizer):
+def load_data(data_args: DataArguments, tokenizer, max_length: int):
     """(train examples, eval examples, load report, data file)."""
     path = resolve_data_file(data_args.train_file, data_args.data_url, data_args.download_dir)
     report = LoadReport(path)
     examples = tokenize_records(iter_records(path, report, data_args.strict, data_args.max_samples),
-                                tokenizer, data_args.max_length)
+                                tokenizer, max_length)
     print(f"[ms_ptuning] {report}")
     train, evaluation = split_examples(examples, data_args.train_fraction)
     return train, evaluation, report, path
@@ -103,15 +110,16 @@ def gpt2_config(model_args: ModelArguments, tokenizer) -> "transformers.GPT2Conf
                                    eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
-def build_model(model_args: ModelArguments, tokenizer, max_length: int) -> CausalLM:
-    """A new model, or with `adapter_dir` a trained one; checked against the tokenizer and max_length."""
-    saved = read_adapter_config(model_args.adapter_dir) if model_args.adapter_dir else None
+def build_model(model_args: ModelArguments, tokenizer, max_length: int, saved: dict = None) -> CausalLM:
+    """A new model, or from `saved` (the adapter's config) a trained one; checked against the tokenizer and
+    max_length."""
+    saved = saved or {}
     ptuning = (PTuningConfig.from_dict(saved["ptuning_config"]) if saved else
                PTuningConfig(mode=model_args.mode, pre_seq_len=model_args.pre_seq_len,
                              prefix_projection=model_args.prefix_projection,
                              prefix_hidden_size=model_args.prefix_hidden_size, prefix_dropout=model_args.dropout,
                              prompt_encoder_type=model_args.prompt_encoder_type))
-    base = model_args.model_name_or_path or (saved or {}).get("base_model")
+    base = model_args.model_name_or_path or saved.get("base_model")
     if saved and not base and ptuning.mode != "finetune":
         raise ValueError(f"{model_args.adapter_dir} holds a {ptuning.mode} adapter over a from-scratch backbone, "
                          "whose frozen weights were never saved; pass the pretrained --model_name_or_path it was "
@@ -175,11 +183,16 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
         training_args: RunTrainingArguments) -> dict:
     set_device_target(model_args.device_target)
     seed_everything(training_args.seed)
-    tokenizer = load_tokenizer(model_args.tokenizer_name)
-    train_examples, eval_examples, report, data_file = load_data(data_args, tokenizer)
-    train_dataset = lm_dataset(train_examples, tokenizer, data_args.max_length, data_args.summary_only_loss)
-    eval_dataset = lm_dataset(eval_examples, tokenizer, data_args.max_length, data_args.summary_only_loss)
-    model = build_model(model_args, tokenizer, data_args.max_length)
+    saved = read_adapter_config(model_args.adapter_dir) if model_args.adapter_dir else {}
+    tokenizer_name = model_args.tokenizer_name or saved.get("tokenizer")
+    max_length = data_args.max_length or saved.get("max_length") or DEFAULT_MAX_LENGTH
+    summary_only = data_args.summary_only_loss if data_args.summary_only_loss is not None else \
+        saved.get("summary_only_loss", False)
+    tokenizer = load_tokenizer(tokenizer_name)
+    train_examples, eval_examples, report, data_file = load_data(data_args, tokenizer, max_length)
+    train_dataset = lm_dataset(train_examples, tokenizer, max_length, summary_only)
+    eval_dataset = lm_dataset(eval_examples, tokenizer, max_length, summary_only)
+    model = build_model(model_args, tokenizer, max_length, saved)
     trainable, total = count_parameters(trainable_weights(model)), count_parameters(named_weights(model))
     print(f"[ms_ptuning] GPT-2 summarization, {model.config.mode}: trainable parameters {trainable:,} of {total:,}; "
           f"train {len(train_dataset)}, eval {len(eval_dataset)} examples")
@@ -189,12 +202,12 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
                "skipped_lines": report.skipped, "first_skipped_lines": report.skipped_lines,
                "train_examples": len(train_dataset), "eval_examples": len(eval_dataset),
                "trainable_parameters": trainable, "total_parameters": total,
-               "generation": asdict(gen_args), "max_length": data_args.max_length}
+               "generation": asdict(gen_args), "max_length": max_length}
     if gen_args.rouge_before_training:
-        results["before_training"] = corpus_rouge(summarize(model, tokenizer, to_summarize, gen_args,
-                                                            data_args.max_length), references)
-    metadata = {"base_model": model_args.model_name_or_path, "tokenizer": model_args.tokenizer_name,
-                "max_length": data_args.max_length}
+        results["before_training"] = corpus_rouge(summarize(model, tokenizer, to_summarize, gen_args, max_length),
+                                                  references)
+    metadata = {"base_model": model_args.model_name_or_path or saved.get("base_model"), "tokenizer": tokenizer_name,
+                "max_length": max_length, "summary_only_loss": summary_only}
     trainer = Trainer(model, training_args, train_dataset, eval_dataset, compute_metrics=perplexity_metrics,
                       adapter_metadata=metadata)
     if not model_args.adapter_dir:
@@ -205,7 +218,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     os.makedirs(training_args.output_dir, exist_ok=True)
     results.update(trainer.evaluate())
     started = time.time()
-    generated = summarize(model, tokenizer, to_summarize, gen_args, data_args.max_length)
+    generated = summarize(model, tokenizer, to_summarize, gen_args, max_length)
     results["generation_seconds"] = time.time() - started
     results.update(corpus_rouge(generated, references))
     write_samples(os.path.join(training_args.output_dir, "samples.jsonl"), data_file, to_summarize, generated)

@@ -7,6 +7,7 @@ safetensors file loads into either side.
 
 import numpy as np
 from mindspore import Tensor, ops
+from mindspore.common.dtype import _dtype_to_nptype  # the public dtype_to_nptype is deprecated in 2.7 and logs so
 
 from .injection import PromptedBackbone
 
@@ -30,7 +31,9 @@ def count_parameters(weights: dict) -> int:
 
 
 def to_numpy(weights: dict) -> dict:
-    return {name: param.asnumpy() for name, param in weights.items()}
+    """Copies: `asnumpy()` of a MindSpore Parameter shares its memory, so an optimizer step (`ops.assign`)
+    would silently change a snapshot taken without `.copy()`."""
+    return {name: param.asnumpy().copy() for name, param in weights.items()}
 
 
 def assign_weights(model, arrays: dict, *, strict: bool = True, source: str = "state") -> None:
@@ -42,7 +45,9 @@ def assign_weights(model, arrays: dict, *, strict: bool = True, source: str = "s
     wrong = [f"{name}: {source} has {tuple(arrays[name].shape)} {arrays[name].dtype}, "
              f"model has {tuple(weights[name].shape)} {weights[name].dtype}"
              for name in arrays if name in weights and tuple(arrays[name].shape) != tuple(weights[name].shape)]
-    if missing or unexpected or wrong:
+    wrong_dtype = [f"{name}: {source} has {arrays[name].dtype}, model has {weights[name].dtype}"
+                   for name in arrays if name in weights and not lossless_into(arrays[name].dtype, weights[name])]
+    if missing or unexpected or wrong or wrong_dtype:
         problems = []
         if missing:
             problems.append(f"missing {len(missing)}: {', '.join(missing[:10])}")
@@ -50,7 +55,18 @@ def assign_weights(model, arrays: dict, *, strict: bool = True, source: str = "s
             problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:10])}")
         if wrong:
             problems.append("wrong shape: " + "; ".join(wrong[:10]))
+        if wrong_dtype:
+            problems.append("wrong dtype: " + "; ".join(wrong_dtype[:10]))
         raise ValueError(f"{source} does not match the model: " + " | ".join(problems))
     for name, array in arrays.items():
         param = weights[name]
         ops.assign(param, Tensor(np.ascontiguousarray(array), dtype=param.dtype))
+
+
+def lossless_into(dtype, param) -> bool:
+    """Whether values of numpy `dtype` fit the parameter's dtype unchanged: the same kind (float, int, bool)
+    and no narrowing. float16 → float32 is fine; float32 → float16 or int64 → float32 would alter the
+    values or mean the wrong tensor."""
+    target = np.dtype(_dtype_to_nptype(param.dtype))
+    return np.dtype(dtype).kind == target.kind and np.can_cast(dtype, target, casting="safe")
+

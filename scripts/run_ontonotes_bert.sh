@@ -7,6 +7,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 REFERENCE_MODEL=bert-large-uncased
 HPARAMS=(
   --per_device_train_batch_size 16 --learning_rate 1e-2 --pre_seq_len 16 --num_train_epochs 30
-  --hidden_dropout_prob 0.1 --seed 11 --max_seq_length 128
+  --hidden_dropout_prob 0.1 --seed 11 --max_seq_length 128 --lr_decay_per_epoch 0.95
 )
 run_task ontonotes "$@"

@@ -7,6 +7,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 REFERENCE_MODEL=roberta-large
 HPARAMS=(
   --per_device_train_batch_size 16 --learning_rate 7e-3 --pre_seq_len 48 --num_train_epochs 60
-  --hidden_dropout_prob 0.1 --seed 14 --max_seq_length 128
+  --hidden_dropout_prob 0.1 --seed 14 --max_seq_length 128 --lr_decay_per_epoch 0.95
 )
 run_task ontonotes "$@"

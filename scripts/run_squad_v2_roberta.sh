@@ -7,6 +7,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 REFERENCE_MODEL=roberta-large
 HPARAMS=(
   --per_device_train_batch_size 8 --learning_rate 5e-3 --pre_seq_len 8 --num_train_epochs 10
-  --hidden_dropout_prob 0.2 --seed 11 --max_seq_length 384
+  --hidden_dropout_prob 0.2 --seed 11 --max_seq_length 384 --lr_decay_per_epoch 0.95
 )
 run_task squad_v2 "$@"

@@ -2,6 +2,8 @@
 
 import json
 import os
+import shlex
+import subprocess
 
 import numpy as np
 import pytest
@@ -11,7 +13,8 @@ from ms_ptuning.data.nlpcc2017 import (DataFormatError, LoadReport, decode_summa
                                        split_examples, tokenize_records)
 from ms_ptuning import summarization
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 SMALL = os.path.join(FIXTURES, "nlpcc2017_small.jsonl")
 BROKEN = os.path.join(FIXTURES, "nlpcc2017_broken.jsonl")
 BROKEN_LINES = [2, 4, 7, 8, 9, 11]  # bad JSON, no summary, blank article, a list, a number, only <Paragraph>
@@ -120,17 +123,18 @@ def small_tokenizer_dir(tmp_path_factory, tokenizer):
     return str(directory)
 
 
-TINY = ["--n_layer", "2", "--n_embd", "64", "--n_head", "4", "--n_positions", "80", "--max_length", "64",
-        "--dropout", "0", "--max_new_tokens", "12", "--num_beams", "2", "--no_repeat_ngram_size", "2",
-        "--disable_tqdm", "True", "--save_strategy", "no", "--eval_strategy", "no", "--seed", "0"]
+DECODING = ["--max_new_tokens", "12", "--num_beams", "2", "--no_repeat_ngram_size", "2", "--disable_tqdm", "True",
+            "--save_strategy", "no", "--eval_strategy", "no", "--seed", "0"]
+TINY_MODEL = ["--n_layer", "2", "--n_embd", "64", "--n_head", "4", "--n_positions", "80", "--max_length", "64",
+              "--dropout", "0"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, small_tokenizer_dir):
     output_dir = str(tmp_path_factory.mktemp("run"))
     results = summarization.run(*summarization.parse(
-        ["--train_file", SMALL, "--tokenizer_name", small_tokenizer_dir, "--output_dir", output_dir, *TINY,
-         "--summary_only_loss", "True", "--num_train_epochs", "6", "--per_device_train_batch_size", "8",
+        ["--train_file", SMALL, "--tokenizer_name", small_tokenizer_dir, "--output_dir", output_dir, *TINY_MODEL,
+         *DECODING, "--summary_only_loss", "True", "--num_train_epochs", "6", "--per_device_train_batch_size", "8",
          "--learning_rate", "1e-2", "--warmup_steps", "2", "--logging_steps", "1", "--rouge_before_training", "True"]))
     return output_dir, results
 
@@ -147,7 +151,6 @@ def test_training_lowers_the_loss_and_writes_results(trained):
     for key in ("rouge-1", "rouge-2", "rouge-l"):
         assert 0.0 <= saved[key] <= 1.0 and 0.0 <= saved["before_training"][key] <= 1.0
     assert saved["rouge-1"] > saved["before_training"]["rouge-1"]
-    print({k: results[k] for k in ("train_runtime", "generation_seconds", "train_tokens_per_second")})
 
 
 def test_generation_returns_text_with_articles_in_the_samples(trained):
@@ -159,12 +162,43 @@ def test_generation_returns_text_with_articles_in_the_samples(trained):
     assert all(s["generated"] and "[" not in s["generated"] and " " not in s["generated"] for s in samples)
 
 
-def test_generate_only_from_the_saved_adapter_reproduces_the_summaries(trained, small_tokenizer_dir, tmp_path):
+def test_generate_only_from_the_saved_adapter_reproduces_the_summaries(trained, tmp_path):
+    """Tokenizer, max_length, loss masking and model config all come from the adapter directory."""
     output_dir, results = trained
     again = summarization.run(*summarization.parse(
-        ["--train_file", SMALL, "--tokenizer_name", small_tokenizer_dir, "--output_dir", str(tmp_path), *TINY,
-         "--summary_only_loss", "True", "--adapter_dir", os.path.join(output_dir, "adapter")]))
-    assert "global_step" not in again
+        ["--train_file", SMALL, "--output_dir", str(tmp_path), *DECODING,
+         "--adapter_dir", os.path.join(output_dir, "adapter")]))
+    assert "global_step" not in again and again["max_length"] == 64
     with open(os.path.join(output_dir, "samples.jsonl")) as first, open(tmp_path / "samples.jsonl") as second:
         assert [json.loads(line)["generated"] for line in first] == [json.loads(line)["generated"] for line in second]
     assert again["eval_loss"] == pytest.approx(results["eval_loss"], abs=1e-5)
+
+
+# ---- the shell entry points ----------------------------------------------------------------------
+
+def dry_run(script: str, *args):
+    return subprocess.run(["bash", os.path.join(ROOT, "scripts", script), *args], capture_output=True, text=True,
+                          env=dict(os.environ, DRY_RUN="1"), timeout=30)
+
+
+def test_run_script_passes_the_tutorial_hyperparameters_and_later_flags_win():
+    result = dry_run("run_nlpcc2017_gpt2.sh", SMALL, "--mode", "prefix")
+    assert result.returncode == 0, result.stderr
+    argv = shlex.split(result.stdout)
+    assert argv[:3] == [os.path.join(ROOT, ".venv", "bin", "python"), "-m", "ms_ptuning.summarization"]
+    model_args, data_args, gen_args, training_args = summarization.parse(argv[3:])
+    assert (model_args.mode, data_args.train_file, data_args.max_length) == ("prefix", SMALL, 1024)
+    assert (training_args.learning_rate, training_args.warmup_steps, training_args.max_grad_norm) == (1.5e-4, 2000, 1.0)
+    assert training_args.per_device_train_batch_size == 4
+    assert (gen_args.num_beams, gen_args.no_repeat_ngram_size, gen_args.max_new_tokens) == (5, 2, 50)
+
+
+def test_generate_script_needs_an_adapter_and_a_data_file(tmp_path):
+    assert "no adapter_config.json" in dry_run("generate_summaries.sh", str(tmp_path)).stderr
+    (tmp_path / "adapter_config.json").write_text("{}")
+    assert "TRAIN_FILE is not set" in dry_run("generate_summaries.sh", str(tmp_path)).stderr
+    result = dry_run("generate_summaries.sh", str(tmp_path), SMALL, "--num_beams", "1")
+    argv = shlex.split(result.stdout)
+    _, data_args, gen_args, training_args = summarization.parse(argv[3:])
+    assert (data_args.train_file, gen_args.num_beams) == (SMALL, 1)
+    assert training_args.output_dir == os.path.join(os.path.dirname(str(tmp_path)), "generated")

@@ -77,18 +77,28 @@ def _problem(line: str):
     return tuple(texts)
 
 
+def _parse_line(raw: bytes):
+    """(article, summary) of a valid line, the reason it is not valid, or None for a blank line."""
+    try:
+        line = raw.decode("utf-8-sig")  # -sig: a BOM at the start of the file is not text
+    except UnicodeDecodeError as error:
+        return f"not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1})"
+    return _problem(line) if line.strip() else None
+
+
 def iter_records(path: str, report: LoadReport = None, strict: bool = False, max_samples: int = None):
-    """Valid records in file order. Blank lines are ignored; malformed lines (bad JSON, not an object,
-    missing/empty/non-string `article` or `summarization`) are counted in `report` and skipped, or with
-    `strict` raise `DataFormatError("file:line: reason")`. Stops after `max_samples` records."""
+    """Valid records in file order. Blank lines are ignored; malformed lines (not UTF-8, bad JSON, not an
+    object, missing/empty/non-string `article` or `summarization`) are counted in `report` and skipped, or
+    with `strict` raise `DataFormatError("file:line: reason")`. Stops after `max_samples` records. A file
+    without a single valid record raises DataFormatError naming the file and what was skipped."""
     report = report if report is not None else LoadReport(path)
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:  # bytes: one undecodable line must not end the whole read
+        for line_number, raw in enumerate(handle, start=1):
             if max_samples is not None and report.kept >= max_samples:
                 return
-            if not line.strip():
+            parsed = _parse_line(raw)
+            if parsed is None:
                 continue
-            parsed = _problem(line)
             if isinstance(parsed, str):
                 if strict:
                     raise DataFormatError(f"{path}:{line_number}: {parsed}")
@@ -96,6 +106,8 @@ def iter_records(path: str, report: LoadReport = None, strict: bool = False, max
                 continue
             report.kept += 1
             yield Record(line_number, *parsed)
+    if not report.kept:
+        raise DataFormatError(f"{report}: no usable record")
 
 
 def read_records(path: str, line_numbers) -> dict:

@@ -4,9 +4,10 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from ..layers import Dropout, Embedding, Linear
+from .folding import FoldableEncoder
 
 
-class PrefixEncoder(nn.Cell):
+class PrefixEncoder(FoldableEncoder):
     """`Embedding(P, 2·L·H)`, or with `projection`: `Embedding(P, H) → Linear(H, h) → Tanh → Linear(h, 2·L·H)`.
 
     `construct(batch_size)` returns a (2·L, batch, heads, P, head_dim) tensor: rows 2l and 2l+1 are the key
@@ -35,7 +36,7 @@ class PrefixEncoder(nn.Cell):
         # Built once: the prefix positions are constant (and ops.arange is unusable after `import mindnlp`).
         self.positions = Tensor(np.arange(pre_seq_len, dtype=np.int32))
 
-    def prefix_table(self):
+    def encode(self):
         """(P, 2·L·H): the encoder output before batching, constant once training is over."""
         table = self.embedding(self.positions)
         if self.projection:
@@ -43,7 +44,7 @@ class PrefixEncoder(nn.Cell):
         return table
 
     def construct(self, batch_size: int):
-        table = self.prefix_table()
+        table = self.output()
         prefix = ops.broadcast_to(ops.expand_dims(table, 0), (batch_size,) + table.shape)
         prefix = ops.reshape(prefix, (batch_size, self.pre_seq_len, 2 * self.num_layers, self.num_heads, self.head_dim))
         prefix = self.dropout(prefix)

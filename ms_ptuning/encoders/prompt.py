@@ -4,9 +4,10 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from ..layers import Embedding, LSTM, Linear
+from .folding import FoldableEncoder
 
 
-class PromptEncoder(nn.Cell):
+class PromptEncoder(FoldableEncoder):
     """`lstm`: Embedding(n, H) → 2-layer bidirectional LSTM(H, H/2) → Linear(H, H) → ReLU → Linear(H, H);
     `mlp`: the same without the LSTM; `embedding`: the table alone (the reference's shallow `--prompt`).
 
@@ -26,6 +27,9 @@ class PromptEncoder(nn.Cell):
         self.positions = Tensor(np.arange(num_virtual_tokens, dtype=np.int32))
 
     def construct(self):
+        return self.output()
+
+    def encode(self):
         prompts = self.embedding(self.positions)  # (n, H)
         if self.encoder_type == "lstm":
             prompts = ops.squeeze(self.lstm(ops.expand_dims(prompts, 0)), 0)

@@ -150,7 +150,6 @@ def load_pretrained_heads(model, arrays: dict, source: str = "checkpoint") -> No
     cannot be represented here.
     """
     head_names = sorted(name for name in named_weights(model) if name.startswith("cls."))
-    heads = {name: arrays[name] for name in head_names if name in arrays}
     missing = [name for name in head_names if name not in arrays]
     if missing:
         raise ValueError(f"{source} lacks head weights {missing}")
@@ -163,11 +162,11 @@ def load_pretrained_heads(model, arrays: dict, source: str = "checkpoint") -> No
     decoder_bias = arrays.get("cls.predictions.decoder.bias")
     if decoder_bias is not None and not np.array_equal(decoder_bias, arrays["cls.predictions.bias"]):
         raise ValueError(f"{source}: cls.predictions.decoder.bias differs from cls.predictions.bias")
-    assign_weights(model, heads, strict=False, source=source)
+    assign_weights(model, {name: arrays[name] for name in head_names}, strict=False, source=source)
 
 
 def word_embedding_matrix(model) -> np.ndarray:
-    for name, param in named_weights(model).items():
-        if name.endswith("embeddings.word_embeddings.weight") or name.endswith(".wte.weight"):
-            return param.asnumpy()
-    raise ValueError(f"{type(model).__name__} has no word embeddings")
+    for _, cell in model.cells_and_names():
+        if isinstance(cell, PromptedBackbone):
+            return cell.backbone.get_input_embeddings().weight.asnumpy()
+    raise ValueError(f"{type(model).__name__} has no PromptedBackbone, hence no word embeddings")

@@ -5,6 +5,7 @@ missing field) can still be reported at its place in the file.
 """
 
 import json
+import math
 import os
 
 from .base import TaskDataError
@@ -34,6 +35,8 @@ class Where:
 
 
 def check_data_dir(data_dir: str) -> None:
+    if not data_dir:
+        raise TaskDataError("no data directory given: pass --data_dir with the task's files")
     if not os.path.isdir(data_dir):
         raise TaskDataError(f"{data_dir}: data directory not found")
 
@@ -157,9 +160,23 @@ def label_id(value, values: tuple, where: Where, name: str = "label") -> int:
 
 def parse_float(value: str, where: Where, name: str) -> float:
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise where.error(f"expected a number, got {value!r}", field=name) from None
+    if not math.isfinite(number):  # float() accepts "nan" and "inf"; as a target they make the loss NaN
+        raise where.error(f"expected a finite number, got {value!r}", field=name)
+    return number
+
+
+def check_texts(where: Where, row: dict, names) -> None:
+    """An example whose texts are all empty gives the model nothing to read: an error, never a silent
+    `[CLS] [SEP]` training example. One empty side of a pair is kept, as the reference keeps it (GLUE's
+    QQP train.tsv has two rows with an empty question2)."""
+    texts = [row[name] for name in names if isinstance(row.get(name), str)]
+    if texts and not any(text.strip() for text in texts):
+        if len(texts) == 1:
+            raise where.error("empty text", field=names[0])
+        raise where.error(f"fields {', '.join(map(repr, names))}: every text is empty")
 
 
 def is_saved_dataset(data_dir: str) -> bool:

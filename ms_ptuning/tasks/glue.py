@@ -3,8 +3,8 @@
 
 from .. import metrics
 from .classification import TextClassificationTask
-from .files import (check_split, is_saved_dataset, label_id, parse_float, read_saved_split, read_tsv,
-                    require_columns, split_path)
+from .files import (check_split, check_texts, is_saved_dataset, label_id, parse_float, read_saved_split,
+                    read_tsv, require_columns, split_path)
 from .registry import register
 
 NOT_LABELLED = -1  # the label HF's glue dataset gives test rows
@@ -31,9 +31,12 @@ class GlueTask(TextClassificationTask):
         texts = [column for column in self.tsv_text_columns if column]
         require_columns(path, columns, texts if split == "test" else texts + [self.tsv_label_column])
         labelled = self.tsv_label_column in columns
-        return [self._example([row[column] if column else None for column in self.tsv_text_columns],
-                              self._tsv_label(row[self.tsv_label_column], where) if labelled else None)
-                for where, row in rows]
+        examples = []
+        for where, row in rows:
+            check_texts(where, row, texts)
+            examples.append(self._example([row[column] if column else None for column in self.tsv_text_columns],
+                                          self._tsv_label(row[self.tsv_label_column], where) if labelled else None))
+        return examples
 
     def _tsv_label(self, raw, where):
         if self.problem_type == "regression":
@@ -46,6 +49,7 @@ class GlueTask(TextClassificationTask):
         classes = None if self.problem_type == "regression" else self.labels
         examples = []
         for where, row in read_saved_split(data_dir, self.saved_splits[split], texts + ("label",), classes):
+            check_texts(where, row, texts)
             label = row["label"]
             if label == NOT_LABELLED:
                 if split != "test":

@@ -12,7 +12,8 @@ from .. import metrics
 from ..data.dataset import ArrayDataset
 from .classification import TextClassificationTask, dataset_labels, first_output, labels_column
 from .encoding import check_not_empty, encode_texts, object_column
-from .files import check_split, field, is_saved_dataset, label_id, read_jsonl, read_saved_split, split_path
+from .files import (check_split, check_texts, field, is_saved_dataset, label_id, read_jsonl, read_saved_split,
+                    split_path)
 from .registry import register
 from .squad_metric import best_over_truths, exact_match, f1_score
 
@@ -41,6 +42,7 @@ class SuperGlueTask(TextClassificationTask):
         examples = []
         for where, row in rows:
             example = {name: field(row, name, where, kind) for name, kind in self.fields.items()}
+            check_texts(where, example, [name for name, kind in self.fields.items() if kind is str])
             example["label"] = self.label(where, row, split, saved)
             self.check(where, example)
             examples.append(example)

@@ -34,3 +34,10 @@ def lr_factor_fn(name: str, num_warmup_steps: int, num_training_steps: int, base
                        lr_init=base_lr, lr_end=kwargs.get("lr_end", 1e-7), power=kwargs.get("power", 1.0))
     extra = {"num_cycles": kwargs["num_cycles"]} if "num_cycles" in kwargs else {}
     return partial(SCHEDULES[name], num_warmup_steps=num_warmup_steps, num_training_steps=num_training_steps, **extra)
+
+
+def epoch_decay_fn(gamma: float, steps_per_epoch: int):
+    """torch's ExponentialLR stepped once per epoch: step → gamma^epoch."""
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"lr_decay_per_epoch must be in (0, 1], got {gamma}")
+    return lambda step: gamma ** (step // steps_per_epoch)

@@ -3,14 +3,17 @@
 Takes Hugging Face `TrainingArguments` (the names users know) and runs a loop you can read top to bottom.
 Gradients come from `mindspore.value_and_grad` over the trainable parameters only. Everything random in
 a step is a pure function of (seed, data position): the epoch order comes from (seed, epoch), dropout is
-reseeded from (seed, epoch, batch), so resuming from a checkpoint continues the very same run.
+reseeded from (seed, epoch, batch), so resuming from a checkpoint continues the very same run; a resume
+is refused when the checkpoint's run config (RUN_ARGUMENTS, the PTuningConfig, the train data) differs.
 """
 
+import hashlib
 import json
 import math
 import os
 import shutil
 import time
+from functools import cached_property
 
 import mindspore
 import numpy as np
@@ -21,14 +24,20 @@ from ..adapters import load_adapter, save_adapter
 from ..backend import seed_step, torch
 from ..data.dataset import batch_indices, epoch_order
 from ..weights import assign_weights, to_numpy, trainable_weights
-from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
+from .checkpoint import (discard, latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints,
+                         remove_leftovers, save_checkpoint)
 from .optim import AdamW, clip_by_global_norm, global_norm
 from .plots import plot_curves
-from .schedules import lr_factor_fn
+from .schedules import epoch_decay_fn, lr_factor_fn
 
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
 BEST_DIR = "best_model"
+# TrainingArguments that change the weights a run produces; a resume must use the checkpoint's values
+RUN_ARGUMENTS = ("seed", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
+                 "num_train_epochs", "max_steps", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_ratio",
+                 "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
+                 "dataloader_drop_last")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -85,40 +94,84 @@ class Trainer:
             return self.args.greater_is_better
         return not self.best_metric_name().endswith("loss")
 
+    def _holds_a_run(self) -> bool:
+        return os.path.exists(os.path.join(self.output_dir, METRICS_FILE)) or bool(list_checkpoints(self.output_dir))
+
     def _prepare_output_dir(self, resuming: bool) -> None:
-        previous = os.path.exists(os.path.join(self.output_dir, METRICS_FILE)) or list_checkpoints(self.output_dir)
-        if previous and not resuming:
+        if self._holds_a_run() and not resuming:
             if not self.args.overwrite_output_dir:
                 raise FileExistsError(f"{self.output_dir} already holds a run (metrics/checkpoints); pass "
                                       "--overwrite_output_dir to replace it or --resume to continue it")
-            for path in list_checkpoints(self.output_dir) + [os.path.join(self.output_dir, BEST_DIR)]:
-                shutil.rmtree(path, ignore_errors=True)
+            for path in list_checkpoints(self.output_dir):
+                discard(path)
+            shutil.rmtree(os.path.join(self.output_dir, BEST_DIR), ignore_errors=True)
             for name in (METRICS_FILE, CURVES_FILE):
                 if os.path.exists(os.path.join(self.output_dir, name)):
                     os.remove(os.path.join(self.output_dir, name))
+        if not resuming:  # a resume removes them once the checkpoint is accepted
+            remove_leftovers(self.output_dir)
         os.makedirs(self.output_dir, exist_ok=True)
+
+    @cached_property
+    def run_config(self) -> dict:
+        """What makes this run this run (JSON values): a resume from a checkpoint whose config differs is
+        refused. Cached: hashing the train data once is enough."""
+        model_config = getattr(self.model, "config", None)
+        config = {"training_arguments": {name: getattr(self.args, name) for name in RUN_ARGUMENTS},
+                  "ptuning_config": model_config.to_dict() if hasattr(model_config, "to_dict") else None,
+                  "train_dataset": dataset_fingerprint(self.train_dataset, self.metadata_columns)}
+        return json_value(config)
 
     def _state(self) -> dict:
         return {"global_step": self.global_step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "best_metric": self.best_metric, "best_step": self.best_step, "seed": self.args.seed,
-                "metric_for_best_model": self.best_metric_name()}
+                "metric_for_best_model": self.best_metric_name(), "config": self.run_config}
 
     def save_checkpoint(self) -> str:
-        path = save_checkpoint(self.output_dir, self.global_step, to_numpy(self.params),
+        trainable = to_numpy(self.params)
+        broken = [name for name, array in trainable.items() if not np.isfinite(array).all()]
+        if broken:  # an update overflowed; saving would turn the last good checkpoint into a bad one
+            raise NonFiniteLossError(f"step {self.global_step}: weights {broken[:5]} became NaN/Inf; not saved. "
+                                     f"Last good checkpoint: {latest_checkpoint(self.output_dir)}")
+        path = save_checkpoint(self.output_dir, self.global_step, trainable,
                                self.optimizer.state_arrays(), self._state())
         prune_checkpoints(self.output_dir, self.args.save_total_limit)
         return path
 
     def _resume(self, checkpoint: str) -> None:
+        """Check everything first (config, names, shapes, dtypes), then load, then cut the metrics log back
+        to the checkpoint's step, so a refused resume changes nothing."""
         trainable, optimizer, state = load_checkpoint(checkpoint)
-        if state["seed"] != self.args.seed:
-            raise ValueError(f"{checkpoint} was trained with seed {state['seed']}, not {self.args.seed}; "
-                             "an exact resume needs the same seed")
+        saved = state.get("config") or {"training_arguments": {"seed": state["seed"]}}  # older checkpoints
+        differences = config_differences(saved, self.run_config)
+        if differences:
+            raise ValueError(f"cannot resume from {checkpoint}: it was written by a run with other settings "
+                             f"({'; '.join(differences)}). An exact resume needs the checkpoint's settings; "
+                             "to start a new run use another --output_dir or --overwrite_output_dir")
+        if set(trainable) != set(self.params):
+            raise ValueError(f"cannot resume from {checkpoint}: its trainable weights differ from the model's "
+                             f"(missing {sorted(set(self.params) - set(trainable))[:10]}, "
+                             f"unexpected {sorted(set(trainable) - set(self.params))[:10]})")
         assign_weights(self.model, trainable, strict=False, source=checkpoint)
         self.optimizer.load_state_arrays(optimizer)
         self.global_step, self.epoch, self.batch_in_epoch = (state["global_step"], state["epoch"],
                                                              state["batch_in_epoch"])
         self.best_metric, self.best_step = state["best_metric"], state["best_step"]
+        self._truncate_log(self.global_step)
+        remove_leftovers(self.output_dir)
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop the records of steps after `step` (written by the run before it was killed; the resumed run
+        writes them again) and a last line the kill cut short."""
+        path = os.path.join(self.output_dir, METRICS_FILE)
+        if not os.path.exists(path):
+            return
+        with open(path) as handle:
+            lines = [line for line in handle if line.endswith("\n")]
+        kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        with open(path + ".tmp", "w") as handle:
+            handle.writelines(kept)
+        os.replace(path + ".tmp", path)
 
     # ---- training -------------------------------------------------------------------------------
     def train(self, resume_from_checkpoint=None) -> dict:
@@ -126,6 +179,10 @@ class Trainer:
         args = self.args
         if resume_from_checkpoint is True:
             resume_from_checkpoint = latest_checkpoint(self.output_dir)
+            if resume_from_checkpoint is None and self._holds_a_run() and not args.overwrite_output_dir:
+                raise FileNotFoundError(f"nothing to resume: {self.output_dir} holds a run but no complete "
+                                        "checkpoint-<step> (it stopped before its first save); pass "
+                                        "--overwrite_output_dir to start it again")
         self._prepare_output_dir(resuming=bool(resume_from_checkpoint))
         if resume_from_checkpoint:
             self._resume(resume_from_checkpoint)
@@ -136,6 +193,8 @@ class Trainer:
         num_epochs = math.ceil(total_steps / steps_per_epoch)
         lr_factor = lr_factor_fn(args.lr_scheduler_type, args.get_warmup_steps(total_steps), total_steps,
                                  args.learning_rate, **(args.lr_scheduler_kwargs or {}))
+        if getattr(args, "lr_decay_per_epoch", None):
+            lr_factor = epoch_decay_fn(args.lr_decay_per_epoch, steps_per_epoch)
 
         self.model.set_train(True)
         progress = tqdm(total=total_steps, initial=self.global_step, disable=args.disable_tqdm, desc="train")
@@ -254,3 +313,34 @@ class Trainer:
 
     def predict(self, dataset):
         return self._run(dataset)[1]
+
+
+def dataset_fingerprint(dataset, skip=()) -> dict | None:
+    """Size and sha256 of the model-input columns (numeric; object columns are bookkeeping)."""
+    if dataset is None:
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(dataset.columns):
+        values = dataset.columns[name]
+        if name in skip or values.dtype == object:
+            continue
+        digest.update(f"{name}|{values.dtype.str}|{values.shape}".encode())
+        digest.update(np.ascontiguousarray(values).tobytes())
+    return {"examples": len(dataset), "sha256": digest.hexdigest()}
+
+
+def json_value(value):
+    """`value` as it reads back from JSON (enums → strings, tuples → lists), so saved and current compare."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def config_differences(saved: dict, current: dict) -> list:
+    """"name: saved → current" for every field the saved config has that differs now."""
+    differences = []
+    for section, fields in saved.items():
+        now = current.get(section) or {}
+        prefix = "" if section == "training_arguments" else f"{section}."
+        for name, value in (fields or {}).items():
+            if now.get(name) != value:
+                differences.append(f"{prefix}{name}: {value!r} → {now.get(name)!r}")
+    return differences

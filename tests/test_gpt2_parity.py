@@ -1,0 +1,143 @@
+"""GPT-2 LM on MindSpore vs the torch reference (fp32, tiny config) in finetune / prefix / prompt mode:
+logits, loss and trainable gradients, greedy decoding token for token, and the beam search against an
+exhaustive search."""
+
+import numpy as np
+import pytest
+
+from ms_ptuning.backend import torch
+import transformers
+
+from ms_ptuning.backbones import build_backbone
+from ms_ptuning.config import PTuningConfig
+from ms_ptuning.generation import GenerationConfig, banned_tokens, generate
+from ms_ptuning.models import CausalLM
+from ms_ptuning.parity import differences, load_case, run_reference, write_case
+from tiny_backbones import tiny_config
+
+VOCAB, EOS, MAX_NEW = 97, 5, 10
+# initializer_range above GPT-2's 0.02, so that a random model's greedy decode does more than repeat the
+# last token (with tied embeddings that is all a 0.02 model does) and also stops early now and then
+CONFIG = transformers.GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=64, n_layer=2, n_head=4,
+                                 resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.08)
+MODES = {
+    "finetune": PTuningConfig(mode="finetune"),
+    "prefix": PTuningConfig(mode="prefix", pre_seq_len=4, prefix_dropout=0.0),
+    "prefix_projection": PTuningConfig(mode="prefix", pre_seq_len=4, prefix_dropout=0.0, prefix_projection=True,
+                                       prefix_hidden_size=32),
+    "prompt": PTuningConfig(mode="prompt", pre_seq_len=4, prompt_encoder_type="lstm"),
+}
+PROMPTS = [[5, 17, 23, 42, 8], [60, 3], [71, 29, 33, 14, 90, 52, 12, 66], [44]]
+
+
+def batch():
+    """Right-padded rows; row 0 learns only its last 5 tokens (summary-only loss), padding is -100."""
+    rng = np.random.default_rng(0)
+    input_ids = rng.integers(1, VOCAB, (3, 12)).astype(np.int32)
+    attention_mask = np.ones((3, 12), np.int32)
+    attention_mask[1, 9:] = 0
+    attention_mask[2, 5:] = 0
+    input_ids[attention_mask == 0] = 0
+    labels = np.where(attention_mask == 1, input_ids, -100)
+    labels[0, :7] = -100
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    """name → (model holding the reference's weights, reference outputs, reference greedy decode); one
+    torch process serves every mode."""
+    root = tmp_path_factory.mktemp("gpt2_parity")
+    workdirs = {name: root / name for name in MODES}
+    generate_spec = {"prompts": PROMPTS, "max_new_tokens": MAX_NEW, "eos_token_id": EOS}
+    for name, workdir in workdirs.items():
+        workdir.mkdir()
+        write_case(str(workdir), "causal_lm", CONFIG, MODES[name], batch(), seed=0, generate=generate_spec)
+    run_reference(*map(str, workdirs.values()))
+    return {name: load_case(str(workdir), "causal_lm", CONFIG, MODES[name], generated=True)
+            for name, workdir in workdirs.items()}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_logits_loss_and_gradients_match_the_reference(cases, mode):
+    model, reference, _ = cases[mode]
+    result = differences(model, batch(), reference)
+    print(mode, {k: v for k, v in result.items() if k != "grad_rel"})
+    assert result["logits_max_abs"] <= 1e-5
+    assert result["loss_abs"] <= 1e-5
+    assert result["grad_max_rel"] <= 1e-4, result["grad_worst_param"]
+    assert result["num_trainable_tensors"] == {"finetune": 28, "prefix": 1, "prefix_projection": 5, "prompt": 21}[mode]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_batched_left_padded_greedy_decode_is_token_identical_to_the_reference(cases, mode):
+    model, _, reference = cases[mode]
+    ours = generate(model, PROMPTS, GenerationConfig(max_new_tokens=MAX_NEW, eos_token_id=EOS, batch_size=4))
+    assert ours == reference
+    assert len({token for tokens in reference for token in tokens}) >= 3  # not a trivially constant decode
+
+
+def test_reference_decodes_stop_at_the_stop_token(cases):
+    stopped = {mode: [len(tokens) < MAX_NEW for tokens in generations] for mode, (_, _, generations) in cases.items()}
+    assert sum(map(any, stopped.values())) >= 3, stopped
+
+
+def test_one_by_one_greedy_decode_with_prefix_matches_the_reference(cases):
+    model, _, reference = cases["prefix"]
+    config = GenerationConfig(max_new_tokens=MAX_NEW, eos_token_id=EOS, batch_size=1)
+    assert generate(model, PROMPTS, config) == reference
+
+
+def exhaustive_best_two_tokens(model, prompt):
+    """The best-scoring (sum of log-probs / length) output of at most 2 tokens, by scoring every one of
+    them with full forward passes (no cache, no search)."""
+    rows = np.array([prompt + [token] for token in range(VOCAB)], dtype=np.int32)  # (V, T+1)
+    _, logits = model(input_ids=torch.tensor(rows), attention_mask=torch.tensor(np.ones_like(rows)))
+    logits = logits.asnumpy().astype(np.float64)
+    log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+        - logits.max(-1, keepdims=True)
+    first, second = log_probs[0, -2], log_probs[:, -1]  # (V,) after the prompt, (V, V) after each first token
+    scores = {(): first[EOS]}
+    for t1 in range(VOCAB):
+        if t1 != EOS:
+            scores[(t1,)] = (first[t1] + second[t1, EOS]) / 2
+            scores.update({(t1, t2): (first[t1] + second[t1, t2]) / 2 for t2 in range(VOCAB) if t2 != EOS})
+    return list(max(scores, key=scores.get))
+
+
+def test_full_width_beam_search_with_prefix_is_an_exact_search(cases):
+    model, _, _ = cases["prefix"]
+    model.set_train(False)
+    prompts = [PROMPTS[0], PROMPTS[1]]  # batched: left padding and cache reordering with the prefix
+    found = generate(model, prompts, GenerationConfig(max_new_tokens=2, num_beams=VOCAB, eos_token_id=EOS))
+    assert found == [exhaustive_best_two_tokens(model, prompt) for prompt in prompts]
+
+
+def test_beam_search_batched_equals_one_by_one_and_never_repeats_a_bigram(cases):
+    model, _, _ = cases["prompt"]
+    config = dict(max_new_tokens=MAX_NEW, num_beams=3, no_repeat_ngram_size=2, eos_token_id=EOS)
+    batched = generate(model, PROMPTS, GenerationConfig(**config, batch_size=4))
+    assert batched == generate(model, PROMPTS, GenerationConfig(**config, batch_size=1))
+    for tokens in batched:
+        assert len(tokens) <= MAX_NEW and EOS not in tokens
+        bigrams = list(zip(tokens, tokens[1:]))
+        assert len(bigrams) == len(set(bigrams))
+
+
+def test_min_new_tokens_holds_back_the_stop_token(cases):
+    model, _, reference = cases["prefix_projection"]
+    assert any(len(tokens) < MAX_NEW for tokens in reference)
+    forced = generate(model, PROMPTS, GenerationConfig(max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW, eos_token_id=EOS))
+    assert [len(tokens) for tokens in forced] == [MAX_NEW] * len(PROMPTS)
+
+
+def test_banned_tokens_complete_repeated_ngrams_only():
+    assert banned_tokens([1, 2, 3, 1], 2) == {2}
+    assert banned_tokens([1, 2, 1, 3, 1], 2) == {2, 3}
+    assert banned_tokens([1, 2, 3, 1, 2], 3) == {3}
+    assert banned_tokens([4, 5], 1) == {4, 5} and banned_tokens([4, 5], 0) == set()
+
+
+def test_encoders_with_a_pooler_are_refused():
+    with pytest.raises(ValueError, match="decoder-only"):
+        CausalLM(build_backbone(tiny_config("bert")), PTuningConfig(mode="finetune"))

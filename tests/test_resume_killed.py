@@ -1,0 +1,228 @@
+"""Crash safety of training runs: a `python -m ms_ptuning.run` process killed with SIGKILL at a random step and
+resumed with --resume ends bit-identical to an uninterrupted run; half-written checkpoints are never picked;
+a resume with other settings, a NaN/Inf step and an occupied output directory are refused without damage."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from mindspore import ops
+from safetensors.numpy import load_file
+
+from ms_ptuning import run as run_module
+from ms_ptuning.backbones import build_backbone
+from ms_ptuning.backend import seed_everything
+from ms_ptuning.config import PTuningConfig
+from ms_ptuning.data.dataset import ArrayDataset
+from ms_ptuning.models import HEADS
+from ms_ptuning.training import Trainer, TrainingArguments
+from ms_ptuning.training.checkpoint import latest_checkpoint, list_checkpoints
+from ms_ptuning.training.trainer import NonFiniteLossError
+from ms_ptuning.weights import to_numpy, trainable_weights
+from tiny_backbones import tiny_config
+from tiny_model_dir import save_tiny_bert
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SST2 = os.path.join(ROOT, "tests", "fixtures", "tasks", "sst2")
+MAX_STEPS = 12  # 5 examples in batches of 2: 3 steps an epoch, 4 epochs
+RUN_FLAGS = ["--task", "sst2", "--data_dir", SST2, "--mode", "prefix", "--pre_seq_len", "4", "--max_seq_length", "16",
+             "--per_device_train_batch_size", "2", "--max_steps", str(MAX_STEPS), "--learning_rate", "1e-2",
+             "--hidden_dropout_prob", "0.1", "--save_strategy", "steps", "--save_steps", "1",
+             "--eval_strategy", "steps", "--eval_steps", "4", "--logging_steps", "1", "--seed", "5",
+             "--disable_tqdm", "True"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_bert(str(tmp_path_factory.mktemp("tiny_bert")))
+
+
+@pytest.fixture(scope="module")
+def same_process_runs():
+    # run() selects the device first; MindSpore refuses that once kernels ran, and CPU is the default anyway
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run_module, "set_device_target", lambda target: None)
+        yield
+
+
+def start_run(model_dir: str, output_dir: str, *extra: str) -> subprocess.Popen:
+    """The run in a child process; its output goes to a file next to output_dir (a pipe nobody reads while
+    the test polls could fill up and stall it)."""
+    with open(f"{output_dir}.{len(extra)}.log", "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "ms_ptuning.run", *RUN_FLAGS, "--model_name_or_path",
+                                    model_dir, "--output_dir", output_dir, *extra], cwd=ROOT, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    process.log = log.name
+    return process
+
+
+def log_tail(process: subprocess.Popen) -> str:
+    with open(process.log) as handle:
+        return handle.read()[-3000:]
+
+
+def finish(process: subprocess.Popen) -> None:
+    process.wait(timeout=300)
+    assert process.returncode == 0, log_tail(process)
+
+
+def kill_after_checkpoint(process: subprocess.Popen, output_dir: str, step: int, delay: float) -> None:
+    """SIGKILL `delay` seconds after checkpoint-`step` appears: somewhere in the next step, its evaluation,
+    or its checkpoint write and pruning."""
+    while not os.path.isdir(os.path.join(output_dir, f"checkpoint-{step}")):
+        assert process.poll() is None, f"the run ended before checkpoint-{step}: {log_tail(process)}"
+        time.sleep(0.005)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run ended before the kill"
+
+
+def log_records(output_dir: str) -> list:
+    with open(os.path.join(output_dir, "metrics.jsonl")) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def directory_state(directory: str) -> dict:
+    """relative path → bytes of every file under `directory`."""
+    state = {}
+    for folder, _, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as handle:
+                state[os.path.relpath(os.path.join(folder, name), directory)] = handle.read()
+    return state
+
+
+def test_killed_run_resumes_bit_identical(model_dir, same_process_runs, tmp_path):
+    seed = int.from_bytes(os.urandom(4), "little")
+    choose = random.Random(seed)
+    kill_step, delay = choose.randint(2, MAX_STEPS - 4), choose.uniform(0.0, 0.3)
+    context = f"kill after checkpoint-{kill_step} + {delay:.3f} s (random seed {seed})"
+    straight_dir, killed_dir = str(tmp_path / "straight"), str(tmp_path / "killed")
+    straight = start_run(model_dir, straight_dir)  # both start together: the imports overlap
+    killed = start_run(model_dir, killed_dir)
+    kill_after_checkpoint(killed, killed_dir, kill_step, delay)
+    finish(straight)
+
+    survivor = latest_checkpoint(killed_dir)
+    assert survivor is not None and not os.path.exists(os.path.join(killed_dir, "results.json")), context
+    # a checkpoint write cut short, as a kill leaves it: it claims a later step and must never be picked
+    planted = os.path.join(killed_dir, f".checkpoint-{MAX_STEPS + 1}.tmp-planted")
+    shutil.copytree(os.path.join(straight_dir, f"checkpoint-{MAX_STEPS}"), planted)
+    with open(os.path.join(planted, "trainable.safetensors"), "r+b") as handle:
+        handle.truncate(os.path.getsize(handle.name) // 2)
+
+    with pytest.raises(ValueError, match=r"cannot resume from .*checkpoint-\d+: .*learning_rate: 0\.01 → 0\.02"):
+        run_module.run(*run_module.parse(RUN_FLAGS + ["--model_name_or_path", model_dir, "--output_dir", killed_dir,
+                                                      "--resume", "True", "--learning_rate", "2e-2"]))
+    assert os.path.isdir(planted), "a refused resume must change nothing"
+
+    finish(start_run(model_dir, killed_dir, "--resume", "True"))
+    expected = load_file(os.path.join(straight_dir, "adapter", "adapter.safetensors"))
+    actual = load_file(os.path.join(killed_dir, "adapter", "adapter.safetensors"))
+    assert sorted(expected) == sorted(actual)
+    for name in expected:
+        assert np.array_equal(expected[name], actual[name]), f"{name} differs; {context}"
+    assert log_records(killed_dir) == log_records(straight_dir), context  # every loss, lr, grad norm and eval
+    with open(os.path.join(straight_dir, "results.json")) as a, open(os.path.join(killed_dir, "results.json")) as b:
+        first, second = json.load(a), json.load(b)
+    assert {k: v for k, v in first.items() if k.startswith(("eval_", "best_"))} == \
+        {k: v for k, v in second.items() if k.startswith(("eval_", "best_"))}
+    assert not [name for name in os.listdir(killed_dir) if name.startswith(".")], "leftovers were not removed"
+
+    # the finished run's directory is never overwritten without --overwrite_output_dir
+    before = directory_state(straight_dir)
+    with pytest.raises(FileExistsError, match="overwrite_output_dir"):
+        run_module.run(*run_module.parse(RUN_FLAGS + ["--model_name_or_path", model_dir, "--output_dir", straight_dir]))
+    assert directory_state(straight_dir) == before
+
+
+def test_the_latest_complete_checkpoint_is_picked(tmp_path):
+    for name in ("checkpoint-2", "checkpoint-10", "checkpoint-9", ".checkpoint-12.tmp-x1", "checkpoint-x",
+                 ".discarded-ab/checkpoint-11"):
+        os.makedirs(tmp_path / name)
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")  # by step, not by name
+    assert [os.path.basename(p) for p in list_checkpoints(str(tmp_path))] == [
+        "checkpoint-2", "checkpoint-9", "checkpoint-10"]
+
+
+def test_resume_without_a_checkpoint_is_refused(model_dir, same_process_runs, tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 0.7}\n')
+    with pytest.raises(FileNotFoundError, match=r"nothing to resume: .* no complete checkpoint-<step>"):
+        run_module.run(*run_module.parse(RUN_FLAGS + ["--model_name_or_path", model_dir, "--output_dir",
+                                                      str(tmp_path), "--resume", "True"]))
+    assert os.listdir(tmp_path) == ["metrics.jsonl"]
+
+
+# ---- in-process checks with a tiny classifier ---------------------------------------------------------
+
+def dataset(seed: int = 0) -> ArrayDataset:
+    rng = np.random.default_rng(seed)
+    return ArrayDataset({"input_ids": rng.integers(5, 100, (12, 8)), "attention_mask": np.ones((12, 8), np.int64),
+                         "labels": rng.integers(0, 2, 12)})
+
+
+def classifier(pre_seq_len: int = 4):
+    seed_everything(0)
+    return HEADS["sequence_classification"](build_backbone(tiny_config("bert")),
+                                            PTuningConfig(mode="prefix", pre_seq_len=pre_seq_len))
+
+
+def arguments(output_dir, **overrides):
+    values = dict(output_dir=str(output_dir), learning_rate=1e-2, per_device_train_batch_size=4, max_steps=4,
+                  save_strategy="steps", save_steps=1, save_total_limit=None, eval_strategy="no", logging_steps=1,
+                  report_to=[], seed=3, disable_tqdm=True)
+    return TrainingArguments(**{**values, **overrides})
+
+
+def test_resume_with_other_settings_is_refused_naming_them(tmp_path):
+    Trainer(classifier(), arguments(tmp_path, max_steps=2), dataset()).train()
+    before = directory_state(str(tmp_path))
+    refusals = [(classifier(), arguments(tmp_path, learning_rate=2e-2, per_device_train_batch_size=3), dataset(),
+                 r"learning_rate: 0\.01 → 0\.02; per_device_train_batch_size: 4 → 3"),
+                (classifier(), arguments(tmp_path, lr_scheduler_type="cosine", seed=4), dataset(),
+                 r"seed: 3 → 4; lr_scheduler_type: 'linear' → 'cosine'"),
+                (classifier(pre_seq_len=8), arguments(tmp_path), dataset(), r"ptuning_config\.pre_seq_len: 4 → 8"),
+                (classifier(), arguments(tmp_path), dataset(seed=1), r"train_dataset\.sha256: ")]
+    for model, args, data, message in refusals:
+        with pytest.raises(ValueError, match=rf"cannot resume from .*checkpoint-2: .*{message}"):
+            Trainer(model, args, data).train(resume_from_checkpoint=True)
+    assert directory_state(str(tmp_path)) == before
+
+
+class PoisonedTrainer(Trainer):
+    """Makes the loss (or only the gradient) of one optimizer step non-finite."""
+
+    poison_step, poison = None, None
+
+    def _scaled_loss(self, **inputs):
+        loss = super()._scaled_loss(**inputs)
+        if self.global_step + 1 != self.poison_step:
+            return loss
+        if self.poison == "loss":
+            return loss * float("inf")
+        weight = next(iter(self.params.values()))  # sqrt(|w - w|) is 0; its gradient 0 · ∞ is NaN
+        return loss + ops.reduce_sum(ops.sqrt(ops.abs(ops.sub(weight, ops.stop_gradient(weight)))))
+
+
+@pytest.mark.parametrize("poison, message", [("loss", r"loss=(inf|nan) grad_norm=\S+"),
+                                             ("gradient", r"loss=\d\.\d+ grad_norm=(inf|nan)")])
+def test_non_finite_step_stops_before_it_is_applied(tmp_path, poison, message):
+    model = classifier()
+    trainer = PoisonedTrainer(model, arguments(tmp_path), dataset())
+    trainer.poison_step, trainer.poison = 3, poison
+    with pytest.raises(NonFiniteLossError, match=rf"step 3: {message}; training stopped before applying it\. "
+                                                 rf"Last good checkpoint: .*checkpoint-2$"):
+        trainer.train()
+    assert [os.path.basename(p) for p in list_checkpoints(str(tmp_path))] == ["checkpoint-1", "checkpoint-2"]
+    saved = load_file(os.path.join(tmp_path, "checkpoint-2", "trainable.safetensors"))
+    weights = to_numpy(trainable_weights(model))
+    for name, array in saved.items():  # the bad step changed nothing, and checkpoint-2 holds the weights
+        assert np.array_equal(array, weights[name]) and np.isfinite(array).all(), name
