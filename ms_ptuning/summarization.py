@@ -87,7 +87,8 @@ class GenerationArguments:
     min_new_tokens: int = field(default=1, metadata={"help": "[SEP] is not accepted before this many tokens"})
     length_penalty: float = field(default=1.0)
     generation_batch_size: int = field(default=8)
-    max_generate_samples: int | None = field(default=None, metadata={"help": "summarize only the first N eval articles"})
+    max_generate_samples: int | None = field(default=None, metadata={
+        "help": "summarize only the first N eval articles"})
     rouge_before_training: bool = field(default=False, metadata={"help": "also score the untrained model"})
 
 

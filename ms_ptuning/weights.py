@@ -45,7 +45,7 @@ def assign_weights(model, arrays: dict, *, strict: bool = True, source: str = "s
     wrong = [f"{name}: {source} has {tuple(arrays[name].shape)} {arrays[name].dtype}, "
              f"model has {tuple(weights[name].shape)} {weights[name].dtype}"
              for name in arrays if name in weights and tuple(arrays[name].shape) != tuple(weights[name].shape)]
-    wrong_dtype = [f"{name}: {source} has {arrays[name].dtype}, model has {weights[name].dtype}"
+    wrong_dtype = [f"{name}: {source} has {arrays[name].dtype}, model has {numpy_dtype(weights[name])}"
                    for name in arrays if name in weights and not lossless_into(arrays[name].dtype, weights[name])]
     if missing or unexpected or wrong or wrong_dtype:
         problems = []
@@ -63,10 +63,14 @@ def assign_weights(model, arrays: dict, *, strict: bool = True, source: str = "s
         ops.assign(param, Tensor(np.ascontiguousarray(array), dtype=param.dtype))
 
 
+def numpy_dtype(param) -> np.dtype:
+    return np.dtype(_dtype_to_nptype(param.dtype))
+
+
 def lossless_into(dtype, param) -> bool:
     """Whether values of numpy `dtype` fit the parameter's dtype unchanged: the same kind (float, int, bool)
     and no narrowing. float16 → float32 is fine; float32 → float16 or int64 → float32 would alter the
     values or mean the wrong tensor."""
-    target = np.dtype(_dtype_to_nptype(param.dtype))
+    target = numpy_dtype(param)
     return np.dtype(dtype).kind == target.kind and np.can_cast(dtype, target, casting="safe")
 

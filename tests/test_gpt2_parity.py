@@ -115,11 +115,11 @@ def test_full_width_beam_search_with_prefix_is_an_exact_search(cases):
 
 def test_beam_search_batched_equals_one_by_one_and_never_repeats_a_bigram(cases):
     model, _, _ = cases["prompt"]
-    config = dict(max_new_tokens=MAX_NEW, num_beams=3, no_repeat_ngram_size=2, eos_token_id=EOS)
+    config = dict(max_new_tokens=6, num_beams=3, no_repeat_ngram_size=2, eos_token_id=EOS)
     batched = generate(model, PROMPTS, GenerationConfig(**config, batch_size=4))
     assert batched == generate(model, PROMPTS, GenerationConfig(**config, batch_size=1))
     for tokens in batched:
-        assert len(tokens) <= MAX_NEW and EOS not in tokens
+        assert len(tokens) <= 6 and EOS not in tokens
         bigrams = list(zip(tokens, tokens[1:]))
         assert len(bigrams) == len(set(bigrams))
 
@@ -127,7 +127,8 @@ def test_beam_search_batched_equals_one_by_one_and_never_repeats_a_bigram(cases)
 def test_min_new_tokens_holds_back_the_stop_token(cases):
     model, _, reference = cases["prefix_projection"]
     assert any(len(tokens) < MAX_NEW for tokens in reference)
-    forced = generate(model, PROMPTS, GenerationConfig(max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW, eos_token_id=EOS))
+    config = GenerationConfig(max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW, eos_token_id=EOS)
+    forced = generate(model, PROMPTS, config)
     assert [len(tokens) for tokens in forced] == [MAX_NEW] * len(PROMPTS)
 
 

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from mindspore import Parameter, Tensor
 
 from ms_ptuning.backend import torch  # noqa: F401  (mindnlp before transformers)
 from ms_ptuning.config import PTuningConfig
@@ -14,8 +15,9 @@ from ms_ptuning.lama.data import (Fact, SPLITS, VocabFilter, encode_facts, list_
                                   load_relations, load_split)
 from ms_ptuning.lama.metrics import precision_at_k
 from ms_ptuning.lama.templates import QueryBuilder, parse_template
-from ms_ptuning.lama.train import MODEL, LamaArgs, load_probe, main, probe_relation
+from ms_ptuning.lama.train import MODEL, LamaArgs, adam_l2_step, load_probe, main, probe_relation
 from ms_ptuning.parity import compare
+from ms_ptuning.training.optim import AdamW
 from ms_ptuning.weights import named_weights, to_numpy
 import transformers
 from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
@@ -246,7 +248,23 @@ def test_probe_matches_the_torch_reference(tokenizers, kind):
     assert diffs["num_trainable_tensors"] == 21  # the prompt encoder only: embedding, 16 LSTM, 4 MLP
 
 
-# ---- training on the fixture ------------------------------------------------------------------------------
+# ---- training on the fixture ----------------------------------------------------------------------------
+
+def test_adam_step_is_torch_adam_with_l2_weight_decay():
+    """torch.optim.Adam(weight_decay=wd), written out: the decay joins the gradient before the moments."""
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=4).astype(np.float32)
+    param = Parameter(Tensor(start.copy()), name="w")
+    optimizer = AdamW({"w": param}, lr=0.1, weight_decay=0.0)
+    expected, m, v = start.astype(np.float64), 0.0, 0.0
+    for step, lr in enumerate([0.1, 0.098, 0.09604], 1):
+        grad = rng.normal(size=4).astype(np.float32)
+        adam_l2_step(optimizer, {"w": Tensor(grad)}, lr, weight_decay=0.5)
+        g = grad + 0.5 * expected
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        expected = expected - lr / (1 - 0.9 ** step) * m / (np.sqrt(v) / np.sqrt(1 - 0.999 ** step) + 1e-8)
+    np.testing.assert_allclose(param.asnumpy(), expected, rtol=1e-5, atol=1e-6)
+
 
 # Fast settings for 2 busy CPU cores: the MLP prompt encoder (the LSTM's parity is checked above) and a
 # learning rate for a handful of epochs instead of the reference's 1e-5 for up to 100.
@@ -279,7 +297,8 @@ def test_command_line_probes_gpt2_and_prints_the_table(model_dirs, tmp_path, cap
     assert main(argv) == 0
     with open(os.path.join(out, "P1412.json")) as handle:
         result = json.load(handle)
-    print("P1412 GPT-2:", {key: result[key] for key in ("manual", "ptuning", "best_epoch", "epochs_run")})
+    with capsys.disabled():
+        print("P1412 GPT-2:", {key: result[key] for key in ("manual", "ptuning", "best_epoch", "epochs_run")})
     assert result["ptuning"]["P@1"] > result["manual"]["P@1"]
     assert result["facts"]["test"]["dropped"] == {"multi-token in model": 1}
     capsys.readouterr()

@@ -34,7 +34,7 @@ def test_mlm_and_nsp_heads_match_hugging_face_torch_heads():
     embeddings receive the tied decoder's share) against HF's torch BertPreTrainingHeads, same weights."""
     diffs = compare("bert_pretraining", tiny_config("bert", vocab_size=VOCAB), PTuningConfig(mode="finetune"),
                     pretraining_batch())
-    print("bert_pretraining parity:", diffs)
+    print("bert_pretraining parity:", {k: v for k, v in diffs.items() if k != "grad_rel"})
     assert diffs["logits_max_abs"] <= 1e-5
     assert diffs["loss_abs"] <= 1e-5
     assert diffs["grad_max_rel"] <= 1e-4, diffs["grad_worst_param"]

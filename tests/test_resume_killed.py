@@ -17,17 +17,13 @@ from mindspore import ops
 from safetensors.numpy import load_file
 
 from ms_ptuning import run as run_module
-from ms_ptuning.backbones import build_backbone
-from ms_ptuning.backend import seed_everything
-from ms_ptuning.config import PTuningConfig
-from ms_ptuning.data.dataset import ArrayDataset
-from ms_ptuning.models import HEADS
-from ms_ptuning.training import Trainer, TrainingArguments
+from ms_ptuning.data.dataset import ArrayDataset, batch_indices, epoch_order
+from ms_ptuning.training import Trainer
 from ms_ptuning.training.checkpoint import latest_checkpoint, list_checkpoints
 from ms_ptuning.training.trainer import NonFiniteLossError
 from ms_ptuning.weights import to_numpy, trainable_weights
-from tiny_backbones import tiny_config
-from tiny_model_dir import save_tiny_bert
+from tiny_runs import same_process_runs  # noqa: F401  (a fixture)
+from tiny_runs import save_tiny_bert, tiny_arguments, tiny_classifier, tiny_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SST2 = os.path.join(ROOT, "tests", "fixtures", "tasks", "sst2")
@@ -42,14 +38,6 @@ RUN_FLAGS = ["--task", "sst2", "--data_dir", SST2, "--mode", "prefix", "--pre_se
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return save_tiny_bert(str(tmp_path_factory.mktemp("tiny_bert")))
-
-
-@pytest.fixture(scope="module")
-def same_process_runs():
-    # run() selects the device first; MindSpore refuses that once kernels ran, and CPU is the default anyway
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(run_module, "set_device_target", lambda target: None)
-        yield
 
 
 def start_run(model_dir: str, output_dir: str, *extra: str) -> subprocess.Popen:
@@ -103,7 +91,7 @@ def directory_state(directory: str) -> dict:
 def test_killed_run_resumes_bit_identical(model_dir, same_process_runs, tmp_path):
     seed = int.from_bytes(os.urandom(4), "little")
     choose = random.Random(seed)
-    kill_step, delay = choose.randint(2, MAX_STEPS - 4), choose.uniform(0.0, 0.3)
+    kill_step, delay = choose.randint(3, MAX_STEPS - 4), choose.uniform(0.0, 0.3)  # resumes cross an epoch
     context = f"kill after checkpoint-{kill_step} + {delay:.3f} s (random seed {seed})"
     straight_dir, killed_dir = str(tmp_path / "straight"), str(tmp_path / "killed")
     straight = start_run(model_dir, straight_dir)  # both start together: the imports overlap
@@ -163,38 +151,39 @@ def test_resume_without_a_checkpoint_is_refused(model_dir, same_process_runs, tm
 
 # ---- in-process checks with a tiny classifier ---------------------------------------------------------
 
-def dataset(seed: int = 0) -> ArrayDataset:
-    rng = np.random.default_rng(seed)
-    return ArrayDataset({"input_ids": rng.integers(5, 100, (12, 8)), "attention_mask": np.ones((12, 8), np.int64),
-                         "labels": rng.integers(0, 2, 12)})
-
-
-def classifier(pre_seq_len: int = 4):
-    seed_everything(0)
-    return HEADS["sequence_classification"](build_backbone(tiny_config("bert")),
-                                            PTuningConfig(mode="prefix", pre_seq_len=pre_seq_len))
-
-
-def arguments(output_dir, **overrides):
-    values = dict(output_dir=str(output_dir), learning_rate=1e-2, per_device_train_batch_size=4, max_steps=4,
-                  save_strategy="steps", save_steps=1, save_total_limit=None, eval_strategy="no", logging_steps=1,
-                  report_to=[], seed=3, disable_tqdm=True)
-    return TrainingArguments(**{**values, **overrides})
-
-
 def test_resume_with_other_settings_is_refused_naming_them(tmp_path):
-    Trainer(classifier(), arguments(tmp_path, max_steps=2), dataset()).train()
+    Trainer(tiny_classifier(), tiny_arguments(tmp_path), tiny_dataset()).train()
     before = directory_state(str(tmp_path))
-    refusals = [(classifier(), arguments(tmp_path, learning_rate=2e-2, per_device_train_batch_size=3), dataset(),
-                 r"learning_rate: 0\.01 → 0\.02; per_device_train_batch_size: 4 → 3"),
-                (classifier(), arguments(tmp_path, lr_scheduler_type="cosine", seed=4), dataset(),
-                 r"seed: 3 → 4; lr_scheduler_type: 'linear' → 'cosine'"),
-                (classifier(pre_seq_len=8), arguments(tmp_path), dataset(), r"ptuning_config\.pre_seq_len: 4 → 8"),
-                (classifier(), arguments(tmp_path), dataset(seed=1), r"train_dataset\.sha256: ")]
+    refusals = [
+        (tiny_classifier(), tiny_arguments(tmp_path, learning_rate=2e-2, per_device_train_batch_size=3), tiny_dataset(),
+         r"learning_rate: 0\.01 → 0\.02; per_device_train_batch_size: 4 → 3"),
+        (tiny_classifier(), tiny_arguments(tmp_path, lr_scheduler_type="cosine", seed=4), tiny_dataset(),
+         r"seed: 3 → 4; lr_scheduler_type: 'linear' → 'cosine'"),
+        (tiny_classifier(pre_seq_len=8), tiny_arguments(tmp_path), tiny_dataset(),
+         r"ptuning_config\.pre_seq_len: 4 → 8"),
+        (tiny_classifier(), tiny_arguments(tmp_path), tiny_dataset(seed=1), r"train_dataset\.sha256: ")]
     for model, args, data, message in refusals:
         with pytest.raises(ValueError, match=rf"cannot resume from .*checkpoint-2: .*{message}"):
             Trainer(model, args, data).train(resume_from_checkpoint=True)
     assert directory_state(str(tmp_path)) == before
+
+
+class RecordingDataset(ArrayDataset):
+    """Remembers the rows of every batch it gives out."""
+
+    def batch(self, indices):
+        self.batches.append(list(indices))
+        return super().batch(indices)
+
+
+def test_every_epoch_draws_its_own_order(tmp_path):
+    """A resume recomputes the order of its epoch from (seed, epoch), so the uninterrupted run must too (it
+    once kept epoch 0's order for every epoch, which only a resume past an epoch's end could notice)."""
+    data = RecordingDataset(tiny_dataset().columns)
+    data.batches = []
+    Trainer(tiny_classifier(), tiny_arguments(tmp_path, max_steps=6, save_strategy="no"), data).train()
+    expected = [list(batch) for epoch in (0, 1) for batch in batch_indices(epoch_order(12, 3, epoch), 4)]
+    assert data.batches == expected and expected[:3] != expected[3:]
 
 
 class PoisonedTrainer(Trainer):
@@ -215,8 +204,8 @@ class PoisonedTrainer(Trainer):
 @pytest.mark.parametrize("poison, message", [("loss", r"loss=(inf|nan) grad_norm=\S+"),
                                              ("gradient", r"loss=\d\.\d+ grad_norm=(inf|nan)")])
 def test_non_finite_step_stops_before_it_is_applied(tmp_path, poison, message):
-    model = classifier()
-    trainer = PoisonedTrainer(model, arguments(tmp_path), dataset())
+    model = tiny_classifier()
+    trainer = PoisonedTrainer(model, tiny_arguments(tmp_path, max_steps=4), tiny_dataset())
     trainer.poison_step, trainer.poison = 3, poison
     with pytest.raises(NonFiniteLossError, match=rf"step 3: {message}; training stopped before applying it\. "
                                                  rf"Last good checkpoint: .*checkpoint-2$"):

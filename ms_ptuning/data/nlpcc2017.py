@@ -83,7 +83,7 @@ def _parse_line(raw: bytes):
         line = raw.decode("utf-8-sig")  # -sig: a BOM at the start of the file is not text
     except UnicodeDecodeError as error:
         return f"not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1})"
-    return _problem(line) if line.strip() else None
+    return _problem(line.rstrip("\r\n")) if line.strip() else None  # without the break: columns count on its line
 
 
 def iter_records(path: str, report: LoadReport = None, strict: bool = False, max_samples: int = None):

@@ -30,7 +30,8 @@ class LamaProbe(nn.Cell):
     def __init__(self, backbone, config: PTuningConfig):
         super().__init__()
         if config.mode not in ("prompt", "finetune"):
-            raise ValueError(f"knowledge probing supports modes 'prompt' (P-tuning) and 'finetune', got {config.mode!r}")
+            raise ValueError("knowledge probing supports modes 'prompt' (P-tuning) and 'finetune', "
+                             f"got {config.mode!r}")
         self.config = config
         self.kind = model_kind(backbone.config.model_type)
         self.encoder = PromptedBackbone(drop_pooler(backbone), config)  # unused, as in BertForMaskedLM

@@ -7,8 +7,8 @@ Training follows the reference: Adam (torch.optim.Adam: weight decay as an L2 te
 AdamW's decoupled decay) at lr 1e-5, weight decay 5e-4, the learning rate multiplied by 0.98 after every
 epoch, batch 8 (last partial batch dropped), dev P@1 after every epoch, the best dev epoch kept (ties go
 to the later epoch), early stop after 20 epochs without improvement. The project `Trainer` is not used:
-it implements AdamW with per-step Hugging Face schedules and no early stopping; its AdamW serves here with
-zero decoupled decay plus the L2 term. The manual-template baseline is scored on the same test facts by
+its optimizer is AdamW (decoupled decay) and it has no early stopping; its AdamW serves here with zero
+decoupled decay plus the L2 term, which is exactly Adam. The manual-template baseline is scored on the same test facts by
 the same model and code (its queries have no pseudo tokens, so the prompt encoder plays no part).
 """
 
@@ -21,13 +21,14 @@ from dataclasses import asdict, dataclass
 import mindspore
 import numpy as np
 from mindspore import ops
-from safetensors import safe_open
 
 from ..backend import seed_everything, seed_step, torch
 from ..backbones import load_backbone, load_tokenizer
 from ..config import PTuningConfig
 from ..data.dataset import batch_indices, epoch_order
+from ..encoders.folding import fold_encoders
 from ..models.pretraining_heads import load_pretrained_heads
+from ..safe_loading import load_safetensors
 from ..training.optim import AdamW
 from ..weights import assign_weights, to_numpy, trainable_weights
 from .data import SPLITS, DropReport, VocabFilter, encode_facts, load_relations, load_split
@@ -70,12 +71,12 @@ def load_probe(model_dir: str, args: LamaArgs) -> LamaProbe:
 
 
 def read_head_tensors(model_dir: str) -> dict:
-    """The `cls.*` tensors of every *.safetensors file in `model_dir`, without reading the rest."""
+    """The `cls.*` tensors (numpy) of every *.safetensors file in `model_dir`."""
     tensors = {}
     for name in sorted(os.listdir(model_dir)):
         if name.endswith(".safetensors"):
-            with safe_open(os.path.join(model_dir, name), framework="np") as handle:
-                tensors.update({key: handle.get_tensor(key) for key in handle.keys() if key.startswith("cls.")})
+            arrays = load_safetensors(os.path.join(model_dir, name))
+            tensors.update({key: value for key, value in arrays.items() if key.startswith("cls.")})
     return tensors
 
 
@@ -84,15 +85,27 @@ def to_inputs(batch: dict) -> dict:
 
 
 def predict_logits(model, dataset, batch_size: int) -> np.ndarray:
-    """Eval-mode logits (N, V) at the answer position, in dataset order."""
+    """Eval-mode logits (N, V) at the answer position, in dataset order. The prompt encoder is folded
+    meanwhile: its output is computed once instead of once per batch."""
     model.set_train(False)
-    outputs = [model(**to_inputs(dataset.batch(indices)))[1].asnumpy()
-               for indices in batch_indices(np.arange(len(dataset)), batch_size)]
+    fold_encoders(model)
+    try:
+        outputs = [model(**to_inputs(dataset.batch(indices)))[1].asnumpy()
+                   for indices in batch_indices(np.arange(len(dataset)), batch_size)]
+    finally:
+        fold_encoders(model, fold=False)
     return np.concatenate(outputs)
 
 
 def evaluate(model, dataset, candidates: np.ndarray, batch_size: int) -> dict:
     return precision_at_k(predict_logits(model, dataset, batch_size), dataset.columns["labels"], candidates)
+
+
+def adam_l2_step(optimizer: AdamW, grads: dict, lr: float, weight_decay: float) -> None:
+    """torch.optim.Adam's step: weight decay enters the gradient (g + wd·p) before the moments. `optimizer`
+    is an AdamW built with weight_decay=0, whose update is then exactly Adam's."""
+    optimizer.step({name: ops.add(grad, ops.mul(optimizer.params[name], weight_decay))
+                    for name, grad in grads.items()}, lr)
 
 
 def train_prompts(model, train_set, dev_set, candidates: np.ndarray, args: LamaArgs, log=print) -> dict:
@@ -113,8 +126,7 @@ def train_prompts(model, train_set, dev_set, candidates: np.ndarray, args: LamaA
         for step, indices in enumerate(batch_indices(order, args.batch_size, drop_last=drop_last)):
             seed_step(args.seed, epoch * 1_000_003 + step)
             loss, grads = grad_fn(**to_inputs(train_set.batch(indices)))
-            optimizer.step({name: ops.add(grad, ops.mul(params[name], args.weight_decay))
-                            for name, grad in zip(params, grads)}, lr)
+            adam_l2_step(optimizer, dict(zip(params, grads)), lr, args.weight_decay)
             losses.append(float(loss.asnumpy()))
         dev_p1 = evaluate(model, dev_set, candidates, args.eval_batch_size)["P@1"]
         log(f"epoch {epoch}: train loss {np.mean(losses):.4f}, lr {lr:.3g}, dev P@1 {dev_p1:.4f}")
@@ -162,14 +174,14 @@ def summary_table(results: list) -> str:
     """Markdown table, one row per relation and the mean over relations."""
     header = ["relation", "test facts kept/total", "dropped", "manual P@1", "P-tuning P@1", "manual P@10",
               "P-tuning P@10"]
+    columns = [(method, metric) for metric in ("P@1", "P@10") for method in ("manual", "ptuning")]
     rows = []
     for result in results:
         test = result["facts"]["test"]
         dropped = sum(result["facts_all"]["dropped"].values())
         rows.append([result["relation"], f"{test['kept']}/{test['total']}", str(dropped),
-                     *(f"{result[method][metric]:.3f}" for metric in ("P@1", "P@10") for method in ("manual", "ptuning"))])
-    means = [np.mean([result[method][metric] for result in results])
-             for metric in ("P@1", "P@10") for method in ("manual", "ptuning")]
+                     *(f"{result[method][metric]:.3f}" for method, metric in columns)])
+    means = [np.mean([result[method][metric] for result in results]) for method, metric in columns]
     rows.append(["mean", "", "", *(f"{value:.3f}" for value in means)])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

@@ -11,7 +11,7 @@ HEADS = {"sequence_classification": SequenceClassifier, "causal_lm": CausalLM}
 
 
 def lama_probe(backbone, config):
-    # imported on use: ms_ptuning.lama.model imports injection, which imports this package
+    # imported on use: ms_ptuning.lama.model imports this package (pretraining_heads), a top import is circular
     from ..lama.model import LamaProbe
 
     return LamaProbe(backbone, config)

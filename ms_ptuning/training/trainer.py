@@ -33,11 +33,11 @@ from .schedules import epoch_decay_fn, lr_factor_fn
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
 BEST_DIR = "best_model"
-# TrainingArguments that change the weights a run produces; a resume must use the checkpoint's values
+# TrainingArguments that change the weights a run produces (absent ones read as None); a resume must match them
 RUN_ARGUMENTS = ("seed", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
                  "num_train_epochs", "max_steps", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_ratio",
                  "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
-                 "dataloader_drop_last")
+                 "dataloader_drop_last", "lr_decay_per_epoch")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -117,7 +117,7 @@ class Trainer:
         """What makes this run this run (JSON values): a resume from a checkpoint whose config differs is
         refused. Cached: hashing the train data once is enough."""
         model_config = getattr(self.model, "config", None)
-        config = {"training_arguments": {name: getattr(self.args, name) for name in RUN_ARGUMENTS},
+        config = {"training_arguments": {name: getattr(self.args, name, None) for name in RUN_ARGUMENTS},
                   "ptuning_config": model_config.to_dict() if hasattr(model_config, "to_dict") else None,
                   "train_dataset": dataset_fingerprint(self.train_dataset, self.metadata_columns)}
         return json_value(config)
@@ -229,9 +229,12 @@ class Trainer:
                 accumulated, micro = None, 0
                 progress.update(1)
                 progress.set_postfix(loss=f"{step_loss:.4f}")
-                if self.batch_in_epoch == len(batches):
+                end_of_epoch = self.batch_in_epoch == len(batches)
+                if end_of_epoch:
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-                self._after_step(step_loss, grad_norm, lr, end_of_epoch=self.batch_in_epoch == 0)
+                self._after_step(step_loss, grad_norm, lr, end_of_epoch=end_of_epoch)
+                if end_of_epoch:
+                    break  # the next epoch draws its own order (the loop above), as a resumed run does
             if self.batch_in_epoch == len(batches):  # a max_steps stop exactly at an epoch's end
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         progress.close()
