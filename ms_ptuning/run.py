@@ -63,7 +63,8 @@ class RunTrainingArguments(TrainingArguments):
     logging_steps: float = 10
     save_total_limit: int | None = 2
     report_to: str = "none"
-    resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in output_dir"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue from the latest complete checkpoint in output_dir (refused if the run's settings differ)"})
     lr_decay_per_epoch: float | None = field(default=None, metadata={
         "help": "instead of lr_scheduler_type: lr × gamma^epoch (the reference's ExponentialLR for NER/SRL/QA)"})
 
@@ -129,7 +130,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
                       compute_metrics=task.compute_metrics, metadata_columns=task.metadata_columns,
                       adapter_metadata=metadata)
     train_result = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
-    final_metrics = trainer.evaluate()
+    evaluated_at_end = (trainer.last_evaluation is not None and trainer.last_evaluation[0] == trainer.global_step
+                        and not training_args.load_best_model_at_end)
+    final_metrics = dict(trainer.last_evaluation[1]) if evaluated_at_end else trainer.evaluate()
     for split in filter(None, (name.strip() for name in data_args.eval_splits.split(","))):
         split_dataset = task.encode(task.load(data_args.data_dir, split), tokenizer, data_args.max_seq_length, **options)
         final_metrics.update(trainer.evaluate(split_dataset, prefix=split))

@@ -88,19 +88,20 @@ def directory_state(directory: str) -> dict:
     return state
 
 
-def test_killed_run_resumes_bit_identical(model_dir, same_process_runs, tmp_path):
+def test_killed_run_resumes_bit_identical(model_dir, same_process_runs, tmp_path, record_property):
     seed = int.from_bytes(os.urandom(4), "little")
     choose = random.Random(seed)
     kill_step, delay = choose.randint(3, MAX_STEPS - 4), choose.uniform(0.0, 0.3)  # resumes cross an epoch
     context = f"kill after checkpoint-{kill_step} + {delay:.3f} s (random seed {seed})"
+    record_property("fault", context)  # in --junitxml reports
     straight_dir, killed_dir = str(tmp_path / "straight"), str(tmp_path / "killed")
     straight = start_run(model_dir, straight_dir)  # both start together: the imports overlap
     killed = start_run(model_dir, killed_dir)
     kill_after_checkpoint(killed, killed_dir, kill_step, delay)
     finish(straight)
+    record_property("resumed_from", os.path.basename(latest_checkpoint(killed_dir)))
 
-    survivor = latest_checkpoint(killed_dir)
-    assert survivor is not None and not os.path.exists(os.path.join(killed_dir, "results.json")), context
+    assert latest_checkpoint(killed_dir) and not os.path.exists(os.path.join(killed_dir, "results.json")), context
     # a checkpoint write cut short, as a kill leaves it: it claims a later step and must never be picked
     planted = os.path.join(killed_dir, f".checkpoint-{MAX_STEPS + 1}.tmp-planted")
     shutil.copytree(os.path.join(straight_dir, f"checkpoint-{MAX_STEPS}"), planted)

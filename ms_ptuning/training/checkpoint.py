@@ -98,15 +98,13 @@ def discard(path: str) -> None:
     shutil.rmtree(hidden)
 
 
-def remove_leftovers(output_dir: str) -> list:
-    """Delete what killed writes and deletions left (hidden staging / discarded directories); their names."""
+def remove_leftovers(output_dir: str) -> None:
+    """Delete what killed writes and deletions left: hidden staging and discarded directories."""
     if not os.path.isdir(output_dir):
-        return []
-    leftovers = sorted(name for name in os.listdir(output_dir)
-                       if name.startswith(DISCARD_PREFIX) or (name.startswith(STAGING_PREFIX) and ".tmp-" in name))
-    for name in leftovers:
-        shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
-    return leftovers
+        return
+    for name in os.listdir(output_dir):
+        if name.startswith(DISCARD_PREFIX) or (name.startswith(STAGING_PREFIX) and ".tmp-" in name):
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
 
 def prune_checkpoints(output_dir: str, keep: int | None, protect: str | None = None) -> None:

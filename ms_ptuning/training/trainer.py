@@ -67,6 +67,7 @@ class Trainer:
         self.grad_fn = mindspore.value_and_grad(self._scaled_loss, None, list(self.params.values()))
         self.global_step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_metric, self.best_step = None, None
+        self.last_evaluation = None  # (global step, metrics) of the latest in-training evaluation
 
     # ---- one forward/backward -------------------------------------------------------------------
     def _scaled_loss(self, **inputs):
@@ -259,6 +260,7 @@ class Trainer:
             or (args.eval_strategy == "steps" and self.global_step % max(1, int(args.eval_steps or 1)) == 0))
         if evaluate_now:
             metrics = self.evaluate()
+            self.last_evaluation = (self.global_step, metrics)
             self._log({"step": self.global_step, "epoch": round(fractional_epoch, 4), **metrics})
             self._track_best(metrics)
             plot_curves(os.path.join(self.output_dir, METRICS_FILE), os.path.join(self.output_dir, CURVES_FILE),
