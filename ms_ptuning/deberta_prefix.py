@@ -58,7 +58,7 @@ def _fold_heads(prefix):
 
 def _check_query_states(query_states):
     if query_states is not None:
-        raise NotImplementedError("DeBERTa prefixes do not support query_states (enhanced mask decoder, z_steps > 1)")
+        raise ValueError("DeBERTa prefixes do not support query_states (enhanced mask decoder, z_steps > 1)")
 
 
 def _attention_v1(self, key_prefix, value_prefix, hidden_states, attention_mask, output_attentions=False,

@@ -53,7 +53,7 @@ class TextClassificationTask(Task):
 
     def texts(self, example: dict, template_id: int) -> tuple:
         """(first text, second text or None) the tokenizer gets for one example."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define texts() or override encode()")
 
     def encode(self, examples, tokenizer, max_length, template_id=0, **options) -> ArrayDataset:
         check_not_empty(examples, self.name)

@@ -32,8 +32,11 @@ def lr_factor_fn(name: str, num_warmup_steps: int, num_training_steps: int, base
     if name == "polynomial":
         return partial(SCHEDULES[name], num_warmup_steps=num_warmup_steps, num_training_steps=num_training_steps,
                        lr_init=base_lr, lr_end=kwargs.get("lr_end", 1e-7), power=kwargs.get("power", 1.0))
-    extra = {"num_cycles": kwargs["num_cycles"]} if "num_cycles" in kwargs else {}
-    return partial(SCHEDULES[name], num_warmup_steps=num_warmup_steps, num_training_steps=num_training_steps, **extra)
+    steps = {"num_warmup_steps": num_warmup_steps, "num_training_steps": num_training_steps}
+    if name == "linear":
+        return partial(SCHEDULES[name], **steps)
+    # cosine variants, with transformers' defaults: half a cosine wave, or one hard restart cycle
+    return partial(SCHEDULES[name], **steps, num_cycles=kwargs.get("num_cycles", 0.5 if name == "cosine" else 1))
 
 
 def epoch_decay_fn(gamma: float, steps_per_epoch: int):
