@@ -9,7 +9,7 @@
 #   'python -m ms_ptuning.summarization', e.g. --num_beams 1 (greedy), --max_generate_samples 100.
 #   OUTPUT_DIR (environment) defaults to ADAPTER_DIR/../generated; DRY_RUN=1 prints the command only.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 if [ $# -eq 0 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
   sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
@@ -27,10 +27,4 @@ command=("$ROOT/.venv/bin/python" -m ms_ptuning.summarization
   --output_dir "${OUTPUT_DIR:-$(dirname "$ADAPTER_DIR")/generated}"
   --num_beams 5 --no_repeat_ngram_size 2 --max_new_tokens 50 --per_device_eval_batch_size 4 "$@")
 
-if [ -n "${DRY_RUN:-}" ]; then
-  printf '%q ' "${command[@]}"
-  echo
-  exit 0
-fi
-bash "$ROOT/scripts/setup_env.sh"
-exec "${command[@]}"
+run_or_print "${command[@]}"

@@ -10,7 +10,7 @@
 #   e.g. --mode prefix --pre_seq_len 10, --max_samples 2000, --max_length 512, --device_target GPU.
 #   OUTPUT_DIR (environment) defaults to outputs/run_nlpcc2017_gpt2; DRY_RUN=1 prints the command only.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
   sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
@@ -31,10 +31,4 @@ command=("$ROOT/.venv/bin/python" -m ms_ptuning.summarization
 [ -n "${MODEL_DIR:-}" ] && command+=(--model_name_or_path "$MODEL_DIR")
 command+=("$@")
 
-if [ -n "${DRY_RUN:-}" ]; then
-  printf '%q ' "${command[@]}"
-  echo
-  exit 0
-fi
-bash "$ROOT/scripts/setup_env.sh"
-exec "${command[@]}"
+run_or_print "${command[@]}"

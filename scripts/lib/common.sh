@@ -44,13 +44,17 @@ run_task() {
   local command=("$ROOT/.venv/bin/python" -m ms_ptuning.run
     --task "$TASK" --model_name_or_path "$MODEL_DIR" --data_dir "$DATA_DIR" --output_dir "$output_dir"
     --mode prefix "${HPARAMS[@]}" "$@")
-  if [ -n "${DRY_RUN:-}" ]; then  # print the command instead of running it
-    printf '%q ' "${command[@]}"
+  [ -n "${DRY_RUN:-}" ] || echo "$SCRIPT_NAME: task $TASK, model $MODEL_DIR (reference: $REFERENCE_MODEL), data $DATA_DIR → $output_dir"
+  run_or_print "${command[@]}"
+}
+
+# Run a command after setting up .venv, or with DRY_RUN=1 only print it.
+run_or_print() {
+  if [ -n "${DRY_RUN:-}" ]; then
+    printf '%q ' "$@"
     echo
     exit 0
   fi
-
   bash "$ROOT/scripts/setup_env.sh"
-  echo "$SCRIPT_NAME: task $TASK, model $MODEL_DIR (reference: $REFERENCE_MODEL), data $DATA_DIR → $output_dir"
-  exec "${command[@]}"
+  exec "$@"
 }
