@@ -107,6 +107,10 @@ class PromptedBackbone(nn.Cell):
         """The prefix encoder's (2L, B, heads, P, head_dim) output as a mindtorch tensor."""
         return to_mindtorch(self.prefix_encoder(batch_size), like=self.backbone.get_input_embeddings().weight)
 
+    def _prompts(self):
+        """The prompt encoder's (P, H) output as a mindtorch tensor."""
+        return to_mindtorch(self.prompt_encoder(), like=self.backbone.get_input_embeddings().weight)
+
     def _run_backbone(self, input_ids, attention_mask, token_type_ids, position_ids, cache=None):
         """The backbone with the virtual tokens in front of the real ones.
 
@@ -127,17 +131,16 @@ class PromptedBackbone(nn.Cell):
         inputs = {"attention_mask": attention_mask, "token_type_ids": token_type_ids, "position_ids": position_ids}
         if cache is not None:
             return self.backbone(input_ids=input_ids, past_key_values=cache, **inputs)
-        anchor = self.backbone.get_input_embeddings().weight  # device reference for bridged tensors
         if self.config.mode == "prefix":
             cache = prefix_cache(self._prefix(input_ids.shape[0]), self.num_layers)
             return self.backbone(input_ids=input_ids, past_key_values=cache, **inputs)
         if self.config.mode == "prompt":
-            return self._run_with_prompts(input_ids, anchor, **inputs)
+            return self._run_with_prompts(input_ids, **inputs)
         return self.backbone(input_ids=input_ids, **inputs)
 
-    def _run_with_prompts(self, input_ids, anchor, attention_mask, token_type_ids, position_ids):
+    def _run_with_prompts(self, input_ids, attention_mask, token_type_ids, position_ids):
         batch, num_prompts = input_ids.shape[0], self.config.pre_seq_len
-        prompts = to_mindtorch(self.prompt_encoder(), like=anchor)  # (P, H)
+        prompts = self._prompts()  # (P, H)
         word_embeddings = self.backbone.get_input_embeddings()(input_ids)  # (B, T, H)
         prompts = prompts.unsqueeze(0).expand(batch, -1, -1).to(word_embeddings.dtype)
         inputs_embeds = torch.cat([prompts, word_embeddings], dim=1)  # (B, P+T, H)
@@ -158,7 +161,6 @@ class PromptedBackbone(nn.Cell):
         if self.config.mode != "prompt":
             raise ValueError(f"template prompts need mode 'prompt', this backbone is in mode {self.config.mode!r}")
         self._sync_backbone_mode()
-        anchor = self.backbone.get_input_embeddings().weight
-        prompts = to_mindtorch(self.prompt_encoder(), like=anchor)  # (n, H)
+        prompts = self._prompts()  # (n, H)
         inputs_embeds = place_prompts(self.backbone.get_input_embeddings()(input_ids), prompts, prompt_index)
         return self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
