@@ -164,7 +164,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def seed_step(seed: int, step: int) -> None:
-    """Reseed dropout for one training step, so its masks depend on (seed, step) alone and a resumed run
-    draws exactly the masks the uninterrupted run drew."""
-    mindspore.set_seed((seed * 1_000_003 + step) % (2**31 - 1) + 1)
+def seed_step(seed: int, step: int, worker: int = 0) -> None:
+    """Reseed dropout for one training step, so its masks depend on (seed, step, data-parallel worker)
+    alone and a resumed run draws exactly the masks the uninterrupted run drew; workers draw their own."""
+    mindspore.set_seed((seed * 1_000_003 + step + worker * 7_919_993) % (2**31 - 1) + 1)

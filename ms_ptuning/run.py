@@ -3,6 +3,7 @@
 Flags are the reference's (THUDM/P-tuning-v2 `run.py`): Hugging Face `TrainingArguments` plus the model
 and data arguments below; `--mode prefix|prompt|finetune` replaces its `--prefix`/`--prompt` switches.
 Writes to `--output_dir`: metrics.jsonl, curves.png, checkpoints, best_model/, adapter/, results.json.
+Data-parallel: `msrun --worker_num N ... python -m ms_ptuning.run ...` (scripts/run_distributed.sh).
 """
 
 import json
@@ -12,7 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import seed_everything, set_device_target  # first: mindnlp must patch transformers
+from .distributed import DataParallel, serve_if_scheduler
+
+serve_if_scheduler()  # msrun runs this command as its scheduler too: serve before mindnlp is loaded
+from .backend import seed_everything, set_device_target  # noqa: E402  (mindnlp must patch transformers first)
 from transformers import HfArgumentParser
 
 from .adapters import save_adapter
@@ -118,9 +122,14 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
     width = max(dataset.columns["input_ids"].shape[-1] for dataset in (train_dataset, eval_dataset))
     check_sequence_length(width, backbone.config, ptuning_config, model_args.model_name_or_path)
     model = HEADS[task.head](backbone, ptuning_config)
+    # join the msrun cluster only now: once it is joined, mindnlp's from_pretrained expects a mindtorch
+    # process group (which MindSpore's own collectives do not need)
+    parallel = DataParallel.from_environment()
     trainable, total = count_parameters(trainable_weights(model)), count_parameters(named_weights(model))
-    print(f"[ms_ptuning] {task.name}: {model_args.mode} on {model_args.model_name_or_path}; "
-          f"trainable parameters {trainable:,} of {total:,}; train {len(train_dataset)}, eval {len(eval_dataset)}")
+    workers = f"; {parallel.world_size} data-parallel workers" if parallel.world_size > 1 else ""
+    if parallel.is_main:
+        print(f"[ms_ptuning] {task.name}: {model_args.mode} on {model_args.model_name_or_path}; trainable "
+              f"parameters {trainable:,} of {total:,}; train {len(train_dataset)}, eval {len(eval_dataset)}{workers}")
 
     if training_args.metric_for_best_model is None:
         training_args.metric_for_best_model = task.metric_for_best_model
@@ -128,7 +137,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
     metadata = {"task": task.name, "labels": list(task.labels), "base_model": model_args.model_name_or_path}
     trainer = Trainer(model, training_args, train_dataset, eval_dataset,
                       compute_metrics=task.compute_metrics, metadata_columns=task.metadata_columns,
-                      adapter_metadata=metadata)
+                      adapter_metadata=metadata, parallel=parallel)
     train_result = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
     evaluated_at_end = (trainer.last_evaluation is not None and trainer.last_evaluation[0] == trainer.global_step
                         and not training_args.load_best_model_at_end)
@@ -136,10 +145,12 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
     for split in filter(None, (name.strip() for name in data_args.eval_splits.split(","))):
         split_dataset = task.encode(task.load(data_args.data_dir, split), tokenizer, data_args.max_seq_length, **options)
         final_metrics.update(trainer.evaluate(split_dataset, prefix=split))
-    save_adapter(model, os.path.join(training_args.output_dir, "adapter"), **metadata)
     results = {"task": task.name, "mode": model_args.mode, "trainable_parameters": trainable,
                "total_parameters": total, **train_result, **final_metrics,
                f"best_{trainer.best_metric_name()}": train_result["best_metric"]}
+    if not parallel.is_main:
+        return results
+    save_adapter(model, os.path.join(training_args.output_dir, "adapter"), **metadata)
     with open(os.path.join(training_args.output_dir, "results.json"), "w") as handle:
         json.dump(results, handle, indent=2)
     return results

@@ -4,7 +4,10 @@ Takes Hugging Face `TrainingArguments` (the names users know) and runs a loop yo
 Gradients come from `mindspore.value_and_grad` over the trainable parameters only. Everything random in
 a step is a pure function of (seed, data position): the epoch order comes from (seed, epoch), dropout is
 reseeded from (seed, epoch, batch), so resuming from a checkpoint continues the very same run; a resume
-is refused when the checkpoint's run config (RUN_ARGUMENTS, the PTuningConfig, the train data) differs.
+is refused when the checkpoint's run config (RUN_ARGUMENTS, the PTuningConfig, the train data, the number
+of data-parallel workers) differs. Under msrun (ms_ptuning.distributed) each worker computes its shard of
+every global batch, gradients are summed in one all-reduce per optimizer step, evaluation is split over
+the workers and gathered, and only rank 0 writes files.
 """
 
 import hashlib
@@ -23,6 +26,7 @@ from tqdm.auto import tqdm
 from ..adapters import load_adapter, save_adapter
 from ..backend import seed_step, torch
 from ..data.dataset import batch_indices, epoch_order
+from ..distributed import DataParallel
 from ..weights import assign_weights, to_numpy, trainable_weights
 from .checkpoint import (discard, latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints,
                          remove_leftovers, save_checkpoint)
@@ -49,8 +53,9 @@ class Trainer:
     keyword arguments plus `metadata_columns` (kept for metrics, never fed to the model)."""
 
     def __init__(self, model, args, train_dataset=None, eval_dataset=None, compute_metrics=None,
-                 metadata_columns=(), adapter_metadata=None):
+                 metadata_columns=(), adapter_metadata=None, parallel: DataParallel | None = None):
         self.model, self.args = model, args
+        self.parallel = parallel or DataParallel()
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.compute_metrics = compute_metrics
         self.metadata_columns = set(metadata_columns)
@@ -77,12 +82,42 @@ class Trainer:
     def _to_inputs(self, batch: dict) -> dict:
         return {name: torch.tensor(values) for name, values in batch.items() if name not in self.metadata_columns}
 
+    def _shard_gradients(self, global_batch: np.ndarray):
+        """Loss and gradients of this worker's shard of a global batch, weighted by the shard's share of it,
+        so that their sum over the workers is the loss and gradient of the whole batch."""
+        shard = self.parallel.shard(global_batch, self.args.per_device_train_batch_size)
+        if self.parallel.world_size == 1:
+            loss, grads = self.grad_fn(**self._to_inputs(self.train_dataset.batch(shard)))
+            return loss, list(grads)
+        weight = len(shard) / len(global_batch)
+        if len(shard) == 0:  # a short last batch left this worker nothing: same shapes, zero weight
+            shard = global_batch[:1]
+        loss, grads = self.grad_fn(**self._to_inputs(self.train_dataset.batch(shard)))
+        return ops.mul(loss, weight), [ops.mul(grad, weight) for grad in grads]
+
+    def _sum_over_workers(self, loss, grads: dict):
+        """The global batch's loss and gradients from every worker's weighted share (one all-reduce)."""
+        if self.parallel.world_size == 1:
+            return loss, grads
+        *summed, loss = self.parallel.sum_tensors(list(grads.values()) + [ops.reshape(loss, (1,))])
+        return ops.reshape(loss, ()), dict(zip(grads, summed))
+
+    def _broadcast_weights(self) -> None:
+        """Start every worker from rank 0's trainable weights (seeded inits agree; this makes sure)."""
+        if self.parallel.world_size == 1:
+            return
+        values = self.parallel.broadcast_from_main(list(self.params.values()))
+        for param, value in zip(self.params.values(), values):
+            ops.assign(param, value)
+
     # ---- bookkeeping ----------------------------------------------------------------------------
     @property
     def output_dir(self) -> str:
         return self.args.output_dir
 
     def _log(self, record: dict) -> None:
+        if not self.parallel.is_main:
+            return
         with open(os.path.join(self.output_dir, METRICS_FILE), "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -103,6 +138,9 @@ class Trainer:
             if not self.args.overwrite_output_dir:
                 raise FileExistsError(f"{self.output_dir} already holds a run (metrics/checkpoints); pass "
                                       "--overwrite_output_dir to replace it or --resume to continue it")
+        if not self.parallel.is_main:
+            return
+        if self._holds_a_run() and not resuming:
             for path in list_checkpoints(self.output_dir):
                 discard(path)
             shutil.rmtree(os.path.join(self.output_dir, BEST_DIR), ignore_errors=True)
@@ -120,7 +158,8 @@ class Trainer:
         model_config = getattr(self.model, "config", None)
         config = {"training_arguments": {name: getattr(self.args, name, None) for name in RUN_ARGUMENTS},
                   "ptuning_config": model_config.to_dict() if hasattr(model_config, "to_dict") else None,
-                  "train_dataset": dataset_fingerprint(self.train_dataset, self.metadata_columns)}
+                  "train_dataset": dataset_fingerprint(self.train_dataset, self.metadata_columns),
+                  "data_parallel": {"workers": self.parallel.world_size}}
         return json_value(config)
 
     def _state(self) -> dict:
@@ -128,7 +167,9 @@ class Trainer:
                 "best_metric": self.best_metric, "best_step": self.best_step, "seed": self.args.seed,
                 "metric_for_best_model": self.best_metric_name(), "config": self.run_config}
 
-    def save_checkpoint(self) -> str:
+    def save_checkpoint(self) -> str | None:
+        if not self.parallel.is_main:
+            return None
         trainable = to_numpy(self.params)
         broken = [name for name, array in trainable.items() if not np.isfinite(array).all()]
         if broken:  # an update overflowed; saving would turn the last good checkpoint into a bad one
@@ -158,8 +199,9 @@ class Trainer:
         self.global_step, self.epoch, self.batch_in_epoch = (state["global_step"], state["epoch"],
                                                              state["batch_in_epoch"])
         self.best_metric, self.best_step = state["best_metric"], state["best_step"]
-        self._truncate_log(self.global_step)
-        remove_leftovers(self.output_dir)
+        if self.parallel.is_main:
+            self._truncate_log(self.global_step)
+            remove_leftovers(self.output_dir)
 
     def _truncate_log(self, step: int) -> None:
         """Drop the records of steps after `step` (written by the run before it was killed; the resumed run
@@ -187,8 +229,9 @@ class Trainer:
         self._prepare_output_dir(resuming=bool(resume_from_checkpoint))
         if resume_from_checkpoint:
             self._resume(resume_from_checkpoint)
+        self._broadcast_weights()
 
-        num_batches = math.ceil(len(self.train_dataset) / args.per_device_train_batch_size)
+        num_batches = self._batches_per_epoch()
         steps_per_epoch = math.ceil(num_batches / args.gradient_accumulation_steps)
         total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
         num_epochs = math.ceil(total_steps / steps_per_epoch)
@@ -198,26 +241,28 @@ class Trainer:
             lr_factor = epoch_decay_fn(args.lr_decay_per_epoch, steps_per_epoch)
 
         self.model.set_train(True)
-        progress = tqdm(total=total_steps, initial=self.global_step, disable=args.disable_tqdm, desc="train")
+        progress = tqdm(total=total_steps, initial=self.global_step, desc="train",
+                        disable=args.disable_tqdm or not self.parallel.is_main)
         started, first_step = time.time(), self.global_step
-        losses, grad_norm, lr = [], float("nan"), 0.0
-        accumulated, micro = None, 0
+        step_losses, grad_norm, lr = [], float("nan"), 0.0
+        accumulated, accumulated_loss, micro = None, None, 0
         while self.global_step < total_steps and self.epoch < num_epochs:
             order = epoch_order(len(self.train_dataset), args.seed, self.epoch)
-            batches = batch_indices(order, args.per_device_train_batch_size, drop_last=args.dataloader_drop_last)
+            batches = batch_indices(order, self._global_batch_size(), drop_last=args.dataloader_drop_last)
             while self.batch_in_epoch < len(batches) and self.global_step < total_steps:
-                seed_step(args.seed, self.epoch * 1_000_003 + self.batch_in_epoch)
-                loss, grads = self.grad_fn(**self._to_inputs(self.train_dataset.batch(batches[self.batch_in_epoch])))
+                seed_step(args.seed, self.epoch * 1_000_003 + self.batch_in_epoch, worker=self.parallel.rank)
+                loss, grads = self._shard_gradients(batches[self.batch_in_epoch])
                 grads = dict(zip(self.params, grads))
                 accumulated = grads if accumulated is None else {n: ops.add(accumulated[n], g) for n, g in grads.items()}
-                losses.append(loss)
+                accumulated_loss = loss if accumulated_loss is None else ops.add(accumulated_loss, loss)
                 self.batch_in_epoch += 1
                 micro += 1
                 if micro < args.gradient_accumulation_steps and self.batch_in_epoch < len(batches):
                     continue
+                accumulated_loss, accumulated = self._sum_over_workers(accumulated_loss, accumulated)
                 norm = global_norm(accumulated)
                 grad_norm = float(norm.asnumpy())
-                step_loss = float(sum(float(l.asnumpy()) for l in losses[-micro:]))
+                step_loss = float(accumulated_loss.asnumpy())
                 if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
                     last = latest_checkpoint(self.output_dir)
                     raise NonFiniteLossError(f"step {self.global_step + 1}: loss={step_loss} grad_norm={grad_norm}; "
@@ -227,7 +272,8 @@ class Trainer:
                 lr = args.learning_rate * lr_factor(self.global_step)
                 self.optimizer.step(accumulated, lr)
                 self.global_step += 1
-                accumulated, micro = None, 0
+                step_losses.append(step_loss)
+                accumulated, accumulated_loss, micro = None, None, 0
                 progress.update(1)
                 progress.set_postfix(loss=f"{step_loss:.4f}")
                 end_of_epoch = self.batch_in_epoch == len(batches)
@@ -243,8 +289,7 @@ class Trainer:
         if args.load_best_model_at_end and self.best_step is not None:
             self._load_best()
         runtime = time.time() - started
-        mean_loss = float(np.mean([float(l.asnumpy()) for l in losses])) * args.gradient_accumulation_steps \
-            if losses else float("nan")
+        mean_loss = float(np.mean(step_losses)) if step_losses else float("nan")
         return {"global_step": self.global_step, "train_loss": mean_loss, "train_runtime": runtime,
                 "train_steps_per_second": (self.global_step - first_step) / runtime if runtime else 0.0,
                 "best_metric": self.best_metric, "best_step": self.best_step}
@@ -263,16 +308,20 @@ class Trainer:
             self.last_evaluation = (self.global_step, metrics)
             self._log({"step": self.global_step, "epoch": round(fractional_epoch, 4), **metrics})
             self._track_best(metrics)
-            plot_curves(os.path.join(self.output_dir, METRICS_FILE), os.path.join(self.output_dir, CURVES_FILE),
-                        self.best_metric_name() if self.best_metric_name() != "eval_loss" else None)
+            if self.parallel.is_main:
+                plot_curves(os.path.join(self.output_dir, METRICS_FILE), os.path.join(self.output_dir, CURVES_FILE),
+                            self.best_metric_name() if self.best_metric_name() != "eval_loss" else None)
             self.model.set_train(True)
         save_now = ((args.save_strategy == "epoch" and end_of_epoch)
                     or (args.save_strategy == "steps" and self.global_step % max(1, int(args.save_steps)) == 0))
         if save_now:
             self.save_checkpoint()
 
+    def _global_batch_size(self) -> int:
+        return self.args.per_device_train_batch_size * self.parallel.world_size
+
     def _batches_per_epoch(self) -> int:
-        return math.ceil(len(self.train_dataset) / self.args.per_device_train_batch_size)
+        return math.ceil(len(self.train_dataset) / self._global_batch_size())
 
     def _track_best(self, metrics: dict) -> None:
         name = self.best_metric_name()
@@ -283,30 +332,38 @@ class Trainer:
                                               else value < self.best_metric)
         if better:
             self.best_metric, self.best_step = value, self.global_step
-            save_adapter(self.model, os.path.join(self.output_dir, BEST_DIR),
-                         best_step=self.global_step, **{name: value}, **self.adapter_metadata)
+            if self.parallel.is_main:
+                save_adapter(self.model, os.path.join(self.output_dir, BEST_DIR),
+                             best_step=self.global_step, **{name: value}, **self.adapter_metadata)
 
     def _load_best(self) -> None:
+        self.parallel.barrier()  # rank 0 may have written best_model/ just now
         load_adapter(self.model, os.path.join(self.output_dir, BEST_DIR))
 
     # ---- inference ------------------------------------------------------------------------------
     def _run(self, dataset):
-        """Eval-mode pass in dataset order → (mean loss or None, predictions as numpy / tuple of numpy)."""
+        """Eval-mode pass in dataset order → (mean loss or None, predictions as numpy / tuple of numpy).
+        With several workers each runs a contiguous share of the rows and all get the whole result."""
         self.model.set_train(False)
-        batch_size = self.args.per_device_eval_batch_size
-        losses, weights, outputs = [], [], []
-        for indices in batch_indices(np.arange(len(dataset)), batch_size):
+        start, stop = self.parallel.row_range(len(dataset))
+        rows = np.arange(start, stop) if stop > start else np.arange(1)  # an empty share still yields shapes
+        loss_sum, loss_rows, outputs = 0.0, 0, []
+        for indices in batch_indices(rows, self.args.per_device_eval_batch_size):
             loss, output = self.model(**self._to_inputs(dataset.batch(indices)))
             if loss is not None:
-                losses.append(float(loss.asnumpy()))
-                weights.append(len(indices))
+                loss_sum += float(loss.asnumpy()) * len(indices)
+                loss_rows += len(indices)
             outputs.append(tuple(o.asnumpy() for o in output) if isinstance(output, tuple) else output.asnumpy())
-        if isinstance(outputs[0], tuple):
-            predictions = tuple(np.concatenate(parts) for parts in zip(*outputs))
-        else:
-            predictions = np.concatenate(outputs)
-        mean_loss = float(np.average(losses, weights=weights)) if losses else None
-        return mean_loss, predictions
+        parts = [np.concatenate(part) for part in zip(*outputs)] if isinstance(outputs[0], tuple) \
+            else [np.concatenate(outputs)]
+        if stop == start:
+            parts, loss_sum, loss_rows = [part[:0] for part in parts], 0.0, 0
+        parts = [self.parallel.gather_rows(part, start, len(dataset)) for part in parts]
+        has_loss = loss is not None
+        if has_loss and self.parallel.world_size > 1:
+            loss_sum, loss_rows = self.parallel.sum_arrays([np.array([loss_sum, loss_rows], np.float64)])[0]
+        predictions = tuple(parts) if isinstance(outputs[0], tuple) else parts[0]
+        return (loss_sum / loss_rows if has_loss else None), predictions
 
     def evaluate(self, dataset=None, prefix: str = "eval") -> dict:
         dataset = dataset if dataset is not None else self.eval_dataset
