@@ -35,6 +35,10 @@ class PrefixEncoder(FoldableEncoder):
         self.dropout = Dropout(dropout)
         # Built once: the prefix positions are constant (and ops.arange is unusable after `import mindnlp`).
         self.positions = Tensor(np.arange(pre_seq_len, dtype=np.int32))
+        self.compiles = self.has_network()
+
+    def has_network(self) -> bool:
+        return self.projection
 
     def encode(self):
         """(P, 2·L·H): the encoder output before batching, constant once training is over."""

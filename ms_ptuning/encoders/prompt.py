@@ -25,6 +25,10 @@ class PromptEncoder(FoldableEncoder):
         if encoder_type in ("lstm", "mlp"):
             self.mlp = nn.CellList([Linear(hidden_size, hidden_size), Linear(hidden_size, hidden_size)])
         self.positions = Tensor(np.arange(num_virtual_tokens, dtype=np.int32))
+        self.compiles = self.has_network()
+
+    def has_network(self) -> bool:
+        return self.encoder_type in ("lstm", "mlp")
 
     def construct(self):
         return self.output()
