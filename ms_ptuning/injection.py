@@ -3,6 +3,8 @@
 Every head wraps its backbone in `PromptedBackbone` and only ever sees the hidden states of the real tokens.
 """
 
+import contextlib
+
 from mindspore import nn
 
 from .backend import to_mindtorch, torch
@@ -55,6 +57,7 @@ class PromptedBackbone(nn.Cell):
         self.config = config
         model_config = backbone.config
         self.num_layers = model_config.num_hidden_layers
+        self.compute_dtype = None  # float16/bfloat16 under mixed precision (training.precision.apply_precision)
         if config.mode == "prefix":
             self.prefix_encoder = PrefixEncoder(config.pre_seq_len, model_config.num_hidden_layers,
                                                 model_config.num_attention_heads, model_config.hidden_size,
@@ -81,14 +84,28 @@ class PromptedBackbone(nn.Cell):
     def pooler(self):
         return getattr(self.backbone, "pooler", None)
 
+    def _mixed_precision(self, enabled: bool = True):
+        """With a `compute_dtype`: MindSpore's amp level "auto", MatMuls in that dtype and precision-sensitive
+        ops in float32. `enabled=False` inside it runs the trainable encoders in float32."""
+        if self.compute_dtype is None:
+            return contextlib.nullcontext()
+        device_type = self.backbone.get_input_embeddings().weight.device.type
+        return torch.autocast(device_type, dtype=self.compute_dtype, enabled=enabled)
+
+    def _float32(self, tensor):
+        """Backbone outputs as the float32 heads, logits and losses expect them."""
+        return tensor if tensor is None or self.compute_dtype is None else tensor.float()
+
     def construct(self, input_ids, attention_mask, token_type_ids=None, position_ids=None):
-        outputs = self._run_backbone(input_ids, attention_mask, token_type_ids, position_ids)
-        if self.config.mode == "prompt":
-            sequence_output = outputs.last_hidden_state[:, self.config.pre_seq_len:]
-            pooled = self.pooler(sequence_output) if self.pooler is not None else None
-            return sequence_output, pooled
-        pooled = outputs.pooler_output if self.pooler is not None else None
-        return outputs.last_hidden_state, pooled
+        with self._mixed_precision():
+            outputs = self._run_backbone(input_ids, attention_mask, token_type_ids, position_ids)
+            if self.config.mode == "prompt":
+                sequence_output = outputs.last_hidden_state[:, self.config.pre_seq_len:]
+                pooled = self.pooler(sequence_output) if self.pooler is not None else None
+            else:
+                sequence_output = outputs.last_hidden_state
+                pooled = outputs.pooler_output if self.pooler is not None else None
+        return self._float32(sequence_output), self._float32(pooled)
 
     def decode(self, input_ids, attention_mask, position_ids, cache=None):
         """Incremental decoding for causal LMs: `(hidden (B, T, H) of the real tokens, cache)`.
@@ -97,19 +114,24 @@ class PromptedBackbone(nn.Cell):
         them followed by `input_ids`; with it only the new tokens run. `attention_mask` always covers
         every real token so far (B, T_total), `position_ids` (B, T) count from the first real token.
         """
-        outputs = self._run_backbone(input_ids, attention_mask, None, position_ids, cache)
+        with self._mixed_precision():
+            outputs = self._run_backbone(input_ids, attention_mask, None, position_ids, cache)
         hidden = outputs.last_hidden_state
         if cache is None and self.config.mode == "prompt":
             hidden = hidden[:, self.config.pre_seq_len:]
-        return hidden, outputs.past_key_values
+        return self._float32(hidden), outputs.past_key_values
 
     def _prefix(self, batch_size: int):
         """The prefix encoder's (2L, B, heads, P, head_dim) output as a mindtorch tensor."""
-        return to_mindtorch(self.prefix_encoder(batch_size), like=self.backbone.get_input_embeddings().weight)
+        with self._mixed_precision(enabled=False):
+            prefix = self.prefix_encoder(batch_size)
+        return to_mindtorch(prefix, like=self.backbone.get_input_embeddings().weight)
 
     def _prompts(self):
         """The prompt encoder's (P, H) output as a mindtorch tensor."""
-        return to_mindtorch(self.prompt_encoder(), like=self.backbone.get_input_embeddings().weight)
+        with self._mixed_precision(enabled=False):
+            prompts = self.prompt_encoder()
+        return to_mindtorch(prompts, like=self.backbone.get_input_embeddings().weight)
 
     def _run_backbone(self, input_ids, attention_mask, token_type_ids, position_ids, cache=None):
         """The backbone with the virtual tokens in front of the real ones.
@@ -163,4 +185,6 @@ class PromptedBackbone(nn.Cell):
         self._sync_backbone_mode()
         prompts = self._prompts()  # (n, H)
         inputs_embeds = place_prompts(self.backbone.get_input_embeddings()(input_ids), prompts, prompt_index)
-        return self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+        with self._mixed_precision():
+            hidden = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+        return self._float32(hidden)

@@ -8,6 +8,7 @@ safetensors file loads into either implementation without a name map.
 
 import math
 
+import mindspore
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
@@ -66,12 +67,28 @@ class Dropout(nn.Cell):
         return ops.dropout(x, p=self.p, training=True)
 
 
+def lstm_cell(input_gates, h, c, w_hh_t):
+    """One LSTM step: (batch, 4·hidden) input gates, (batch, hidden) h and c → the next h and c."""
+    gates = ops.add(input_gates, ops.matmul(h, w_hh_t))
+    i, f, g, o = ops.split(gates, h.shape[-1], axis=-1)
+    c = ops.add(ops.mul(ops.sigmoid(f), c), ops.mul(ops.sigmoid(i), ops.tanh(g)))
+    h = ops.mul(ops.sigmoid(o), ops.tanh(c))
+    return h, c
+
+
+# One compiled graph per step instead of ten dispatched ops: a 16×768 2-layer biLSTM forward+backward takes
+# 0.83 s instead of 2.6 s. Compiling the whole unrolled loop would be faster still (0.35 s) but its graph
+# costs ~900 MB of memory; this one ~100 MB.
+compiled_lstm_cell = mindspore.jit(lstm_cell)
+
+
 class LSTM(nn.Cell):
     """Batch-first multi-layer (bi)LSTM with torch's gate order (i, f, g, o) and parameter names.
 
     Written with plain ops rather than `mindspore.nn.LSTM`: the latter's internal tensors trip mindtorch's
     device checks once mindnlp is imported, and its parameters do not map one-to-one onto torch's.
-    Prompt sequences are a few dozen steps at most, so an unrolled loop costs little.
+    Prompt sequences are a few dozen steps at most: the loop is unrolled, each step one compiled graph
+    (`compiled_steps`; False runs it op by op).
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False):
@@ -79,6 +96,7 @@ class LSTM(nn.Cell):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.directions = ("", "_reverse") if bidirectional else ("",)
+        self.compiled_steps = True
         rng = init_rng()
         bound = 1.0 / math.sqrt(hidden_size)
         for layer in range(num_layers):
@@ -98,15 +116,14 @@ class LSTM(nn.Cell):
         bias = ops.add(getattr(self, f"bias_ih_l{layer}{suffix}"), getattr(self, f"bias_hh_l{layer}{suffix}"))
         input_gates = ops.add(ops.matmul(x, ops.transpose(w_ih, (1, 0))), bias)  # (batch, steps, 4·hidden)
         step_gates = ops.unstack(input_gates, axis=1)
+        w_hh_t = ops.transpose(w_hh, (1, 0))
         h = ops.zeros((x.shape[0], self.hidden_size), x.dtype)
         c = ops.zeros((x.shape[0], self.hidden_size), x.dtype)
         outputs = [None] * len(step_gates)
         order = range(len(step_gates) - 1, -1, -1) if reverse else range(len(step_gates))
+        cell = compiled_lstm_cell if self.compiled_steps else lstm_cell
         for t in order:
-            gates = ops.add(step_gates[t], ops.matmul(h, ops.transpose(w_hh, (1, 0))))
-            i, f, g, o = ops.split(gates, self.hidden_size, axis=-1)
-            c = ops.add(ops.mul(ops.sigmoid(f), c), ops.mul(ops.sigmoid(i), ops.tanh(g)))
-            h = ops.mul(ops.sigmoid(o), ops.tanh(c))
+            h, c = cell(step_gates[t], h, c, w_hh_t)
             outputs[t] = h
         return ops.stack(outputs, axis=1)
 

@@ -26,6 +26,7 @@ from .backbones import input_positions, load_backbone, load_tokenizer
 from .deberta_prefix import DEBERTA_MODEL_TYPES
 from .tasks import get_task
 from .training import Trainer, TrainingArguments
+from .training.precision import apply_precision, default_loss_scaler
 from .weights import count_parameters, named_weights, trainable_weights
 
 
@@ -71,6 +72,9 @@ class RunTrainingArguments(TrainingArguments):
         "help": "continue from the latest complete checkpoint in output_dir (refused if the run's settings differ)"})
     lr_decay_per_epoch: float | None = field(default=None, metadata={
         "help": "instead of lr_scheduler_type: lr × gamma^epoch (the reference's ExponentialLR for NER/SRL/QA)"})
+    mixed_precision: str = field(default="no", metadata={
+        "help": "no (float32) | fp16 (dynamic loss scaling) | bf16: the frozen backbone computes in that dtype, "
+                "trainable weights stay float32; for GPU/Ascend (on CPU fp16 runs but is slower, bf16 has no kernels)"})
 
 
 def subsample(examples: list, limit: int | None, seed: int) -> list:
@@ -122,6 +126,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
     width = max(dataset.columns["input_ids"].shape[-1] for dataset in (train_dataset, eval_dataset))
     check_sequence_length(width, backbone.config, ptuning_config, model_args.model_name_or_path)
     model = HEADS[task.head](backbone, ptuning_config)
+    apply_precision(model, training_args.mixed_precision)
     # join the msrun cluster only now: once it is joined, mindnlp's from_pretrained expects a mindtorch
     # process group (which MindSpore's own collectives do not need)
     parallel = DataParallel.from_environment()
@@ -137,7 +142,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
     metadata = {"task": task.name, "labels": list(task.labels), "base_model": model_args.model_name_or_path}
     trainer = Trainer(model, training_args, train_dataset, eval_dataset,
                       compute_metrics=task.compute_metrics, metadata_columns=task.metadata_columns,
-                      adapter_metadata=metadata, parallel=parallel)
+                      adapter_metadata=metadata, parallel=parallel,
+                      loss_scaler=default_loss_scaler(training_args.mixed_precision))
     train_result = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
     evaluated_at_end = (trainer.last_evaluation is not None and trainer.last_evaluation[0] == trainer.global_step
                         and not training_args.load_best_model_at_end)

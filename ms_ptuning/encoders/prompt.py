@@ -28,7 +28,8 @@ class PromptEncoder(FoldableEncoder):
         self.compiles = self.has_network()
 
     def has_network(self) -> bool:
-        return self.encoder_type in ("lstm", "mlp")
+        # the LSTM compiles its own steps: the whole unrolled loop as one graph costs ~900 MB of memory
+        return self.encoder_type == "mlp"
 
     def construct(self):
         return self.output()

@@ -7,7 +7,9 @@ reseeded from (seed, epoch, batch), so resuming from a checkpoint continues the 
 is refused when the checkpoint's run config (RUN_ARGUMENTS, the PTuningConfig, the train data, the number
 of data-parallel workers) differs. Under msrun (ms_ptuning.distributed) each worker computes its shard of
 every global batch, gradients are summed in one all-reduce per optimizer step, evaluation is split over
-the workers and gathered, and only rank 0 writes files.
+the workers and gathered, and only rank 0 writes files. Under fp16 (training.precision) the loss is scaled
+before the backward pass and the gradients unscaled after the all-reduce; a dynamic scaler skips a step
+whose gradients overflowed instead of stopping the run.
 """
 
 import hashlib
@@ -32,6 +34,7 @@ from .checkpoint import (discard, latest_checkpoint, list_checkpoints, load_chec
                          remove_leftovers, save_checkpoint)
 from .optim import AdamW, clip_by_global_norm, global_norm
 from .plots import plot_curves
+from .precision import LossScaler
 from .schedules import epoch_decay_fn, lr_factor_fn
 
 METRICS_FILE = "metrics.jsonl"
@@ -41,7 +44,7 @@ BEST_DIR = "best_model"
 RUN_ARGUMENTS = ("seed", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
                  "num_train_epochs", "max_steps", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_ratio",
                  "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
-                 "dataloader_drop_last", "lr_decay_per_epoch")
+                 "dataloader_drop_last", "lr_decay_per_epoch", "mixed_precision")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -53,9 +56,11 @@ class Trainer:
     keyword arguments plus `metadata_columns` (kept for metrics, never fed to the model)."""
 
     def __init__(self, model, args, train_dataset=None, eval_dataset=None, compute_metrics=None,
-                 metadata_columns=(), adapter_metadata=None, parallel: DataParallel | None = None):
+                 metadata_columns=(), adapter_metadata=None, parallel: DataParallel | None = None,
+                 loss_scaler: LossScaler | None = None):
         self.model, self.args = model, args
         self.parallel = parallel or DataParallel()
+        self.loss_scaler = loss_scaler or LossScaler("none")
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
         self.compute_metrics = compute_metrics
         self.metadata_columns = set(metadata_columns)
@@ -77,7 +82,7 @@ class Trainer:
     # ---- one forward/backward -------------------------------------------------------------------
     def _scaled_loss(self, **inputs):
         loss, _ = self.model(**inputs)
-        return loss / self.args.gradient_accumulation_steps
+        return self.loss_scaler.scale(loss / self.args.gradient_accumulation_steps)
 
     def _to_inputs(self, batch: dict) -> dict:
         return {name: torch.tensor(values) for name, values in batch.items() if name not in self.metadata_columns}
@@ -159,13 +164,15 @@ class Trainer:
         config = {"training_arguments": {name: getattr(self.args, name, None) for name in RUN_ARGUMENTS},
                   "ptuning_config": model_config.to_dict() if hasattr(model_config, "to_dict") else None,
                   "train_dataset": dataset_fingerprint(self.train_dataset, self.metadata_columns),
-                  "data_parallel": {"workers": self.parallel.world_size}}
+                  "data_parallel": {"workers": self.parallel.world_size},
+                  "loss_scaling": {"kind": self.loss_scaler.kind}}
         return json_value(config)
 
     def _state(self) -> dict:
         return {"global_step": self.global_step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "best_metric": self.best_metric, "best_step": self.best_step, "seed": self.args.seed,
-                "metric_for_best_model": self.best_metric_name(), "config": self.run_config}
+                "metric_for_best_model": self.best_metric_name(), "config": self.run_config,
+                "loss_scaler": self.loss_scaler.state_dict()}
 
     def save_checkpoint(self) -> str | None:
         if not self.parallel.is_main:
@@ -199,6 +206,8 @@ class Trainer:
         self.global_step, self.epoch, self.batch_in_epoch = (state["global_step"], state["epoch"],
                                                              state["batch_in_epoch"])
         self.best_metric, self.best_step = state["best_metric"], state["best_step"]
+        if "loss_scaler" in state:  # older checkpoints ran unscaled
+            self.loss_scaler.load_state_dict(state["loss_scaler"])
         if self.parallel.is_main:
             self._truncate_log(self.global_step)
             remove_leftovers(self.output_dir)
@@ -260,26 +269,30 @@ class Trainer:
                 if micro < args.gradient_accumulation_steps and self.batch_in_epoch < len(batches):
                     continue
                 accumulated_loss, accumulated = self._sum_over_workers(accumulated_loss, accumulated)
+                accumulated = self.loss_scaler.unscale(accumulated)  # clipping and AdamW see the true gradients
                 norm = global_norm(accumulated)
                 grad_norm = float(norm.asnumpy())
-                step_loss = float(accumulated_loss.asnumpy())
-                if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
+                step_loss = float(accumulated_loss.asnumpy()) / self.loss_scaler.loss_scale
+                finite = math.isfinite(step_loss) and math.isfinite(grad_norm)
+                if not finite and not self.loss_scaler.skips_non_finite:
                     last = latest_checkpoint(self.output_dir)
                     raise NonFiniteLossError(f"step {self.global_step + 1}: loss={step_loss} grad_norm={grad_norm}; "
                                              f"training stopped before applying it. Last good checkpoint: {last}")
-                if args.max_grad_norm and args.max_grad_norm > 0:
-                    accumulated = clip_by_global_norm(accumulated, args.max_grad_norm, norm)
+                self.loss_scaler.update(finite)
                 lr = args.learning_rate * lr_factor(self.global_step)
-                self.optimizer.step(accumulated, lr)
+                if finite:  # a skipped fp16 overflow still uses up its batches and schedule step, as in HF
+                    if args.max_grad_norm and args.max_grad_norm > 0:
+                        accumulated = clip_by_global_norm(accumulated, args.max_grad_norm, norm)
+                    self.optimizer.step(accumulated, lr)
+                    step_losses.append(step_loss)
                 self.global_step += 1
-                step_losses.append(step_loss)
                 accumulated, accumulated_loss, micro = None, None, 0
                 progress.update(1)
                 progress.set_postfix(loss=f"{step_loss:.4f}")
                 end_of_epoch = self.batch_in_epoch == len(batches)
                 if end_of_epoch:
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-                self._after_step(step_loss, grad_norm, lr, end_of_epoch=end_of_epoch)
+                self._after_step(step_loss, grad_norm, lr, end_of_epoch=end_of_epoch, skipped=not finite)
                 if end_of_epoch:
                     break  # the next epoch draws its own order (the loop above), as a resumed run does
             if self.batch_in_epoch == len(batches):  # a max_steps stop exactly at an epoch's end
@@ -294,12 +307,15 @@ class Trainer:
                 "train_steps_per_second": (self.global_step - first_step) / runtime if runtime else 0.0,
                 "best_metric": self.best_metric, "best_step": self.best_step}
 
-    def _after_step(self, loss: float, grad_norm: float, lr: float, end_of_epoch: bool) -> None:
+    def _after_step(self, loss: float, grad_norm: float, lr: float, end_of_epoch: bool, skipped: bool) -> None:
         args = self.args
         fractional_epoch = self.epoch + (self.batch_in_epoch / max(1, self._batches_per_epoch()))
-        if args.logging_steps and self.global_step % max(1, int(args.logging_steps)) == 0:
-            self._log({"step": self.global_step, "epoch": round(fractional_epoch, 4), "loss": loss,
-                       "learning_rate": lr, "grad_norm": grad_norm})
+        if skipped or (args.logging_steps and self.global_step % max(1, int(args.logging_steps)) == 0):
+            record = {"step": self.global_step, "epoch": round(fractional_epoch, 4), "learning_rate": lr}
+            record.update({"skipped": True} if skipped else {"loss": loss, "grad_norm": grad_norm})
+            if self.loss_scaler.kind != "none":
+                record["loss_scale"] = self.loss_scaler.loss_scale
+            self._log(record)
         evaluate_now = self.eval_dataset is not None and (
             (args.eval_strategy == "epoch" and end_of_epoch)
             or (args.eval_strategy == "steps" and self.global_step % max(1, int(args.eval_steps or 1)) == 0))
