@@ -3,6 +3,7 @@ the same weights, scores and logs; only rank 0 writes; workers follow the same s
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 
@@ -69,16 +70,22 @@ def runs(setup):
                              "--per_device_train_batch_size", "4"],
                             env=env, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
-    env = dict(env, MASTER_PORT=str(free_port()), MSRUN_LOG_DIR=str(base / "msrun_logs"))
-    parallel = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_distributed.sh"), "2", *common,
-                               "--output_dir", str(base / "parallel"), "--per_device_train_batch_size", "2"],
-                              env=env, capture_output=True, text=True, timeout=900)
-    logs = ""
-    for name in sorted(os.listdir(base / "msrun_logs")) if os.path.isdir(base / "msrun_logs") else []:
-        with open(base / "msrun_logs" / name, errors="replace") as handle:
-            logs += f"--- {name}\n" + handle.read()[-2000:]
-    assert parallel.returncode == 0, parallel.stdout[-2000:] + parallel.stderr[-2000:] + logs
+    run_workers(common + ["--output_dir", str(base / "parallel")], base)
     return base / "single", base / "parallel"
+
+
+def run_workers(flags: list, base, *extra: str) -> None:
+    """scripts/run_distributed.sh with 2 workers of batch 2; a failure shows the workers' logs."""
+    logs_dir = base / "msrun_logs"
+    env = dict(os.environ, PYTHONPATH=ROOT, MASTER_PORT=str(free_port()), MSRUN_LOG_DIR=str(logs_dir))
+    result = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_distributed.sh"), "2", *flags,
+                             "--per_device_train_batch_size", "2", *extra],
+                            env=env, capture_output=True, text=True, timeout=900)
+    logs = ""
+    for name in sorted(os.listdir(logs_dir)) if os.path.isdir(logs_dir) else []:
+        with open(logs_dir / name, errors="replace") as handle:
+            logs += f"--- {name}\n" + handle.read()[-2000:]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:] + logs
 
 
 def read_jsonl(path) -> list:
@@ -117,6 +124,26 @@ def test_two_workers_log_and_score_like_one_process(runs):
     with open(single / "results.json") as handle, open(parallel / "results.json") as other:
         assert json.load(other)["eval_loss"] == pytest.approx(json.load(handle)["eval_loss"], rel=1e-4)
     assert os.path.isfile(parallel / "adapter" / "adapter_config.json")
+
+
+def test_two_workers_resume_from_a_checkpoint_bit_identical(setup, runs):
+    """The 2-worker run resumed from its epoch-1 checkpoint ends with the weights and AdamW state of the
+    uninterrupted one, bit for bit; the log is cut back to the checkpoint and written again once."""
+    model_dir, data_dir, base = setup
+    _, parallel = runs
+    resumed = base / "resumed"
+    shutil.copytree(parallel, resumed, ignore=shutil.ignore_patterns("checkpoint-6", "adapter", "best_model",
+                                                                     "results.json", "msrun_logs"))
+    run_workers(RUN_FLAGS + ["--model_name_or_path", model_dir, "--data_dir", data_dir, "--output_dir",
+                             str(resumed)], base, "--resume", "true")
+    expected, expected_optimizer, _ = load_checkpoint(str(parallel / "checkpoint-6"))
+    weights, optimizer, state = load_checkpoint(str(resumed / "checkpoint-6"))
+    assert state["global_step"] == 6
+    for name in expected:
+        np.testing.assert_array_equal(weights[name], expected[name], err_msg=name)
+    for name in expected_optimizer:
+        np.testing.assert_array_equal(optimizer[name], expected_optimizer[name], err_msg=name)
+    assert read_jsonl(resumed / "metrics.jsonl") == read_jsonl(parallel / "metrics.jsonl")
 
 
 def test_shards_cover_the_global_batch_once():
