@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .run import ROOT, write_results
+
 BATCH, TOKENS, KEYS, HIDDEN, HEADS, INTERMEDIATE = 8, 128, 144, 768, 12, 3072
 # name → (input shape, what it computes); inputs are standard-normal float32
 OPERATORS = {
@@ -140,13 +141,7 @@ def main(argv=None) -> int:
         lines.append(f"| {row['operator']} | {row['ms_forward_ms']:.1f} | {row['torch_forward_ms']:.1f} "
                      f"| {row['ms_forward_ms'] / row['torch_forward_ms']:.1f} | {row['ms_backward_ms']:.1f} "
                      f"| {row['torch_backward_ms']:.1f} | {row['ms_backward_ms'] / row['torch_backward_ms']:.1f} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    os.makedirs(options.output_dir, exist_ok=True)
-    with open(os.path.join(options.output_dir, "ops.md"), "w") as handle:
-        handle.write(table)
-    with open(os.path.join(options.output_dir, "ops.json"), "w") as handle:
-        json.dump({"header": header, "rows": rows}, handle, indent=2)
+    write_results(options.output_dir, "ops", "\n".join(lines) + "\n", {"header": header, "rows": rows})
     return 0
 
 

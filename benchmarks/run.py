@@ -112,14 +112,18 @@ def main(argv=None) -> int:
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} {platform.processor() or ''} "
               f"({os.cpu_count()} cores, {options.threads} threads per side), {options.warmup} warm-up + "
               f"{options.steps} timed steps, medians; ratio = ms_ptuning / PyTorch reference (< 1: ms_ptuning faster).")
-    table = markdown(results, header)
-    print(table)
-    os.makedirs(options.output_dir, exist_ok=True)
-    with open(os.path.join(options.output_dir, "results.md"), "w") as handle:
-        handle.write(table)
-    with open(os.path.join(options.output_dir, "results.json"), "w") as handle:
-        json.dump({"header": header, "results": results}, handle, indent=2)
+    write_results(options.output_dir, "results", markdown(results, header), {"header": header, "results": results})
     return 0
+
+
+def write_results(output_dir: str, name: str, table: str, numbers: dict) -> None:
+    """Print the markdown table; write it to `<name>.md` and the numbers to `<name>.json` in output_dir."""
+    print(table)
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, f"{name}.md"), "w") as handle:
+        handle.write(table)
+    with open(os.path.join(output_dir, f"{name}.json"), "w") as handle:
+        json.dump(numbers, handle, indent=2)
 
 
 if __name__ == "__main__":
