@@ -16,7 +16,7 @@ class FoldableEncoder(nn.Cell):
     gets no gradients).
     """
 
-    compiles = False  # set by subclasses that have a reparameterization network
+    compiles = False  # instances with an MLP switch it on (has_network); compile_encoders() switches it
 
     def __init__(self):
         super().__init__()

@@ -139,13 +139,13 @@ class Trainer:
         return os.path.exists(os.path.join(self.output_dir, METRICS_FILE)) or bool(list_checkpoints(self.output_dir))
 
     def _prepare_output_dir(self, resuming: bool) -> None:
-        if self._holds_a_run() and not resuming:
-            if not self.args.overwrite_output_dir:
-                raise FileExistsError(f"{self.output_dir} already holds a run (metrics/checkpoints); pass "
-                                      "--overwrite_output_dir to replace it or --resume to continue it")
-        if not self.parallel.is_main:
+        replacing = self._holds_a_run() and not resuming
+        if replacing and not self.args.overwrite_output_dir:
+            raise FileExistsError(f"{self.output_dir} already holds a run (metrics/checkpoints); pass "
+                                  "--overwrite_output_dir to replace it or --resume to continue it")
+        if not self.parallel.is_main:  # every worker checks, rank 0 alone changes files
             return
-        if self._holds_a_run() and not resuming:
+        if replacing:
             for path in list_checkpoints(self.output_dir):
                 discard(path)
             shutil.rmtree(os.path.join(self.output_dir, BEST_DIR), ignore_errors=True)
