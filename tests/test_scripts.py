@@ -111,3 +111,21 @@ def test_search_script_checks_its_arguments(tmp_path):
     result = subprocess.run(["bash", os.path.join(SCRIPTS, "hparam_search.sh"), "copa", str(tmp_path)], env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "DATA_DIR '' is not a directory" in result.stderr
+
+
+def test_distributed_script_builds_the_msrun_command_and_checks_the_worker_count(tmp_path):
+    env = dict(os.environ, DRY_RUN="1", MASTER_PORT="9123", WORKER_NUM="4")
+    printed = subprocess.run(["bash", os.path.join(SCRIPTS, "run_distributed.sh"), "2", "--task", "rte",
+                              "--output_dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=30)
+    assert printed.returncode == 0, printed.stderr
+    words = printed.stdout.split()
+    assert words[0].endswith("/.venv/bin/msrun")
+    options = dict(zip(words[1:words.index("python")], words[2:words.index("python")]))
+    assert options["--worker_num"] == "4" and options["--local_worker_num"] == "2"
+    assert options["--master_port"] == "9123" and options["--log_dir"] == str(tmp_path / "msrun_logs")
+    assert words[words.index("python"):] == ["python", "-m", "ms_ptuning.run", "--task", "rte", "--output_dir",
+                                             str(tmp_path)]
+    for bad in ([], ["two"], ["0"]):
+        refused = subprocess.run(["bash", os.path.join(SCRIPTS, "run_distributed.sh"), *bad], env=env,
+                                 capture_output=True, text=True, timeout=30)
+        assert refused.returncode == 2 and "usage: scripts/run_distributed.sh NUM_WORKERS" in refused.stderr
