@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from ms_ptuning.distributed import DataParallel
+from ms_ptuning.training import Trainer
 from ms_ptuning.training.checkpoint import load_checkpoint
-from tiny_runs import save_tiny_bert
+from tiny_runs import save_tiny_bert, tiny_arguments, tiny_classifier, tiny_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
@@ -153,6 +154,13 @@ def test_shards_cover_the_global_batch_once():
     rows = [DataParallel(rank, 3).row_range(10) for rank in range(3)]
     assert rows == [(0, 4), (4, 8), (8, 10)]
     assert DataParallel(2, 3).row_range(2) == (2, 2)
+
+
+def test_entry_points_without_data_parallel_refuse_msrun(monkeypatch, tmp_path):
+    monkeypatch.setenv("MS_ROLE", "MS_WORKER")
+    with pytest.raises(RuntimeError, match="data-parallel training goes through ms_ptuning.run"):
+        Trainer(tiny_classifier(), tiny_arguments(tmp_path), train_dataset=tiny_dataset())
+    assert not os.listdir(tmp_path)
 
 
 def test_single_process_collectives_are_the_identity():

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..adapters import load_adapter, save_adapter
 from ..backend import seed_step, torch
 from ..data.dataset import batch_indices, epoch_order
-from ..distributed import DataParallel
+from ..distributed import DataParallel, launched_by_msrun
 from ..weights import assign_weights, to_numpy, trainable_weights
 from .checkpoint import (discard, latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints,
                          remove_leftovers, save_checkpoint)
@@ -59,6 +59,9 @@ class Trainer:
                  metadata_columns=(), adapter_metadata=None, parallel: DataParallel | None = None,
                  loss_scaler: LossScaler | None = None):
         self.model, self.args = model, args
+        if parallel is None and launched_by_msrun():  # N independent runs writing to one output_dir
+            raise RuntimeError("launched by msrun, but this entry point trains in one process; data-parallel "
+                               "training goes through ms_ptuning.run (scripts/run_distributed.sh)")
         self.parallel = parallel or DataParallel()
         self.loss_scaler = loss_scaler or LossScaler("none")
         self.train_dataset, self.eval_dataset = train_dataset, eval_dataset
