@@ -13,7 +13,6 @@ loading the model stack before it turns into the scheduler.
 import os
 import sys
 
-import mindspore
 import numpy as np
 from mindspore import Tensor, ops
 
@@ -70,11 +69,7 @@ class DataParallel:
         """Element-wise sum over workers of a list of float32 tensors, in one all-reduce."""
         if self.world_size == 1:
             return tensors
-        flat = ops.cat([ops.reshape(t, (-1,)) for t in tensors])
-        flat = self._all_reduce(flat)
-        sizes = [int(np.prod(t.shape)) for t in tensors]
-        parts = ops.split(flat, sizes)
-        return [ops.reshape(part, tuple(t.shape)) for part, t in zip(parts, tensors)]
+        return unflatten(self._all_reduce(flatten(tensors)), tensors)
 
     def sum_arrays(self, arrays: list) -> list:
         """`sum_tensors` for numpy arrays (evaluation outputs and losses); float32 on the wire."""
@@ -87,10 +82,8 @@ class DataParallel:
         """Rank 0's values of `tensors` on every worker (one flat broadcast)."""
         if self.world_size == 1:
             return tensors
-        flat = ops.cat([ops.reshape(t, (-1,)) for t in tensors])
-        (flat,) = ops.Broadcast(0)((flat,))
-        parts = ops.split(flat, [int(np.prod(t.shape)) for t in tensors])
-        return [ops.reshape(part, tuple(t.shape)) for part, t in zip(parts, tensors)]
+        (flat,) = ops.Broadcast(0)((flatten(tensors),))
+        return unflatten(flat, tensors)
 
     def barrier(self) -> None:
         """Wait until every worker gets here (e.g. before reading a file rank 0 has just written)."""
@@ -105,3 +98,13 @@ class DataParallel:
         full[start:start + len(local_rows)] = local_rows
         return self.sum_arrays([full])[0].astype(local_rows.dtype)
 
+
+def flatten(tensors: list):
+    """One 1-D tensor of all elements: one collective call instead of one per tensor."""
+    return ops.cat([ops.reshape(t, (-1,)) for t in tensors])
+
+
+def unflatten(flat, like: list) -> list:
+    """`flatten`'s inverse: pieces of `flat` shaped as the tensors in `like`."""
+    parts = ops.split(flat, [int(np.prod(t.shape)) for t in like])
+    return [ops.reshape(part, tuple(t.shape)) for part, t in zip(parts, like)]

@@ -20,10 +20,11 @@ def decays(name: str) -> bool:
 class AdamW:
     """torch.optim.AdamW (amsgrad=False): decoupled decay p ← p·(1 − lr·wd), then the bias-corrected Adam step.
 
-    Each parameter is updated in place by MindSpore's fused AdamWeightDecay kernel (one kernel instead of
-    about ten separate ops: a BERT-base finetune update took 12.6 s, now 0.37 s on 2 CPU cores). That kernel has no bias correction and
-    scales its decay by its own learning rate, so torch's step is passed in as lr' = lr·√(1−β₂ᵗ)/(1−β₁ᵗ),
-    eps' = eps·√(1−β₂ᵗ) and wd' = lr·wd/lr': the same formula, rounded in a different order (a few ulp).
+    Each parameter is updated in place by MindSpore's fused AdamWeightDecay kernel: one kernel instead of
+    about ten separate ops (a BERT-base finetune update took 12.6 s, now 0.37 s on 2 CPU cores). That
+    kernel has no bias correction and scales its decay by its own learning rate, so torch's step is passed
+    in as lr' = lr·√(1−β₂ᵗ)/(1−β₁ᵗ), eps' = eps·√(1−β₂ᵗ) and wd' = lr·wd/lr': the same formula, rounded in
+    a different order (a few ulp).
     """
 
     def __init__(self, named_params: dict, lr: float, betas=(0.9, 0.999), eps: float = 1e-8,

@@ -94,13 +94,12 @@ class Trainer:
         """Loss and gradients of this worker's shard of a global batch, weighted by the shard's share of it,
         so that their sum over the workers is the loss and gradient of the whole batch."""
         shard = self.parallel.shard(global_batch, self.args.per_device_train_batch_size)
-        if self.parallel.world_size == 1:
-            loss, grads = self.grad_fn(**self._to_inputs(self.train_dataset.batch(shard)))
-            return loss, list(grads)
         weight = len(shard) / len(global_batch)
         if len(shard) == 0:  # a short last batch left this worker nothing: same shapes, zero weight
             shard = global_batch[:1]
         loss, grads = self.grad_fn(**self._to_inputs(self.train_dataset.batch(shard)))
+        if self.parallel.world_size == 1:  # the whole batch: weight 1, left out to keep the numbers as they were
+            return loss, list(grads)
         return ops.mul(loss, weight), [ops.mul(grad, weight) for grad in grads]
 
     def _sum_over_workers(self, loss, grads: dict):
@@ -373,16 +372,16 @@ class Trainer:
                 loss_sum += float(loss.asnumpy()) * len(indices)
                 loss_rows += len(indices)
             outputs.append(tuple(o.asnumpy() for o in output) if isinstance(output, tuple) else output.asnumpy())
-        parts = [np.concatenate(part) for part in zip(*outputs)] if isinstance(outputs[0], tuple) \
-            else [np.concatenate(outputs)]
+        several_outputs = isinstance(outputs[0], tuple)
+        parts = [np.concatenate(part) for part in zip(*outputs)] if several_outputs else [np.concatenate(outputs)]
         if stop == start:
             parts, loss_sum, loss_rows = [part[:0] for part in parts], 0.0, 0
         parts = [self.parallel.gather_rows(part, start, len(dataset)) for part in parts]
-        has_loss = loss is not None
-        if has_loss and self.parallel.world_size > 1:
-            loss_sum, loss_rows = self.parallel.sum_arrays([np.array([loss_sum, loss_rows], np.float64)])[0]
-        predictions = tuple(parts) if isinstance(outputs[0], tuple) else parts[0]
-        return (loss_sum / loss_rows if has_loss else None), predictions
+        predictions = tuple(parts) if several_outputs else parts[0]
+        if loss is None:
+            return None, predictions
+        loss_sum, loss_rows = self.parallel.sum_arrays([np.array([loss_sum, loss_rows], np.float64)])[0]
+        return loss_sum / loss_rows, predictions
 
     def evaluate(self, dataset=None, prefix: str = "eval") -> dict:
         dataset = dataset if dataset is not None else self.eval_dataset
