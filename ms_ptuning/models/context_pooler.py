@@ -40,9 +40,9 @@ class ContextPooler(nn.Cell):
 
 
 def pooler_for(backbone):
-    """The pooler a sequence-level head adds on top of `backbone`: None when the backbone pools itself
-    (BERT, RoBERTa), a `ContextPooler` for DeBERTa, an error otherwise."""
-    if getattr(backbone, "pooler", None) is not None:
+    """The pooler a sequence-level head adds on top of `backbone` (the Backbone interface): None when the
+    backbone pools itself (BERT, RoBERTa), a `ContextPooler` for DeBERTa, an error otherwise."""
+    if backbone.pooler is not None:
         return None
     if backbone.config.model_type in DEBERTA_MODEL_TYPES:
         return ContextPooler(backbone.config)

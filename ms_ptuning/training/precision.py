@@ -1,11 +1,10 @@
 """Mixed precision (`--mixed_precision no|fp16|bf16`): the frozen backbone computes in a low dtype, what
 trains stays float32.
 
-Under fp16/bf16 (`apply_precision`):
-  - every `PromptedBackbone` runs its backbone under MindSpore's automatic mixed precision (mindtorch's
-    `torch.autocast`, MindSpore's amp level "auto"): MatMul, BatchMatMul and Dense in the low dtype, Softmax,
-    LayerNorm, Exp/Log and the losses in float32. Its outputs are cast back to float32, so heads, logits
-    and losses stay float32;
+Under fp16/bf16 a head is built with `compute_dtype=mixed_precision_dtype(name)` (`ms_ptuning.hf_backbone`):
+  - its backbone runs under MindSpore's automatic mixed precision (mindtorch's `torch.autocast`, MindSpore's
+    amp level "auto"): MatMul, BatchMatMul and Dense in the low dtype, Softmax, LayerNorm, Exp/Log and the
+    losses in float32. Its outputs are cast back to float32, so heads, logits and losses stay float32;
   - the frozen backbone weights are stored in the low dtype: they never update, so they need no float32
     master copy. The input embedding is the exception, because tied heads (GPT-2's LM head, BERT's MLM
     decoder) multiply by it in float32 outside the backbone;
@@ -23,9 +22,6 @@ import math
 import mindspore
 import numpy as np
 from mindspore import ops
-
-from ..backend import torch
-from ..injection import PromptedBackbone
 
 PRECISIONS = {"no": None, "fp16": mindspore.float16, "bf16": mindspore.bfloat16}
 SCALER_KINDS = ("none", "static", "dynamic")
@@ -53,36 +49,13 @@ def check_device_kernels(name: str, dtype) -> None:
                          f"{' or fp16' if name == 'bf16' else ''}, or another --device_target") from None
 
 
-def cast_frozen_weights(backbone, dtype) -> None:
-    """Store the backbone's frozen weights, except the input embedding, in `dtype`.
-
-    Each Parameter is replaced by a new one: mindtorch 0.5.1's `Module.to(dtype)` and `.half()` only relabel
-    the dtype in place, and kernels still receive float32 (BiasAdd fails with mixed input types). One new
-    Parameter per old one, so tied weights stay tied.
-    """
-    keep = backbone.get_input_embeddings().weight
-    replaced = {}
-    for module in backbone.modules():
-        for key, param in module._parameters.items():
-            if param is None or param.requires_grad or param is keep:
-                continue
-            if id(param) not in replaced:
-                replaced[id(param)] = torch.nn.Parameter(param.to(dtype), requires_grad=False)
-            module._parameters[key] = replaced[id(param)]
-
-
-def apply_precision(model, name: str) -> None:
-    """Switch every `PromptedBackbone` in `model` to precision `name` ("no" changes nothing). Call it once,
-    after loading the backbone and before building the Trainer. The change cannot be undone, so build the
-    model again for float32."""
+def mixed_precision_dtype(name: str):
+    """The compute dtype to build a head with for `--mixed_precision name` (None for "no"), after checking
+    that the device has its kernels, so a refusal comes before anything is built or written."""
     dtype = compute_dtype(name)
-    if dtype is None:
-        return
-    check_device_kernels(name, dtype)
-    for _, cell in model.cells_and_names():
-        if isinstance(cell, PromptedBackbone):
-            cell.compute_dtype = dtype
-            cast_frozen_weights(cell.backbone, dtype)
+    if dtype is not None:
+        check_device_kernels(name, dtype)
+    return dtype
 
 
 class LossScaler:
