@@ -19,7 +19,11 @@ class PTuningArguments:
     pre_seq_len: int = field(default=4, metadata={"help": "prefix / prompt length"})
     prefix_projection: bool = field(default=False, metadata={"help": "reparameterize the prefix with an MLP"})
     prefix_hidden_size: int = field(default=512, metadata={"help": "hidden size of that MLP"})
-    prompt_encoder_type: str = field(default="lstm", metadata={"help": "prompt mode: lstm | mlp | embedding"})
+    prompt_encoder_type: str = field(default="embedding", metadata={
+        "help": "prompt mode: embedding (a bare table, THUDM's P-tuning v2 --prompt) | lstm | mlp (P-tuning v1)"})
+    freeze_backbone: bool = field(default=False, metadata={
+        "help": "finetune mode: train the head only, the backbone frozen (THUDM's fix_bert, which its NER, QA and "
+                "COPA fine-tuning applies); prefix/prompt modes freeze the backbone anyway"})
 
     def ptuning_config(self, dropout: float, num_labels: int = 2,
                        problem_type: str = "single_label_classification") -> PTuningConfig:
@@ -27,7 +31,7 @@ class PTuningArguments:
         return PTuningConfig(mode=self.mode, pre_seq_len=self.pre_seq_len, prefix_projection=self.prefix_projection,
                              prefix_hidden_size=self.prefix_hidden_size, prompt_encoder_type=self.prompt_encoder_type,
                              prefix_dropout=dropout, classifier_dropout=dropout, num_labels=num_labels,
-                             problem_type=problem_type)
+                             problem_type=problem_type, freeze_backbone=self.freeze_backbone)
 
 
 @dataclass(kw_only=True)

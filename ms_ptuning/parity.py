@@ -179,8 +179,9 @@ def random_batch(head: str, model_type: str, vocab_size: int, batch_size: int, s
 
 
 REPORT_VARIANTS = {"prefix": dict(mode="prefix"), "prefix+projection": dict(mode="prefix", prefix_projection=True),
-                   "prompt-lstm": dict(mode="prompt"), "prompt-mlp": dict(mode="prompt", prompt_encoder_type="mlp"),
-                   "finetune": dict(mode="finetune")}
+                   "prompt": dict(mode="prompt"), "prompt-lstm": dict(mode="prompt", prompt_encoder_type="lstm"),
+                   "prompt-mlp": dict(mode="prompt", prompt_encoder_type="mlp"), "finetune": dict(mode="finetune"),
+                   "finetune-head-only": dict(mode="finetune", freeze_backbone=True)}
 
 
 def main(argv=None) -> int:

@@ -6,11 +6,15 @@ call through the Backbone interface alone: a stand-in backbone implementing that
 GRAPH_MODE Cells do) sees exactly the tensors a mode promises.
 """
 
+import json
+import os
+
 import mindspore
 import numpy as np
 import pytest
 from mindspore import Tensor, nn, ops
 
+from ms_ptuning import run as run_module
 from ms_ptuning.adapters import adapter_config
 from ms_ptuning.backend import torch
 from ms_ptuning.backbones import build_backbone
@@ -18,9 +22,10 @@ from ms_ptuning.config import MODES, PTuningConfig
 from ms_ptuning.hf_backbone import HFBackbone, as_backbone
 from ms_ptuning.models import HEADS, PTuningHead
 from ms_ptuning.modes import MODE_CLASSES, PrefixTuning, PromptTuning, prompted_backbone
+from ms_ptuning.safe_loading import load_safetensors
 from ms_ptuning.training import Trainer
 from tiny_backbones import tiny_config
-from tiny_runs import tiny_arguments
+from tiny_runs import same_process_runs, save_tiny_bert, tiny_arguments  # noqa: F401  (a fixture)
 import transformers
 
 B, T, P, H, LAYERS, HEADS_ = 2, 5, 3, 8, 2, 2
@@ -151,3 +156,22 @@ def test_precision_is_a_constructor_option_of_the_head():
     assert frozen == {mindspore.float16}
     _, logits = model(torch.tensor(np.ones((1, 4), np.int64)), torch.tensor(np.ones((1, 4), np.int64)))
     assert logits.dtype == mindspore.float32
+
+
+RTE_FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "tasks", "rte")
+
+
+def test_freeze_backbone_flag_trains_the_head_only(tmp_path, same_process_runs):  # noqa: F811
+    """`--mode finetune --freeze_backbone`: THUDM's head-only fine-tuning; the default trains everything."""
+    model_dir = save_tiny_bert(str(tmp_path / "model"))
+    argv = ["--task", "rte", "--model_name_or_path", model_dir, "--data_dir", RTE_FIXTURE, "--max_steps", "2",
+            "--per_device_train_batch_size", "2", "--max_seq_length", "48", "--mode", "finetune"]
+    model_args = run_module.parse(argv + ["--output_dir", str(tmp_path / "full")])[0]
+    assert model_args.ptuning_config(0.1).trains_backbone  # the default: full fine-tuning
+    results = run_module.run(*run_module.parse(argv + ["--output_dir", str(tmp_path / "head"), "--freeze_backbone"]))
+    hidden = 32  # tiny_runs' BERT
+    assert results["trainable_parameters"] == hidden * 2 + 2 and np.isfinite(results["train_loss"])
+    adapter = tmp_path / "head" / "adapter"
+    assert set(load_safetensors(str(adapter / "adapter.safetensors"))) == {"classifier.weight", "classifier.bias"}
+    with open(adapter / "adapter_config.json") as handle:
+        assert json.load(handle)["ptuning_config"]["freeze_backbone"] is True

@@ -131,7 +131,7 @@ def test_the_length_check_counts_decorators_and_accepts_a_reason(tmp_path, monke
     assert long_functions(source) == []
 
 
-MIRRORED = ("hf_backbone.py", "encoders", "modes", "models")
+MIRRORED = ("hf_backbone.py", "layers.py", "encoders", "modes", "models")
 NOTHING_TO_MIRROR = {"encoders/folding.py"}  # compiling/folding MindSpore encoders: torch needs neither
 
 

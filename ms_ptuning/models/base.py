@@ -29,6 +29,12 @@ class PTuningHead(nn.Cell):
         return self.encoder.config
 
     @property
+    def init_std(self) -> float:
+        """The head's Linear layers start at N(0, initializer_range) with zero biases: THUDM's heads are
+        missing from the checkpoint, so transformers' `from_pretrained` initialises them that way."""
+        return self.backbone.config.initializer_range
+
+    @property
     def backbone(self):
         """The backbone behind the Backbone interface (`ms_ptuning.hf_backbone`)."""
         return self.encoder.backbone

@@ -29,7 +29,7 @@ class ContextPooler(nn.Cell):
         if model_config.pooler_hidden_size != model_config.hidden_size:
             raise ValueError(f"backbone config field pooler_hidden_size={model_config.pooler_hidden_size} must equal "
                              f"hidden_size={model_config.hidden_size}")
-        self.dense = Linear(model_config.hidden_size, model_config.hidden_size)
+        self.dense = Linear(model_config.hidden_size, model_config.hidden_size, std=model_config.initializer_range)
         self.dropout = Dropout(model_config.pooler_dropout)
         self.activation = ACTIVATIONS[model_config.pooler_hidden_act]
         self.first_position = Tensor(np.array(0, dtype=np.int32))

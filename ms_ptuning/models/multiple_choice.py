@@ -19,7 +19,7 @@ class MultipleChoice(PTuningHead):
         super().__init__(backbone, config, compute_dtype)
         self.pooler = pooler_for(self.backbone)
         self.dropout = Dropout(config.classifier_dropout)
-        self.classifier = Linear(self.backbone.config.hidden_size, 1)
+        self.classifier = Linear(self.backbone.config.hidden_size, 1, std=self.init_std)
 
     def construct(self, input_ids, attention_mask, token_type_ids=None, labels=None):
         batch, choices, length = input_ids.shape

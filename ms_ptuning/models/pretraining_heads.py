@@ -46,7 +46,7 @@ class BertPredictionHeadTransform(nn.Cell):
 
     def __init__(self, config):
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size, std=config.initializer_range)
         self.act = activation(config.hidden_act)
         self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
 
@@ -85,7 +85,7 @@ class BertPreTrainingHeads(nn.Cell):
     def __init__(self, config):
         super().__init__()
         self.predictions = BertLMPredictionHead(config)
-        self.seq_relationship = Linear(config.hidden_size, 2)
+        self.seq_relationship = Linear(config.hidden_size, 2, std=config.initializer_range)
 
     def construct(self, sequence_output, pooled_output, word_embeddings):
         # (B, T, H), (B, H) -> (B, T, V), (B, 2)

@@ -15,7 +15,7 @@ class QuestionAnswering(PTuningHead):
 
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
         super().__init__(backbone, config, compute_dtype, sequence_output_only=True)
-        self.qa_outputs = Linear(self.backbone.config.hidden_size, 2)
+        self.qa_outputs = Linear(self.backbone.config.hidden_size, 2, std=self.init_std)
 
     def construct(self, input_ids, attention_mask, token_type_ids=None, start_positions=None, end_positions=None):
         sequence_output, _ = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)

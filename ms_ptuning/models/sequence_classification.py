@@ -17,7 +17,7 @@ class SequenceClassifier(PTuningHead):
         super().__init__(backbone, config, compute_dtype)
         self.pooler = pooler_for(self.backbone)
         self.dropout = Dropout(config.classifier_dropout)
-        self.classifier = Linear(self.backbone.config.hidden_size, config.num_labels)
+        self.classifier = Linear(self.backbone.config.hidden_size, config.num_labels, std=self.init_std)
 
     def construct(self, input_ids, attention_mask, token_type_ids=None, labels=None):
         sequence_output, pooled = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H), (B, H)

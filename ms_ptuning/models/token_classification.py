@@ -15,7 +15,7 @@ class TokenClassifier(PTuningHead):
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
         super().__init__(backbone, config, compute_dtype, sequence_output_only=True)
         self.dropout = Dropout(config.classifier_dropout)
-        self.classifier = Linear(self.backbone.config.hidden_size, config.num_labels)
+        self.classifier = Linear(self.backbone.config.hidden_size, config.num_labels, std=self.init_std)
 
     def construct(self, input_ids, attention_mask, token_type_ids=None, labels=None):
         sequence_output, _ = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)

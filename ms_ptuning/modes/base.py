@@ -22,7 +22,7 @@ class PromptedBackbone(nn.Cell):
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
         super().__init__()
         self.config = config
-        self.backbone = as_backbone(backbone, trainable=config.mode == "finetune", compute_dtype=compute_dtype)
+        self.backbone = as_backbone(backbone, trainable=config.trains_backbone, compute_dtype=compute_dtype)
         self.num_layers = self.backbone.config.num_hidden_layers
         self.num_virtual_tokens = config.num_virtual_tokens
 

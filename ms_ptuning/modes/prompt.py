@@ -11,12 +11,17 @@ from .base import PromptedBackbone, virtual_positions
 class PromptTuning(PromptedBackbone):
     """P prompts are prepended to the word embeddings; the backbone adds position and token-type embeddings
     once over the whole P + T sequence (P-tuning v1 and peft do this). The prompts' outputs are cut off and
-    the pooler is re-applied to the first real token, as the reference does."""
+    the pooler is re-applied to the first real token, as the reference does.
+
+    Init: the bare table (THUDM's P-tuning v2 `--prompt`) starts at N(0, initializer_range) like THUDM's; the
+    LSTM/MLP encoders are P-tuning v1's and keep torch's defaults, their table N(0, 1) included."""
 
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
         super().__init__(backbone, config, compute_dtype)
-        self.prompt_encoder = PromptEncoder(config.pre_seq_len, self.backbone.config.hidden_size,
-                                            config.prompt_encoder_type)
+        model_config = self.backbone.config
+        table_std = model_config.initializer_range if config.prompt_encoder_type == "embedding" else 1.0
+        self.prompt_encoder = PromptEncoder(config.pre_seq_len, model_config.hidden_size,
+                                            config.prompt_encoder_type, table_std)
         self.prompt_positions = virtual_positions(config.pre_seq_len)
 
     def backbone_inputs(self, input_ids, attention_mask, token_type_ids, position_ids) -> tuple:

@@ -3,21 +3,24 @@
 import torch
 from torch import nn
 
+from ..layers import embedding, linear
+
 
 class PrefixEncoder(nn.Module):
     def __init__(self, pre_seq_len, num_layers, num_heads, hidden_size, projection=False,
-                 projection_hidden_size=512, dropout=0.0):
+                 projection_hidden_size=512, dropout=0.0, init_std=None):
         super().__init__()
         self.pre_seq_len, self.num_layers, self.num_heads = pre_seq_len, num_layers, num_heads
         self.head_dim = hidden_size // num_heads
         self.projection = projection
         out_size = 2 * num_layers * hidden_size
+        table_std = 1.0 if init_std is None else init_std
         if projection:
-            self.embedding = nn.Embedding(pre_seq_len, hidden_size)
-            self.transform = nn.ModuleList([nn.Linear(hidden_size, projection_hidden_size),
-                                            nn.Linear(projection_hidden_size, out_size)])
+            self.embedding = embedding(pre_seq_len, hidden_size, table_std)
+            self.transform = nn.ModuleList([linear(hidden_size, projection_hidden_size, init_std),
+                                            linear(projection_hidden_size, out_size, init_std)])
         else:
-            self.embedding = nn.Embedding(pre_seq_len, out_size)
+            self.embedding = embedding(pre_seq_len, out_size, table_std)
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("positions", torch.arange(pre_seq_len), persistent=False)
 

@@ -4,12 +4,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..layers import embedding
+
 
 class PromptEncoder(nn.Module):
-    def __init__(self, num_virtual_tokens, hidden_size, encoder_type="lstm"):
+    def __init__(self, num_virtual_tokens, hidden_size, encoder_type="lstm", table_std=1.0):
         super().__init__()
         self.encoder_type = encoder_type
-        self.embedding = nn.Embedding(num_virtual_tokens, hidden_size)
+        self.embedding = embedding(num_virtual_tokens, hidden_size, table_std)
         if encoder_type == "lstm":
             self.lstm = nn.LSTM(hidden_size, hidden_size // 2, num_layers=2, bidirectional=True, batch_first=True)
         if encoder_type in ("lstm", "mlp"):

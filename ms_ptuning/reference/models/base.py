@@ -20,5 +20,9 @@ class PTuningHead(nn.Module):
         return self.encoder.config
 
     @property
+    def init_std(self) -> float:
+        return self.backbone.config.initializer_range
+
+    @property
     def backbone(self):
         return self.encoder.backbone

@@ -3,6 +3,7 @@
 from transformers.models.deberta.modeling_deberta import ContextPooler
 
 from ...deberta_prefix import DEBERTA_MODEL_TYPES
+from ..layers import normal_linears
 
 
 def pooler_for(backbone):
@@ -10,5 +11,7 @@ def pooler_for(backbone):
     if backbone.pooler is not None:
         return None
     if backbone.config.model_type in DEBERTA_MODEL_TYPES:
-        return ContextPooler(backbone.config)
+        pooler = ContextPooler(backbone.config)
+        normal_linears(pooler, backbone.config.initializer_range)
+        return pooler
     raise ValueError(f"{type(backbone.model).__name__} has no pooler")

@@ -6,6 +6,7 @@ from torch.nn import functional as F
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
 from ...config import PTuningConfig
+from ..layers import normal_linears
 from .base import PTuningHead
 from .pretraining_heads import freeze, randomize_head_constants
 
@@ -18,6 +19,7 @@ class LamaProbe(PTuningHead):
         self.masked = self.backbone.config.model_type == "bert"
         if self.masked:
             self.cls = BertOnlyMLMHead(self.backbone.config)
+            normal_linears(self.cls, self.init_std)
             self.cls.predictions.decoder.weight = self.backbone.word_embedding_weight
             randomize_head_constants(self.cls.predictions)
             if config.mode == "prompt":

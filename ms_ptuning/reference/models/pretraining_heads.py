@@ -6,6 +6,7 @@ from torch.nn import functional as F
 from transformers.models.bert.modeling_bert import BertPreTrainingHeads
 
 from ...config import PTuningConfig
+from ..layers import normal_linears
 from .base import PTuningHead
 
 
@@ -28,6 +29,7 @@ class BertForPreTraining(PTuningHead):
     def __init__(self, backbone, config: PTuningConfig):
         super().__init__(backbone, config)
         self.cls = BertPreTrainingHeads(self.backbone.config)
+        normal_linears(self.cls, self.init_std)
         self.cls.predictions.decoder.weight = self.backbone.word_embedding_weight
         randomize_head_constants(self.cls.predictions)
         if config.mode != "finetune":

@@ -1,7 +1,7 @@
-from torch import nn
 from torch.nn import functional as F
 
 from ...config import PTuningConfig
+from ..layers import linear
 from .base import PTuningHead
 
 
@@ -10,7 +10,7 @@ class QuestionAnswering(PTuningHead):
 
     def __init__(self, backbone, config: PTuningConfig):
         super().__init__(backbone, config, sequence_output_only=True)
-        self.qa_outputs = nn.Linear(self.backbone.config.hidden_size, 2)
+        self.qa_outputs = linear(self.backbone.config.hidden_size, 2, self.init_std)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, start_positions=None, end_positions=None):
         sequence, _ = self.encoder(input_ids, attention_mask, token_type_ids)

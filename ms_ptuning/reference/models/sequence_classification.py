@@ -2,6 +2,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...config import PTuningConfig
+from ..layers import linear
 from .base import PTuningHead
 from .context_pooler import pooler_for
 
@@ -21,7 +22,7 @@ class SequenceClassifier(PTuningHead):
         super().__init__(backbone, config)
         self.pooler = pooler_for(self.backbone)
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.classifier = nn.Linear(self.backbone.config.hidden_size, config.num_labels)
+        self.classifier = linear(self.backbone.config.hidden_size, config.num_labels, self.init_std)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
         sequence, pooled = self.encoder(input_ids, attention_mask, token_type_ids)

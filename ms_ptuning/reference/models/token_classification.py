@@ -2,6 +2,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...config import PTuningConfig
+from ..layers import linear
 from .base import PTuningHead
 
 
@@ -11,7 +12,7 @@ class TokenClassifier(PTuningHead):
     def __init__(self, backbone, config: PTuningConfig):
         super().__init__(backbone, config, sequence_output_only=True)
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.classifier = nn.Linear(self.backbone.config.hidden_size, config.num_labels)
+        self.classifier = linear(self.backbone.config.hidden_size, config.num_labels, self.init_std)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
         sequence, _ = self.encoder(input_ids, attention_mask, token_type_ids)

@@ -11,7 +11,7 @@ class PromptedBackbone(nn.Module):
     def __init__(self, backbone, config: PTuningConfig):
         super().__init__()
         self.config = config
-        self.backbone = as_backbone(backbone, trainable=config.mode == "finetune")
+        self.backbone = as_backbone(backbone, trainable=config.trains_backbone)
         self.num_layers = self.backbone.config.num_hidden_layers
         self.num_virtual_tokens = config.num_virtual_tokens
 

@@ -11,7 +11,7 @@ class PrefixTuning(PromptedBackbone):
         mc = self.backbone.config
         self.prefix_encoder = PrefixEncoder(config.pre_seq_len, mc.num_hidden_layers, mc.num_attention_heads,
                                             mc.hidden_size, config.prefix_projection, config.prefix_hidden_size,
-                                            config.prefix_dropout)
+                                            config.prefix_dropout, init_std=mc.initializer_range)
 
     def backbone_inputs(self, input_ids, attention_mask, token_type_ids, position_ids):
         prefix = self.prefix_encoder(input_ids.shape[0])

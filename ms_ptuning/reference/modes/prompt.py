@@ -11,8 +11,9 @@ from .base import PromptedBackbone
 class PromptTuning(PromptedBackbone):
     def __init__(self, backbone, config: PTuningConfig):
         super().__init__(backbone, config)
-        self.prompt_encoder = PromptEncoder(config.pre_seq_len, self.backbone.config.hidden_size,
-                                            config.prompt_encoder_type)
+        mc = self.backbone.config
+        table_std = mc.initializer_range if config.prompt_encoder_type == "embedding" else 1.0
+        self.prompt_encoder = PromptEncoder(config.pre_seq_len, mc.hidden_size, config.prompt_encoder_type, table_std)
 
     def backbone_inputs(self, input_ids, attention_mask, token_type_ids, position_ids):
         batch, count = input_ids.shape[0], self.num_virtual_tokens
