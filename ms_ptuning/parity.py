@@ -25,10 +25,9 @@ from .weights import assign_weights, trainable_weights
 import transformers
 
 
-def reference_command(workdirs, threads: int = 1):
+def reference_command(workdirs, threads: int = 1, module: str = "ms_ptuning.reference.run"):
     """(argv, env) of one reference process for the given exchange directories."""
-    return ([sys.executable, "-m", "ms_ptuning.reference.run", *workdirs],
-            dict(os.environ, MS_PTUNING_THREADS=str(threads)))
+    return [sys.executable, "-m", module, *workdirs], dict(os.environ, MS_PTUNING_THREADS=str(threads))
 
 
 def run_reference(*workdirs: str, threads: int = 1) -> None:
@@ -142,9 +141,14 @@ def load_case(workdir: str, head: str, backbone_config, ptuning_config: PTuningC
     if generated:
         with open(os.path.join(workdir, "reference_generations.json")) as handle:
             generations = json.load(handle)
+    return load_reference_model(workdir, head, backbone_config, ptuning_config), reference, generations
+
+
+def load_reference_model(workdir: str, head: str, backbone_config, ptuning_config: PTuningConfig):
+    """This side's model holding the weights the reference initialised (its weights.safetensors)."""
     model = build_model(head, backbone_config, ptuning_config)
     assign_weights(model, load_file(os.path.join(workdir, "weights.safetensors")), source="reference weights")
-    return model, reference, generations
+    return model
 
 
 def differences(model, batch: dict, reference: dict) -> dict:
