@@ -141,6 +141,69 @@ def test_template_prompts_replace_the_pseudo_positions_only():
     np.testing.assert_array_equal(hidden[..., 0][real], ids.asnumpy()[real])
 
 
+class GraphBackbone(nn.Cell):
+    """The Backbone interface in plain `mindspore.ops` (what the native Cells are): GRAPH_MODE compiles it."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = transformers.BertConfig(hidden_size=H, num_hidden_layers=LAYERS, num_attention_heads=HEADS_)
+        self.compute_dtype = None
+        table = np.random.default_rng(0).standard_normal((B * T + 1, H)).astype(np.float32)
+        self.table = mindspore.Parameter(Tensor(table), name="table")
+
+    def embed_words(self, input_ids):
+        return ops.gather(self.table, input_ids, 0)
+
+    def construct(self, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None,
+                  position_ids=None, prefix_key_values=None):
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_words(input_ids)
+        weight = ops.cast(ops.add(ops.add(token_type_ids, position_ids), 1), mindspore.float32)  # (B, T_in)
+        hidden = ops.mul(inputs_embeds, ops.expand_dims(weight, -1))
+        hidden = ops.add(hidden, ops.cast(ops.reduce_sum(attention_mask), mindspore.float32))
+        if prefix_key_values is not None:
+            for key, value in prefix_key_values:
+                hidden = ops.add(hidden, ops.reduce_sum(ops.mul(key, value)))
+        return hidden, self.pool(hidden)
+
+    def pool(self, sequence_output):
+        return ops.gather(sequence_output, Tensor(0, mindspore.int32), 1)
+
+
+class SquaredOutputs(nn.Cell):
+    def __init__(self, wrapper):
+        super().__init__()
+        self.wrapper = wrapper
+
+    def construct(self, input_ids, attention_mask, token_type_ids, position_ids):
+        sequence, pooled = self.wrapper(input_ids, attention_mask, token_type_ids, position_ids)
+        return ops.add(ops.reduce_sum(ops.square(sequence)), ops.reduce_sum(pooled))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_compiles_in_graph_mode_with_the_same_numbers(mode):
+    """The modes' own tensor code is static-shape `mindspore.ops`: over a backbone that compiles, the whole
+    forward and backward runs as one GRAPH_MODE graph with PyNative's loss and gradients."""
+    results = []
+    for graph_mode in (False, True):
+        mindspore.set_context(mode=mindspore.GRAPH_MODE if graph_mode else mindspore.PYNATIVE_MODE,
+                              jit_config={"jit_level": "O0"})
+        try:
+            np.random.seed(0)
+            config = PTuningConfig(mode=mode, pre_seq_len=P, prefix_dropout=0.0)
+            loss = SquaredOutputs(prompted_backbone(GraphBackbone(), config))
+            params = mindspore.ParameterTuple(loss.trainable_params())
+            gradients = ops.GradOperation(get_by_list=True)(loss, params)(*inputs())
+            results.append((loss(*inputs()).asnumpy(), [g.asnumpy() for g in gradients]))
+        finally:
+            mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
+    (loss, grads), (graph_loss, graph_grads) = results
+    np.testing.assert_allclose(graph_loss, loss, rtol=1e-5)
+    assert len(grads) == len(graph_grads) == 1  # the encoder's table, or in finetune mode the backbone's
+    for grad, graph_grad in zip(grads, graph_grads):
+        np.testing.assert_allclose(graph_grad, grad, rtol=1e-5, atol=1e-6)
+
+
 def test_a_backbone_cell_is_used_as_it_is_frozen_when_asked_and_must_match_the_compute_dtype():
     backbone = InterfaceBackbone()
     assert as_backbone(backbone, trainable=False) is backbone and not backbone.weight.requires_grad
