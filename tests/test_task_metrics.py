@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from ms_ptuning.data.dataset import concatenate_rows
 from ms_ptuning.tasks import get_task
 from ms_ptuning.tasks.seqeval import entities, entity_scores
 from ms_ptuning.tasks.squad import best_answer
@@ -65,6 +66,27 @@ def test_ner_task_metric_from_logits(tokenizer):
     assert scores["recall"] == pytest.approx(2 / 3)
     assert scores["f1"] == pytest.approx(4 / 7)
     assert scores["accuracy"] == pytest.approx(8 / 10)
+
+
+def test_ner_metric_from_per_batch_padded_predictions(tokenizer):
+    """Batches of different widths, concatenated as the Trainer does (padded with -100), score as the
+    full-width predictions; a labelled position without a prediction is an error, not a silent miss."""
+    task = get_task("conll2003")
+    location = task.labels.index("B-LOC")
+    examples = [{"words": ["river"] * count + ["Paris"], "tags": [0] * count + [location]} for count in (3, 40)]
+    dataset = task.encode(examples, tokenizer, None)
+    labels = dataset.columns["labels"]
+    full = np.eye(task.num_labels)[np.where(labels == -100, 0, labels)]  # (2, T, L): every tag right
+    width = dataset.sequence_width
+    batches = [full[[row], :dataset.batch(np.array([row]))["input_ids"].shape[1]] for row in (0, 1)]
+    assert [batch.shape[1] for batch in batches] == [32, width] and width > 32
+    stacked = concatenate_rows(batches, width)
+    assert stacked.shape == full.shape and np.all(stacked[0, 32:] == -100)
+    assert task.compute_metrics(stacked, dataset)["f1"] == 1.0
+    # narrower predictions (the widest batch of a split of short rows): the labels past them are -100
+    assert task.compute_metrics(full[[0], :32], dataset.select(np.array([0])))["f1"] == 1.0
+    with pytest.raises(ValueError, match=f"predictions of width 32 miss labelled positions of width {width}"):
+        task.compute_metrics(full[:, :32], dataset)
 
 
 # ---- SQuAD ----------------------------------------------------------------------------------------

@@ -78,6 +78,7 @@ class SquadTask(Task):
     metadata_columns = ("example_index", "offset_mapping", "example_id", "context", "answers")
     split_files = {"train": ("train-v1.1.json", "train.json"), "validation": ("dev-v1.1.json", "dev.json")}
     saved_splits = {"train": "train", "validation": "validation"}
+    max_seq_length = 384  # the reference's QA windows, whatever --max_seq_length says
     doc_stride = 128
     n_best_size = 20
     max_answer_length = 30
