@@ -8,10 +8,11 @@ AdamW's decoupled decay) at lr 1e-5, weight decay 5e-4, the learning rate multip
 epoch, batch 8 (last partial batch dropped), dev P@1 before training (epoch 0, logged, never chosen) and
 after every epoch, the best trained epoch kept (ties go to the later epoch), early stop after 20 epochs
 without improvement. P@1 and P@10 are ranked over the shared vocabulary (`--vocab_file`, the reference's
-29k-vocab.json, and/or `--shared_model_dir`) on the test facts that survive it, with the best epoch's prompts. The project `Trainer` is not used:
-its optimizer is AdamW (decoupled decay) and it has no early stopping; its AdamW serves here with zero
-decoupled decay plus the L2 term, which is exactly Adam. The manual-template baseline is scored on the same test facts by
-the same model and code (its queries have no pseudo tokens, so the prompt encoder plays no part).
+29k-vocab.json, and/or `--shared_model_dir`) on the test facts that survive it, with the best epoch's
+prompts. The project `Trainer` is not used: its optimizer is AdamW (decoupled decay) and it has no early
+stopping; its AdamW serves here with zero decoupled decay plus the L2 term, which is exactly Adam. The
+manual-template baseline is scored on the same test facts by the same model and code (its queries have no
+pseudo tokens, so the prompt encoder plays no part).
 """
 
 import argparse
