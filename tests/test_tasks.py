@@ -264,7 +264,8 @@ def test_tagging_is_cut_only_at_the_model_maximum(tmp_path):
     its last entity; a given max length or the tokenizer's model_max_length still cut."""
     tokenizer = build_tokenizer(str(tmp_path))
     task = get_task("conll2003")
-    assert task.max_seq_length is None
+    assert task.max_seq_length is None  # without --max_seq_length; other tasks keep the reference's lengths
+    assert (get_task("rte").max_seq_length, get_task("squad").max_seq_length) == (128, 384)
     location = task.labels.index("B-LOC")
     long = {"words": ["river"] * 150 + ["Paris"], "tags": [0] * 150 + [location]}
     labels = task.encode([long], tokenizer, task.max_seq_length).columns["labels"][0]
