@@ -36,7 +36,9 @@ from .weights import count_parameters, named_weights, trainable_weights
 class DataArguments:
     task: str = field(metadata={"help": "task name, e.g. rte, boolq, conll03, squad, rotten_tomatoes"})
     data_dir: str | None = field(default=None, metadata={"help": "local directory with the task's files"})
-    max_seq_length: int = field(default=128)
+    max_seq_length: int | None = field(default=None, metadata={
+        "help": "cut inputs to this many tokens; default: the task's (128; SQuAD 384; NER/SRL the model's "
+                "maximum, as the reference)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "subsample train (seeded)"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "keep the first N validation examples"})
     template_id: int = field(default=0, metadata={"help": "WiC/WSC input template, as the reference"})
@@ -87,10 +89,11 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path,
                                pretokenized_words=task.head == "token_classification")
     options = {"template_id": data_args.template_id}
+    max_length = task.max_seq_length if data_args.max_seq_length is None else data_args.max_seq_length
     train_examples = subsample(task.load(data_args.data_dir, "train"), data_args.max_train_samples, training_args.seed)
     eval_examples = task.load(data_args.data_dir, "validation")[:data_args.max_eval_samples]
-    train_dataset = task.encode(train_examples, tokenizer, data_args.max_seq_length, **options)
-    eval_dataset = task.encode(eval_examples, tokenizer, data_args.max_seq_length, **options)
+    train_dataset = task.encode(train_examples, tokenizer, max_length, **options)
+    eval_dataset = task.encode(eval_examples, tokenizer, max_length, **options)
 
     width = max(dataset.columns["input_ids"].shape[-1] for dataset in (train_dataset, eval_dataset))
     model = build_model(model_args, task, training_args.mixed_precision, width)
@@ -116,7 +119,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
                         and not training_args.load_best_model_at_end)
     final_metrics = dict(trainer.last_evaluation[1]) if evaluated_at_end else trainer.evaluate()
     for split in filter(None, (name.strip() for name in data_args.eval_splits.split(","))):
-        split_dataset = task.encode(task.load(data_args.data_dir, split), tokenizer, data_args.max_seq_length, **options)
+        split_dataset = task.encode(task.load(data_args.data_dir, split), tokenizer, max_length, **options)
         final_metrics.update(trainer.evaluate(split_dataset, prefix=split))
     results = {"task": task.name, "mode": model_args.mode, "trainable_parameters": trainable,
                "total_parameters": total, **train_result, **final_metrics,

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..adapters import load_adapter, save_adapter
 from ..backend import seed_step, torch
-from ..data.dataset import batch_indices, epoch_order
+from ..data.dataset import batch_indices, concatenate_rows, epoch_order
 from ..distributed import DataParallel, launched_by_msrun
 from ..weights import assign_weights, to_numpy, trainable_weights
 from .checkpoint import (discard, latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints,
@@ -373,7 +373,11 @@ class Trainer:
                 loss_rows += len(indices)
             outputs.append(tuple(o.asnumpy() for o in output) if isinstance(output, tuple) else output.asnumpy())
         several_outputs = isinstance(outputs[0], tuple)
-        parts = [np.concatenate(part) for part in zip(*outputs)] if several_outputs else [np.concatenate(outputs)]
+        # a per-batch padded dataset gives outputs of several widths: padded with -100 to its full width,
+        # which every worker shares (so the rows can be gathered)
+        width = dataset.sequence_width
+        parts = [concatenate_rows(list(part), width) for part in zip(*outputs)] if several_outputs else [
+            concatenate_rows(outputs, width)]
         if stop == start:
             parts, loss_sum, loss_rows = [part[:0] for part in parts], 0.0, 0
         parts = [self.parallel.gather_rows(part, start, len(dataset)) for part in parts]
