@@ -12,9 +12,10 @@ def linear(in_features: int, out_features: int, std: float | None = None) -> nn.
     return layer
 
 
-def embedding(num_embeddings: int, embedding_dim: int, std: float = 1.0) -> nn.Embedding:
-    layer = nn.Embedding(num_embeddings, embedding_dim)
-    nn.init.normal_(layer.weight, std=std)
+def embedding(num_embeddings: int, embedding_dim: int, std: float | None = None) -> nn.Embedding:
+    layer = nn.Embedding(num_embeddings, embedding_dim)  # torch's N(0, 1)
+    if std is not None:
+        nn.init.normal_(layer.weight, std=std)
     return layer
 
 

@@ -14,13 +14,12 @@ class PrefixEncoder(nn.Module):
         self.head_dim = hidden_size // num_heads
         self.projection = projection
         out_size = 2 * num_layers * hidden_size
-        table_std = 1.0 if init_std is None else init_std
         if projection:
-            self.embedding = embedding(pre_seq_len, hidden_size, table_std)
+            self.embedding = embedding(pre_seq_len, hidden_size, init_std)
             self.transform = nn.ModuleList([linear(hidden_size, projection_hidden_size, init_std),
                                             linear(projection_hidden_size, out_size, init_std)])
         else:
-            self.embedding = embedding(pre_seq_len, out_size, table_std)
+            self.embedding = embedding(pre_seq_len, out_size, init_std)
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("positions", torch.arange(pre_seq_len), persistent=False)
 

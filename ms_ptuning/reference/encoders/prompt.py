@@ -8,7 +8,7 @@ from ..layers import embedding
 
 
 class PromptEncoder(nn.Module):
-    def __init__(self, num_virtual_tokens, hidden_size, encoder_type="lstm", table_std=1.0):
+    def __init__(self, num_virtual_tokens, hidden_size, encoder_type="lstm", table_std=None):
         super().__init__()
         self.encoder_type = encoder_type
         self.embedding = embedding(num_virtual_tokens, hidden_size, table_std)

@@ -12,7 +12,7 @@ class PromptTuning(PromptedBackbone):
     def __init__(self, backbone, config: PTuningConfig):
         super().__init__(backbone, config)
         mc = self.backbone.config
-        table_std = mc.initializer_range if config.prompt_encoder_type == "embedding" else 1.0
+        table_std = mc.initializer_range if config.prompt_encoder_type == "embedding" else None
         self.prompt_encoder = PromptEncoder(config.pre_seq_len, mc.hidden_size, config.prompt_encoder_type, table_std)
 
     def backbone_inputs(self, input_ids, attention_mask, token_type_ids, position_ids):
