@@ -81,12 +81,14 @@ class Conll2005(SrlTask):
     name = "conll2005"
     split_files = {"train": "conll05.train.txt", "validation": "conll05.devel.txt",
                    "test": "conll05.test.wsj.txt", "test_brown": "conll05.test.brown.txt"}
+    splits = ("train", "validation", "test", "test_brown")  # test = the WSJ test set
 
 
 class Conll2012(SrlTask):
     name = "conll2012"
     split_files = {"train": "conll2012.train.txt", "validation": "conll2012.devel.txt",
                    "test": "conll2012.test.txt"}
+    splits = ("train", "validation", "test")
 
 
 register(Conll2005, Conll2012)
