@@ -172,12 +172,12 @@ def schedule_problems(args) -> list:
     return problems
 
 
-def check_arguments(args, precision_from_run: bool = False) -> None:
-    """Raise one ValueError naming every refused setting. `precision_from_run`: fp16/bf16 came through
-    ms_ptuning.run, which mapped them to --mixed_precision."""
+def check_arguments(args) -> None:
+    """Raise one ValueError naming every refused setting. fp16/bf16 pass only as ms_ptuning.run's spellings
+    of --mixed_precision (`resolve_precision` made them agree), because the Trainer does not convert the model."""
     problems = refused_settings(args)
     for name in ("fp16", "bf16"):
-        if getattr(args, name) and not (precision_from_run and value(args, "mixed_precision") == name):
+        if getattr(args, name) and value(args, "mixed_precision") != name:
             problems.append(f"{name}=True: the Trainer does not convert the model; use ms_ptuning.run "
                             f"--{name} (= --mixed_precision {name}), or training.precision.apply_precision(model, "
                             f"'{name}') and loss_scaler=default_loss_scaler('{name}')")

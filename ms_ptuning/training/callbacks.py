@@ -74,6 +74,6 @@ def restore_callback_states(handler, control: TrainerControl, stored: dict) -> N
             for attribute, value in callback_data.get("attributes", {}).items():
                 setattr(rebuilt, attribute, value)
             handler.callbacks[handler.callbacks.index(callback)] = rebuilt
-        if name == type(control).__name__:
-            for attribute, value in data[0].get("attributes", {}).items():
+        if name == type(control).__name__:  # TrainerControl keeps its flags under "args"
+            for attribute, value in {**data[0].get("args", {}), **data[0].get("attributes", {})}.items():
                 setattr(control, attribute, value)

@@ -233,7 +233,7 @@ class Trainer:
 
     def _maybe_log_save_evaluate(self) -> None:
         """HF's order: log, evaluate (a new best dev metric scores the test splits), save."""
-        if self.control.should_log and self.state.global_step > self.run.last_logged_step:
+        if self.control.should_log and self.run.steps_since_log:  # a skipped step has its own record
             self._log_training()
         if self.control.should_evaluate:
             new_best = self._track_best(self._evaluate())
