@@ -3,7 +3,7 @@
 `HONOURED` says how each supported field acts here; `REFUSED` says what to use instead. A refused field
 stops the run only when it differs from `TrainingArguments`' own default, so HF-style argument files keep
 working. `check_arguments` runs in the Trainer's constructor, before anything is written.
-tests/test_arguments.py enumerates the dataclass fields, so a transformers upgrade cannot add a silent one.
+tests/test_trainer_contract.py enumerates the dataclass fields, so a transformers upgrade cannot add a silent one.
 """
 
 from .. import backend  # noqa: F401  (mindnlp before transformers)
