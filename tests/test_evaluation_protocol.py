@@ -65,6 +65,17 @@ def test_an_unknown_split_stops_before_training_listing_the_splits(model_dir, sa
     assert not os.path.exists(tmp_path / "out")
 
 
+def test_the_adapter_survives_an_error_after_training(model_dir, same_process_runs, tmp_path, monkeypatch):
+    def failing_evaluation(*args, **kwargs):
+        raise RuntimeError("the final evaluation failed")
+
+    monkeypatch.setattr(Trainer, "evaluate", failing_evaluation)
+    flags = ner_flags(model_dir, tmp_path, "--eval_strategy", "no", "--max_steps", "1")
+    with pytest.raises(RuntimeError, match="the final evaluation failed"):
+        run_module.run(*run_module.parse(flags))
+    assert os.path.isfile(tmp_path / "adapter" / "adapter.safetensors")
+
+
 def test_every_task_declares_its_splits():
     for name, task_class in TASKS.items():
         assert {"train", "validation"} <= set(task_class.splits), name
