@@ -3,6 +3,11 @@
 The prefix (P-tuning v2) or the prompts (P-tuning v1) enter once, in the first forward pass over the
 prompt tokens, and then live in the cache for every later step. Search bookkeeping is numpy; only the
 model runs on MindSpore. Generated ids exclude the prompt and the stop token.
+
+`no_repeat_ngram_size` bans any token that would repeat an n-gram of the whole sequence so far, prompt
+included, as Hugging Face's `generate` counts them (its left padding excepted: a batch decodes as each
+prompt alone would). Ties: greedy takes the lowest token id among equal scores (numpy's and torch's
+argmax); beam search ranks equal candidates by beam, then token id (a stable sort).
 """
 
 from dataclasses import dataclass
@@ -17,7 +22,7 @@ class GenerationConfig:
     max_new_tokens: int = 50
     min_new_tokens: int = 0  # the stop token is suppressed before this many tokens (a summary is never empty)
     num_beams: int = 1
-    no_repeat_ngram_size: int = 0  # over the generated tokens only: a summary may repeat article phrases
+    no_repeat_ngram_size: int = 0  # over prompt + generated tokens, as HF generate
     eos_token_id: int = 102  # [SEP] in the BERT vocabulary
     pad_token_id: int = 0
     length_penalty: float = 1.0  # beam scores are divided by (generated length) ** length_penalty
@@ -79,21 +84,24 @@ class _Decoder:
         self.next_position = self.next_position + 1
 
 
-def banned_tokens(generated, n: int) -> set:
-    """Tokens that would repeat an n-gram already present in `generated`."""
-    if n < 1 or len(generated) < n - 1:
+def banned_tokens(history, n: int) -> set:
+    """Tokens that would complete an n-gram already present in `history` (prompt + generated ids)."""
+    history = np.asarray(history, dtype=np.int64)
+    if n < 1 or len(history) < n:
         return set()
     if n == 1:
-        return set(generated)
-    tail = tuple(generated[len(generated) - n + 1:])
-    return {generated[i + n - 1] for i in range(len(generated) - n + 1) if tuple(generated[i:i + n - 1]) == tail}
+        return set(history.tolist())
+    prefixes = np.lib.stride_tricks.sliding_window_view(history[:-1], n - 1)  # row i: history[i:i+n-1]
+    repeats = np.all(prefixes == history[len(history) - n + 1:], axis=1)
+    return set(history[n - 1:][repeats].tolist())
 
 
 def _mask_scores(scores, histories, step: int, config: GenerationConfig):
-    """Scores (rows, V) with repeated n-grams and, before `min_new_tokens`, the stop token made impossible."""
-    for row, history in enumerate(histories):
-        for token in banned_tokens(history, config.no_repeat_ngram_size):
-            scores[row, token] = -np.inf
+    """Scores (rows, V) with repeated n-grams and, before `min_new_tokens`, the stop token made impossible.
+    `histories`: per row, the prompt followed by the tokens generated so far."""
+    if config.no_repeat_ngram_size:
+        for row, history in enumerate(histories):
+            scores[row, list(banned_tokens(history, config.no_repeat_ngram_size))] = -np.inf
     if step < config.min_new_tokens:
         scores[:, config.eos_token_id] = -np.inf
     return scores
@@ -104,7 +112,7 @@ def _greedy(model, prompts, config):
     generated = [[] for _ in prompts]
     finished = np.zeros(len(prompts), dtype=bool)
     for step in range(config.max_new_tokens):
-        scores = _mask_scores(decoder.logits, generated, step, config)
+        scores = _mask_scores(decoder.logits, [p + g for p, g in zip(prompts, generated)], step, config)
         tokens = scores.argmax(axis=1)
         for row, token in enumerate(tokens):
             if finished[row]:
@@ -183,7 +191,8 @@ def _beam_search(model, prompts, config):
     hypotheses = [_Hypotheses(beams, config.length_penalty) for _ in prompts]
     done = np.zeros(len(prompts), dtype=bool)
     for step in range(config.max_new_tokens):
-        log_probs = _mask_scores(_log_softmax(decoder.logits), sequences, step, config)  # (prompts·beams, V)
+        histories = [prompts[row // beams] + sequence for row, sequence in enumerate(sequences)]
+        log_probs = _mask_scores(_log_softmax(decoder.logits), histories, step, config)  # (prompts·beams, V)
         candidates = scores.reshape(-1, 1) + log_probs
         rows, tokens = [], []
         for prompt in range(len(prompts)):

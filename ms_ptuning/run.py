@@ -55,13 +55,15 @@ class ModelArguments:
 class DataArguments:
     task: str = field(metadata={"help": "task name, e.g. rte, boolq, conll03, squad, rotten_tomatoes"})
     data_dir: str | None = field(default=None, metadata={"help": "local directory with the task's files"})
-    max_seq_length: int = field(default=128)
+    max_seq_length: int | None = field(default=None, metadata={
+        "help": "cut inputs to this many tokens; default: the task's (128; SQuAD 384; NER/SRL the model's "
+                "maximum, as the reference)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "subsample train (seeded)"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "keep the first N validation examples"})
     template_id: int = field(default=0, metadata={"help": "WiC/WSC input template, as the reference"})
     eval_splits: str = field(default="", metadata={
         "help": "comma-separated test splits scored at every new best validation metric (THUDM's protocol), "
-                "e.g. test, or test,test_brown for conll2005; checked against the task's splits before training. "
+                "e.g. test, or test_wsj,test_brown for conll2005; checked against the task's splits before training. "
                 "Empty with --do_predict: test"})
 
 
@@ -129,12 +131,13 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path,
                                pretokenized_words=task.head == "token_classification")
     options = {"template_id": data_args.template_id}
+    max_length = task.max_seq_length if data_args.max_seq_length is None else data_args.max_seq_length
     train_examples = subsample(task.load(data_args.data_dir, "train"), data_args.max_train_samples, training_args.seed)
     eval_examples = task.load(data_args.data_dir, "validation")[:data_args.max_eval_samples]
-    train_dataset = task.encode(train_examples, tokenizer, data_args.max_seq_length, **options)
-    eval_dataset = task.encode(eval_examples, tokenizer, data_args.max_seq_length, **options)
-    test_datasets = {split: task.encode(task.load(data_args.data_dir, split), tokenizer, data_args.max_seq_length,
-                                        **options) for split in test_splits}  # before training: errors come early
+    train_dataset = task.encode(train_examples, tokenizer, max_length, **options)
+    eval_dataset = task.encode(eval_examples, tokenizer, max_length, **options)
+    test_datasets = {split: task.encode(task.load(data_args.data_dir, split), tokenizer, max_length, **options)
+                     for split in test_splits}  # before training: errors come early
 
     backbone = load_backbone(model_args.model_name_or_path, allow_pickle=model_args.allow_pickle,
                              hidden_dropout_prob=model_args.hidden_dropout_prob)

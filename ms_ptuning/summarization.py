@@ -82,7 +82,8 @@ class DataArguments:
 @dataclass
 class GenerationArguments:
     num_beams: int = field(default=5, metadata={"help": "1 = greedy (the tutorial uses 5)"})
-    no_repeat_ngram_size: int = field(default=2, metadata={"help": "over the generated tokens; 0 = off"})
+    no_repeat_ngram_size: int = field(default=2, metadata={
+        "help": "no n-gram twice in article + summary, as HF generate; 0 = off"})
     max_new_tokens: int = field(default=50)
     min_new_tokens: int = field(default=1, metadata={"help": "[SEP] is not accepted before this many tokens"})
     length_penalty: float = field(default=1.0)

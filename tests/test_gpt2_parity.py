@@ -11,6 +11,7 @@ import transformers
 from ms_ptuning.backbones import build_backbone
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.generation import GenerationConfig, banned_tokens, generate
+from transformers.generation.logits_process import _calc_banned_ngram_tokens
 from ms_ptuning.models import CausalLM
 from ms_ptuning.parity import differences, load_case, run_reference, write_case
 from tiny_backbones import tiny_config
@@ -88,40 +89,21 @@ def test_one_by_one_greedy_decode_with_prefix_matches_the_reference(cases):
     assert generate(model, PROMPTS, config) == reference
 
 
-def exhaustive_best_two_tokens(model, prompt):
-    """The best-scoring (sum of log-probs / length) output of at most 2 tokens, by scoring every one of
-    them with full forward passes (no cache, no search)."""
-    rows = np.array([prompt + [token] for token in range(VOCAB)], dtype=np.int32)  # (V, T+1)
-    _, logits = model(input_ids=torch.tensor(rows), attention_mask=torch.tensor(np.ones_like(rows)))
-    logits = logits.asnumpy().astype(np.float64)
-    log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
-        - logits.max(-1, keepdims=True)
-    first, second = log_probs[0, -2], log_probs[:, -1]  # (V,) after the prompt, (V, V) after each first token
-    scores = {(): first[EOS]}
-    for t1 in range(VOCAB):
-        if t1 != EOS:
-            scores[(t1,)] = (first[t1] + second[t1, EOS]) / 2
-            scores.update({(t1, t2): (first[t1] + second[t1, t2]) / 2 for t2 in range(VOCAB) if t2 != EOS})
-    return list(max(scores, key=scores.get))
-
-
-def test_full_width_beam_search_with_prefix_is_an_exact_search(cases):
-    model, _, _ = cases["prefix"]
-    model.set_train(False)
-    prompts = [PROMPTS[0], PROMPTS[1]]  # batched: left padding and cache reordering with the prefix
-    found = generate(model, prompts, GenerationConfig(max_new_tokens=2, num_beams=VOCAB, eos_token_id=EOS))
-    assert found == [exhaustive_best_two_tokens(model, prompt) for prompt in prompts]
-
-
 def test_beam_search_batched_equals_one_by_one_and_never_repeats_a_bigram(cases):
     model, _, _ = cases["prompt"]
     config = dict(max_new_tokens=6, num_beams=3, no_repeat_ngram_size=2, eos_token_id=EOS)
     batched = generate(model, PROMPTS, GenerationConfig(**config, batch_size=4))
     assert batched == generate(model, PROMPTS, GenerationConfig(**config, batch_size=1))
-    for tokens in batched:
+    for prompt, tokens in zip(PROMPTS, batched):
         assert len(tokens) <= 6 and EOS not in tokens
-        bigrams = list(zip(tokens, tokens[1:]))
-        assert len(bigrams) == len(set(bigrams))
+        assert not repeated_bigrams(prompt, tokens)
+
+
+def repeated_bigrams(prompt, tokens) -> list:
+    """Bigrams ending in a generated token that already occurred earlier in prompt + tokens."""
+    sequence = prompt + tokens
+    return [pair for k in range(len(prompt), len(sequence))
+            if (pair := (sequence[k - 1], sequence[k])) in set(zip(sequence[:k - 1], sequence[1:k]))]
 
 
 def test_min_new_tokens_holds_back_the_stop_token(cases):
@@ -137,8 +119,95 @@ def test_banned_tokens_complete_repeated_ngrams_only():
     assert banned_tokens([1, 2, 1, 3, 1], 2) == {2, 3}
     assert banned_tokens([1, 2, 3, 1, 2], 3) == {3}
     assert banned_tokens([4, 5], 1) == {4, 5} and banned_tokens([4, 5], 0) == set()
+    assert banned_tokens([4, 5], 3) == set() and banned_tokens([], 2) == set()
 
 
-def test_encoders_with_a_pooler_are_refused():
-    with pytest.raises(ValueError, match="decoder-only"):
-        CausalLM(build_backbone(tiny_config("bert")), PTuningConfig(mode="finetune"))
+def hf_banned(history, n):
+    """Hugging Face generate's own rule (NoRepeatNGramLogitsProcessor's helper) for one sequence."""
+    return set(_calc_banned_ngram_tokens(n, np.asarray([history]), 1, len(history))[0])
+
+
+def test_banned_tokens_are_hugging_faces():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        history = rng.integers(0, 4, int(rng.integers(0, 25))).tolist()  # 4 symbols: repeats everywhere
+        n = int(rng.integers(1, 5))
+        assert banned_tokens(history, n) == hf_banned(history, n), (history, n)
+
+
+def plain_decode(model, prompt, max_new, n, count_prompt=True):
+    """Greedy without cache or padding, Hugging Face's n-gram ban over prompt + output (or output only)."""
+    ids = list(prompt)
+    for _ in range(max_new):
+        _, logits = model(input_ids=torch.tensor([ids]), attention_mask=torch.tensor([[1] * len(ids)]))
+        scores = logits.asnumpy()[0, -1].astype(np.float64)
+        history = ids if count_prompt else ids[len(prompt):]
+        scores[list(hf_banned(history, n))] = -np.inf
+        token = int(scores.argmax())
+        if token == EOS:
+            break
+        ids.append(token)
+    return ids[len(prompt):]
+
+
+# prompts holding the doubled tokens this model likes to generate (92 92, 88 88, ...): bans from the
+# prompt have something to bite on
+REPEATING = [[17, 23, 92, 92, 42], [60, 3, 88, 88, 60], [29, 33, 72, 72, 14, 90], [31, 31, 79, 79, 5]]
+
+
+def test_no_repeat_ngram_size_counts_the_prompt_as_hugging_face(cases):
+    model, _, _ = cases["prefix"]
+    model.set_train(False)
+    prompts = PROMPTS + REPEATING
+    config = GenerationConfig(max_new_tokens=MAX_NEW, eos_token_id=EOS, no_repeat_ngram_size=2, batch_size=4)
+    expected = [plain_decode(model, prompt, MAX_NEW, 2) for prompt in prompts]
+    assert generate(model, prompts, config) == expected  # batched, left-padded, cached
+    for prompt, tokens in zip(prompts, expected):
+        assert not repeated_bigrams(prompt, tokens)
+    output_only = [plain_decode(model, prompt, MAX_NEW, 2, count_prompt=False) for prompt in prompts]
+    assert output_only != expected  # the prompt's n-grams change some decode
+
+
+def exhaustive_best_two_tokens(model, prompt, ngram_size=0):
+    """The best-scoring (sum of log-probs / length) output of at most 2 tokens, by scoring every one of
+    them with full forward passes (no cache, no search); with `ngram_size`, outputs that repeat an
+    n-gram of prompt + output are excluded (Hugging Face's rule)."""
+    rows = np.array([prompt + [token] for token in range(VOCAB)], dtype=np.int32)  # (V, T+1)
+    _, logits = model(input_ids=torch.tensor(rows), attention_mask=torch.tensor(np.ones_like(rows)))
+    logits = logits.asnumpy().astype(np.float64)
+    log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+        - logits.max(-1, keepdims=True)
+    first, second = log_probs[0, -2], log_probs[:, -1]  # (V,) after the prompt, (V, V) after each first token
+
+    def allowed(history, token):
+        return not ngram_size or token not in hf_banned(history, ngram_size)
+
+    scores = {(): first[EOS]} if allowed(prompt, EOS) else {}
+    for t1 in range(VOCAB):
+        if t1 == EOS or not allowed(prompt, t1):
+            continue
+        for t2 in range(VOCAB):
+            if allowed(prompt + [t1], t2):
+                scores[(t1,) if t2 == EOS else (t1, t2)] = (first[t1] + second[t1, t2]) / 2
+    return list(max(scores, key=scores.get))
+
+
+def test_full_width_beam_search_with_prefix_is_an_exact_search(cases):
+    model, _, _ = cases["prefix"]
+    model.set_train(False)
+    prompts = [PROMPTS[0], PROMPTS[1]]  # batched: left padding and cache reordering with the prefix
+    found = generate(model, prompts, GenerationConfig(max_new_tokens=2, num_beams=VOCAB, eos_token_id=EOS))
+    assert found == [exhaustive_best_two_tokens(model, prompt) for prompt in prompts]
+
+
+def test_full_width_beam_search_bans_the_prompts_ngrams(cases):
+    """Beam search over every token for 2 steps is an exact search; with no_repeat_ngram_size it must find
+    the best output among those that repeat no n-gram of prompt + output."""
+    model, _, _ = cases["prefix"]
+    model.set_train(False)
+    free = [exhaustive_best_two_tokens(model, prompt) for prompt in REPEATING]
+    for n in (1, 2):
+        config = GenerationConfig(max_new_tokens=2, num_beams=VOCAB, eos_token_id=EOS, no_repeat_ngram_size=n)
+        found = generate(model, REPEATING, config)
+        assert found == [exhaustive_best_two_tokens(model, prompt, ngram_size=n) for prompt in REPEATING]
+        assert found != free  # the bans bite

@@ -12,10 +12,10 @@ from mindspore import Parameter, Tensor
 from ms_ptuning.backend import torch  # noqa: F401  (mindnlp before transformers)
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.lama.data import (Fact, SPLITS, VocabFilter, encode_facts, list_relations, load_qa_wikidata,
-                                  load_relations, load_split)
+                                  load_relations, load_split, read_vocab_file)
 from ms_ptuning.lama.metrics import precision_at_k
 from ms_ptuning.lama.templates import QueryBuilder, parse_template
-from ms_ptuning.lama.train import MODEL, LamaArgs, adam_l2_step, load_probe, main, probe_relation
+from ms_ptuning.lama.train import MODEL, BestDevEpoch, LamaArgs, adam_l2_step, load_probe, main, probe_relation
 from ms_ptuning.parity import compare
 from ms_ptuning.training.optim import AdamW
 from ms_ptuning.weights import named_weights, to_numpy
@@ -161,8 +161,49 @@ def test_objects_that_are_not_one_token_are_dropped_and_counted(tokenizers):
     assert shared.dropped["multi-token in gpt2"] == 2  # Vienna: one BERT token, five GPT-2 tokens
     assert "Vienna" not in {fact.object for fact in shared_kept}
     _, allowed = VocabFilter({"bert": bert}, allowed_words=["London", "Paris"]).filter(all_facts("P19"))
-    assert allowed.kept == 30 and allowed.dropped["not in the allowed vocabulary"] == 16
+    assert allowed.kept == 30 and allowed.dropped["not in the shared vocabulary"] == 16
     assert report.summary().startswith("kept 42/46 facts; dropped 2 multi-token in bert (e.g. Saint-Denis, New York)")
+
+
+SHARED_WORDS = [word for word in WORDS if word not in ("Rome", "German")]  # two objects left out
+
+
+def write_reference_vocab(path, bert, gpt2) -> None:
+    """The reference's 29k-vocab.json layout: {model name: [tokens in that model's spelling]}."""
+    vocab = {"bert-base-cased": [bert.tokenize(word)[0] for word in SHARED_WORDS if len(bert.tokenize(word)) == 1],
+             "gpt2-xl": [gpt2.tokenize(" " + word)[0] for word in SHARED_WORDS if len(gpt2.tokenize(" " + word)) == 1]}
+    assert "\u0120London" in vocab["gpt2-xl"] and "London" in vocab["bert-base-cased"]
+    path.write_text(json.dumps(vocab))
+
+
+def test_reference_vocab_file_restricts_facts_and_candidates(tokenizers, tmp_path):
+    bert, gpt2 = tokenizers
+    path = tmp_path / "29k-vocab.json"
+    write_reference_vocab(path, bert, gpt2)
+    words, key = read_vocab_file(str(path), gpt2, str(tmp_path / "gpt2-medium"), "gpt2")  # GPT-2: gpt2-xl's list
+    assert key == "gpt2-xl" and "London" in words and "Rome" not in words
+    kept, report = VocabFilter({MODEL: gpt2}, words).filter(all_facts("P19"))
+    # Rome ×5 and the objects no GPT-2 list holds (Vienna ×2, Timbuktu ×2, Saint-Denis, New York)
+    assert dict(report.dropped) == {"not in the shared vocabulary": 11}
+    assert {fact.object for fact in kept} == {"London", "Paris", "Berlin"}
+    candidates = set(gpt2.convert_ids_to_tokens(VocabFilter({MODEL: gpt2}, words).candidate_ids(MODEL).tolist()))
+    assert candidates == {"\u0120" + word for word in SHARED_WORDS if " " not in word} - {"\u0120Vienna"}
+    with pytest.raises(ValueError, match=r"no token list for .*bert-large-cased \(model type bert\); choose one "
+                                         r"of bert-base-cased, gpt2-xl with --vocab_key"):
+        read_vocab_file(str(path), bert, str(tmp_path / "bert-large-cased"), "bert")
+    assert read_vocab_file(str(path), bert, str(tmp_path / "bert-base-cased"), "bert")[1] == "bert-base-cased"
+    with pytest.raises(ValueError, match="none of the .* tokens of 'gpt2-xl' is in"):
+        read_vocab_file(str(path), bert, str(tmp_path / "bert"), "bert", key="gpt2-xl")
+    path.write_text(json.dumps(["London", "Paris"]))
+    assert read_vocab_file(str(path), bert, str(tmp_path), "bert") == (["London", "Paris"], None)
+
+
+def test_epoch_0_is_evaluated_but_never_the_best():
+    best = BestDevEpoch(patience=2)
+    scores = [0.9, 0.1, 0.3, 0.3, 0.2, 0.1]  # epoch 0 (untrained) scores highest
+    chosen = [best.update(epoch, score) for epoch, score in enumerate(scores)]
+    assert chosen == [False, True, True, True, False, False]  # a tie goes to the later epoch
+    assert (best.epoch, best.score, best.should_stop) == (3, 0.3, True)
 
 
 def test_unfiltered_objects_are_never_scored(tokenizers):
@@ -281,7 +322,7 @@ def test_ptuning_beats_the_manual_template_and_leaves_the_lm_untouched(tokenizer
     result = probe_relation(model, bert, VocabFilter({MODEL: bert}), "P19", "[X] was born in [Y] .", facts, args)
     print("P19 BERT:", {key: result[key] for key in ("manual", "ptuning", "best_epoch", "epochs_run")})
     assert result["ptuning"]["P@1"] > result["manual"]["P@1"]
-    assert result["best_epoch"] > 0  # the trained prompts beat the untrained encoder on dev
+    assert result["best_epoch"] > 0 and "epoch0_dev_P@1" in result  # epoch 0 is evaluated, never chosen
     after = to_numpy(named_weights(model))
     assert all(np.array_equal(after[name], value) for name, value in frozen.items())
     assert any(not np.array_equal(after[name], value) for name, value in prompts_before.items())
@@ -306,3 +347,22 @@ def test_command_line_probes_gpt2_and_prints_the_table(model_dirs, tmp_path, cap
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| relation | test facts kept/total | dropped | manual P@1 | P-tuning P@1")
     assert table[2].startswith(f"| P1412 | 9/10 | 4 | {result['manual']['P@1']:.3f} | {result['ptuning']['P@1']:.3f}")
+
+
+def test_command_line_ranks_over_the_reference_shared_vocabulary(tokenizers, model_dirs, tmp_path):
+    bert, gpt2 = tokenizers
+    vocab_file = tmp_path / "29k-vocab.json"
+    write_reference_vocab(vocab_file, bert, gpt2)
+    out = str(tmp_path / "results")
+    argv = ["--model_dir", model_dirs["bert"], "--data_dir", DATA, "--relation", "P19", "--output_dir", out,
+            "--max_epochs", "1", "--vocab_file", str(vocab_file), "--vocab_key", "bert-base-cased"]
+    assert main(argv + [f"--{name}={value}" for name, value in FAST.items()]) == 0
+    with open(os.path.join(out, "P19.json")) as handle:
+        result = json.load(handle)
+    assert result["vocabulary"] == {"vocab_file": str(vocab_file), "vocab_key": "bert-base-cased",
+                                    "shared_model_dirs": []}
+    assert result["num_candidates"] == len(json.loads(vocab_file.read_text())["bert-base-cased"])
+    # test facts: Rome, Timbuktu and Vienna are outside the shared list; P@1 counts the 7 left
+    assert result["facts"]["test"] == {"total": 10, "kept": 7, "dropped": {"not in the shared vocabulary": 3}}
+    assert result["ptuning"]["P@1"] * 7 == pytest.approx(round(result["ptuning"]["P@1"] * 7))
+    assert result["best_epoch"] == 1 and result["epochs_run"] == 1

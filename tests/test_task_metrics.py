@@ -7,8 +7,10 @@ import os
 import numpy as np
 import pytest
 
+from ms_ptuning.data.dataset import concatenate_rows
 from ms_ptuning.tasks import get_task
 from ms_ptuning.tasks.seqeval import entities, entity_scores
+from ms_ptuning.tasks.squad import best_answer
 from ms_ptuning.tasks.squad_metric import exact_match, f1_score, normalize_answer, squad_scores, squad_v2_scores
 from tiny_tokenizer import build_tokenizer
 
@@ -64,6 +66,27 @@ def test_ner_task_metric_from_logits(tokenizer):
     assert scores["recall"] == pytest.approx(2 / 3)
     assert scores["f1"] == pytest.approx(4 / 7)
     assert scores["accuracy"] == pytest.approx(8 / 10)
+
+
+def test_ner_metric_from_per_batch_padded_predictions(tokenizer):
+    """Batches of different widths, concatenated as the Trainer does (padded with -100), score as the
+    full-width predictions; a labelled position without a prediction is an error, not a silent miss."""
+    task = get_task("conll2003")
+    location = task.labels.index("B-LOC")
+    examples = [{"words": ["river"] * count + ["Paris"], "tags": [0] * count + [location]} for count in (3, 40)]
+    dataset = task.encode(examples, tokenizer, None)
+    labels = dataset.columns["labels"]
+    full = np.eye(task.num_labels)[np.where(labels == -100, 0, labels)]  # (2, T, L): every tag right
+    width = dataset.sequence_width
+    batches = [full[[row], :dataset.batch(np.array([row]))["input_ids"].shape[1]] for row in (0, 1)]
+    assert [batch.shape[1] for batch in batches] == [32, width] and width > 32
+    stacked = concatenate_rows(batches, width)
+    assert stacked.shape == full.shape and np.all(stacked[0, 32:] == -100)
+    assert task.compute_metrics(stacked, dataset)["f1"] == 1.0
+    # narrower predictions (the widest batch of a split of short rows): the labels past them are -100
+    assert task.compute_metrics(full[[0], :32], dataset.select(np.array([0])))["f1"] == 1.0
+    with pytest.raises(ValueError, match=f"predictions of width 32 miss labelled positions of width {width}"):
+        task.compute_metrics(full[:, :32], dataset)
 
 
 # ---- SQuAD ----------------------------------------------------------------------------------------
@@ -134,24 +157,86 @@ def test_squad_postprocessing_finds_the_span(tokenizer):
     assert answers[columns["example_id"][window]] != columns["answers"][window][0]
 
 
+def context_positions(dataset, window):
+    """Token positions of the context in one window, in order."""
+    return np.flatnonzero(dataset.columns["offset_mapping"][window][:, 0] >= 0)
+
+
 def test_squad_v2_null_answer_and_threshold(tokenizer):
+    """Every decisive score is unique, so no tie rule (and no CPU's sort order) enters the result."""
     task, dataset = encoded("squad_v2", "validation", tokenizer, doc_stride=16)
     columns = dataset.columns
     windows = answer_windows(dataset)
     spans = [(w, columns["start_positions"][w], columns["end_positions"][w]) for w in windows.values()]
-    start, end = span_logits(dataset, spans)
+    start, end = span_logits(dataset, spans)  # answerable: one span of score 20, null score 0
     impossible = [w for w in range(len(dataset)) if not columns["answers"][w]]
-    start[impossible, 0], end[impossible, 0] = 20, 20  # null score 40 beats any of its spans (≤ 0)
+    start[impossible, 0], end[impossible, 0] = 20, 20  # null score 40 in every window of 6b02
+    window = impossible[0]
+    first, second = context_positions(dataset, window)[:2]
+    start[window, first], end[window, second] = 3, 2  # 6b02's best span scores 5; any other at most 3
+    offsets = columns["offset_mapping"][window]
+    plausible = columns["context"][window][offsets[first, 0]:offsets[second, 1]]
+    assert normalize_answer(plausible) != ""
     scores = task.compute_metrics((start, end), dataset)
     assert scores["exact"] == scores["f1"] == 100.0
     assert scores["HasAns_exact"] == scores["NoAns_exact"] == 100.0 and scores["HasAns_total"] == 2
     answers, best, odds = task.postprocess((start, end), dataset)
-    assert answers["6b02"] == "" and best["6b02"] != "" and odds["6b02"] == pytest.approx(40.0)
-    assert odds["6b01"] == pytest.approx(-20.0)  # null 0 − best span 20
+    assert answers["6b02"] == "" and best["6b02"] == plausible and odds["6b02"] == 35.0  # null 40 − span 5
+    assert odds["6b01"] == odds["6b03"] == -20.0  # null 0 − best span 20
     task.null_score_diff_threshold = 50.0  # now the null answer must win by more than 50: it does not
     scores = task.compute_metrics((start, end), dataset)
+    assert task.postprocess((start, end), dataset)[0]["6b02"] == plausible
     assert scores["NoAns_exact"] == 0.0 and scores["exact"] == pytest.approx(200 / 3)
-    assert scores["best_exact"] == 100.0 and -20.0 <= scores["best_exact_thresh"] < 40.0
+    # answering 6b01 and 6b03 (odds −20) gains 2, answering 6b02 (odds 35) loses 1: best at −20
+    assert scores["best_exact"] == 100.0 and scores["best_exact_thresh"] == -20.0
+    task.null_score_diff_threshold = 35.0  # a tie answers, as Hugging Face's post-processing
+    assert task.postprocess((start, end), dataset)[0]["6b02"] == plausible
+
+
+def brute_force_best_span(start_logits, end_logits, offsets, n_best, max_answer_length):
+    """The documented rule spelled out: n-best positions by (higher logit, earlier position), every valid
+    pair, the best by (higher score, earlier start character, earlier end character)."""
+    def n_best_of(logits):
+        return sorted(range(len(logits)), key=lambda position: (-logits[position], position))[:n_best]
+
+    spans = [(start_logits[s] + end_logits[e], offsets[s][0], offsets[e][1])
+             for s in n_best_of(start_logits) for e in n_best_of(end_logits)
+             if offsets[s][0] >= 0 and offsets[e][0] >= 0 and 1 <= e - s + 1 <= max_answer_length]
+    return min(spans, key=lambda span: (-span[0], span[1], span[2])) if spans else None
+
+
+def test_squad_span_ties_follow_the_documented_rule():
+    offsets = np.array([[-1, -1]] * 3 + [[5 * k, 5 * k + 4] for k in range(9)])  # 3 question tokens, 9 context
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # logits in {0, 1, 2}: ties everywhere
+        start_logits, end_logits = rng.integers(0, 3, (2, len(offsets))).astype(np.float64)
+        n_best, max_answer_length = int(rng.choice([2, 4, 12])), int(rng.choice([1, 3, 30]))
+        assert best_answer(start_logits, end_logits, offsets, n_best, max_answer_length) == brute_force_best_span(
+            start_logits, end_logits, offsets, n_best, max_answer_length)
+    flat = np.zeros(len(offsets))
+    assert best_answer(flat, flat, offsets, 20, 30) == (0.0, 0, 4)  # all equal: the first one-token span
+    ends = flat.copy()
+    ends[[5, 7]] = 1.0
+    assert best_answer(flat, ends, offsets, 20, 30) == (1.0, 0, 14)  # earliest start, then the shorter span
+    starts = flat.copy()
+    starts[3:] = 1.0
+    assert best_answer(starts, starts, offsets, 2, 30) == (2.0, 0, 4)  # n-best cut among ties: earliest first
+    assert best_answer(starts, flat, offsets, 2, 30) is None  # the 2 best ends are question tokens
+
+
+def test_squad_spans_tied_across_windows_take_the_earliest_start(tokenizer):
+    task, dataset = encoded("squad", "validation", tokenizer, doc_stride=16)
+    columns = dataset.columns
+    first, second = np.flatnonzero(columns["example_index"] == 0)[:2]  # overlapping windows of one question
+    late = context_positions(dataset, first)[-1]  # in the overlap: the last context token of the first window
+    early = context_positions(dataset, second)[0]  # the first context token of the second window
+    assert columns["offset_mapping"][second][early, 0] < columns["offset_mapping"][first][late, 0]
+    start, end = (np.zeros(columns["input_ids"].shape) for _ in range(2))
+    start[first, late], end[first, late] = 4, 4
+    start[second, early], end[second, early] = 4, 4
+    answers, _, _ = task.postprocess((start, end), dataset)
+    offsets = columns["offset_mapping"][second][early]
+    assert answers[columns["example_id"][first]] == columns["context"][first][offsets[0]:offsets[1]]
 
 
 # ---- classification / multiple choice / ReCoRD ----------------------------------------------------

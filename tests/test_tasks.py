@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ms_ptuning.tasks import TASKS, TaskDataError, get_task
-from tiny_tokenizer import build_tokenizer
+from tiny_tokenizer import build_byte_level_tokenizer, build_tokenizer
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "tasks")
 GLUE = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "glue_rte", "wnli"]
@@ -60,7 +60,11 @@ def test_fixture_encodes_to_head_columns(name, split, tokenizer):
     else:
         rows = len(examples)
     assert len(dataset) == rows > 0
-    shape = (rows, len(task.labels), MAX_LENGTH) if task.head == "multiple_choice" else (rows, MAX_LENGTH)
+    width = MAX_LENGTH
+    if task.head == "token_classification":  # padded to the longest example, cut to 32·k per batch
+        width = int(columns["attention_mask"].sum(axis=-1).max())
+        assert width < MAX_LENGTH and dataset.sequence_width == width
+    shape = (rows, len(task.labels), width) if task.head == "multiple_choice" else (rows, width)
     for column in MODEL_COLUMNS:
         assert columns[column].shape == shape and columns[column].dtype == np.int64
     assert np.all(columns["attention_mask"].sum(axis=-1) > 2)
@@ -76,9 +80,10 @@ def test_fixture_encodes_to_head_columns(name, split, tokenizer):
         assert set(np.unique(columns["labels"])) <= set(range(task.num_labels))
 
 
-@pytest.mark.parametrize("name", GLUE + SUPERGLUE + TAGGING)
-def test_test_split_encodes(name, tokenizer):
-    task, examples, dataset = load_encode(name, "test", tokenizer)
+@pytest.mark.parametrize("name, split", [(name, "test") for name in GLUE + SUPERGLUE + TAGGING if name != "conll2005"]
+                         + [("conll2005", "test_wsj"), ("conll2005", "test_brown")])
+def test_test_split_encodes(name, split, tokenizer):
+    task, examples, dataset = load_encode(name, split, tokenizer)
     assert len(examples) > 0
     if name in GLUE or name in SUPERGLUE:  # their test files have no labels
         assert "labels" not in dataset.columns and all(example["label"] is None for example in examples)
@@ -201,7 +206,7 @@ def test_ner_labels_sit_on_the_first_sub_token(tokenizer):
     for word, tag in zip(words, tags):
         pieces = tokenizer.tokenize(word)  # per-word, as the reference derives word positions
         expected += [tag] + [-100] * (len(pieces) - 1)
-    expected += [-100] * (MAX_LENGTH - len(expected))
+    expected += [-100] * (dataset.sequence_width - len(expected))
     assert list(dataset.columns["labels"][0]) == expected
     assert len(tokenizer.tokenize("Anna")) > 1  # the alignment above really skips sub-tokens
     ontonotes = get_task("ontonotes").load(fixture("ontonotes"), "validation")[0]
@@ -212,7 +217,6 @@ def test_ner_labels_sit_on_the_first_sub_token(tokenizer):
 
 def test_srl_marks_the_predicate(tokenizer):
     task, examples, dataset = load_encode("conll2005", "validation", tokenizer)
-    assert task.labels[0] == "O" and "B-AM-DIR" in task.labels and "B-AM-TMP" in task.labels  # union of splits
     assert examples[1]["predicate"] == 4
     tokens = tokenizer.convert_ids_to_tokens(dataset.columns["input_ids"][1].tolist())
     sentence = tokenizer.tokenize(" ".join(examples[1]["words"]))
@@ -223,6 +227,67 @@ def test_srl_marks_the_predicate(tokenizer):
     labels = dataset.columns["labels"][1]
     assert np.all(labels[end:] == -100)
     assert [task.labels[i] for i in labels[labels != -100]] == ["O", "O", "B-A1", "I-A1", "B-V", "O"]
+
+
+def test_srl_marks_the_predicate_with_the_literal_word_for_roberta(tmp_path):
+    """RoBERTa's separator is </s>; the reference still appends the five characters "[SEP]"."""
+    tokenizer = build_byte_level_tokenizer(str(tmp_path))
+    task = get_task("conll2005")
+    example = task.load(fixture("conll2005"), "validation")[1]
+    columns = task.encode([example], tokenizer, None).columns
+    assert tokenizer.decode(columns["input_ids"][0]) == "<s> " + " ".join(example["words"]) + " [SEP] failed</s>"
+    labelled = np.flatnonzero(columns["labels"][0] != -100)
+    word_starts = np.cumsum([1] + [1 + len(word) for word in example["words"][:-1]])  # <s>, then Ġ + characters
+    assert list(labelled) == list(word_starts)
+
+
+def test_srl_tag_inventories_are_fixed_before_any_data_is_read(tmp_path):
+    """As the reference's dataset scripts fix them: 106 CoNLL-2005 tags, 116 CoNLL-2012 tags."""
+    conll05, conll12 = get_task("conll2005"), get_task("conll2012")
+    assert (conll05.num_labels, conll12.num_labels) == (106, 116)
+    for task in (conll05, conll12):
+        assert task.labels[0] == "O" and list(task.labels[1:]) == sorted(task.labels[1:])
+    assert {"B-C-V", "I-C-V", "B-R-AA", "I-AM-TM"} <= set(conll05.labels) and "I-R-AA" not in conll05.labels
+    assert {"B-ARGM-LVB", "B-V", "I-ARG5"} <= set(conll12.labels) and "I-V" not in conll12.labels
+    before = conll05.labels
+    conll05.load(fixture("conll2005"), "test_brown")
+    assert conll05.labels is before
+    data_dir = copy_fixture("conll2012", tmp_path)
+    write(data_dir / "conll2012.devel.txt", "1 She said . ||| B-ARG0 B-V B-ARGM-XYZ\n")
+    with pytest.raises(TaskDataError, match=r"conll2012.devel.txt:1: field 'tags': unknown tag 'B-ARGM-XYZ': "
+                                            r"not one of the task's 116 tags"):
+        conll12.load(str(data_dir), "validation")
+
+
+def test_tagging_is_cut_only_at_the_model_maximum(tmp_path):
+    """The reference tokenizes NER/SRL with truncation=True and no max_length: a 150-word sentence keeps
+    its last entity; a given max length or the tokenizer's model_max_length still cut."""
+    tokenizer = build_tokenizer(str(tmp_path))
+    task = get_task("conll2003")
+    assert task.max_seq_length is None  # without --max_seq_length; other tasks keep the reference's lengths
+    assert (get_task("rte").max_seq_length, get_task("squad").max_seq_length) == (128, 384)
+    location = task.labels.index("B-LOC")
+    long = {"words": ["river"] * 150 + ["Paris"], "tags": [0] * 150 + [location]}
+    labels = task.encode([long], tokenizer, task.max_seq_length).columns["labels"][0]
+    assert (labels != -100).sum() == 151 and labels[labels != -100][-1] == location
+    assert task.encode([long], tokenizer, 64).columns["input_ids"].shape == (1, 64)
+    tokenizer.model_max_length = 100
+    assert task.encode([long], tokenizer, None).columns["input_ids"].shape == (1, 100)
+
+
+def test_tagging_batches_are_padded_to_a_multiple_of_32(tokenizer):
+    task = get_task("conll2003")
+    examples = [{"words": ["river"] * count, "tags": [0] * count} for count in (3, 40, 20, 50)]  # 5, 42, 22, 52 tokens
+    dataset = task.encode(examples, tokenizer, None)
+    assert dataset.sequence_width == 52 and dataset.columns["input_ids"].shape == (4, 52)
+    for rows, width in (([0], 32), ([0, 2], 32), ([1], 52), ([2, 1], 52), ([3, 0], 52)):
+        batch = dataset.batch(np.array(rows))
+        for name in ("input_ids", "attention_mask", "token_type_ids", "labels"):
+            assert batch[name].shape == (len(rows), width)
+            np.testing.assert_array_equal(batch[name], dataset.columns[name][rows, :width])
+    subset = dataset.select(np.array([0, 2]))
+    assert subset.batch(np.array([0, 1]))["input_ids"].shape == (2, 32)
+    assert np.all(dataset.columns["labels"][[0, 2], 32:] == -100)  # cut off: padding only
 
 
 @pytest.mark.parametrize("name", QA)
@@ -391,10 +456,10 @@ def test_conll_errors(tmp_path):
                          (lines[1].replace(" O", ""), r"field 'tags': 7 words but 6 tags"),
                          ("9" + lines[1][1:], r"field 'index': predicate index 9 outside the 7 words"),
                          ("x" + lines[1][1:], r"field 'index': expected the predicate's word index"),
-                         (lines[1].replace("B-A2", "A2"), r"field 'tags': tag 'A2' is not O, B-<type> or I-<type>")]:
+                         (lines[1].replace("B-A2", "A2"), r"field 'tags': unknown tag 'A2'")]:
         write(data_dir / "conll05.train.txt", "\n".join([lines[0], bad]) + "\n")
         with pytest.raises(TaskDataError, match=r"conll05.train.txt:2: " + message):
-            get_task("conll2005").load(str(data_dir), "validation")  # the label set reads every split
+            get_task("conll2005").load(str(data_dir), "train")
 
 
 def test_squad_errors(tmp_path):

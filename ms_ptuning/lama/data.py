@@ -6,10 +6,13 @@ Layout of a data directory (that of LAMA and of the AutoPrompt T-REx split used 
   one line per fact, {"sub_label": "Dante", "obj_label": "Florence"} plus optionally "predicate_id" or
   "relation" (checked against the relation) and any other fields (ignored).
 
-A fact can only be scored when its object is one token of the model: the filter keeps a fact when its
-object is a single known (not unk) token in every tokenizer it is given (the vocabulary shared by the
-models compared, as the reference's 29k shared vocab) and, optionally, in a list of allowed words. Every
-dropped fact is counted under its reason; nothing is scored against a truncated or unknown object.
+A fact can only be scored when its object is one token of the model. As the reference (THUDM/P-tuning,
+`vocab_strategy=shared`), predictions are ranked over a vocabulary shared by the models compared, and a
+fact whose object is outside it is dropped. The shared vocabulary is either read from a file in the
+reference's format (`29k-vocab.json`: a JSON object {model name: [tokens in that model's spelling]}, e.g.
+"London" for BERT, "ĠLondon" for GPT-2; a plain JSON list of words is accepted too) or built as the words
+that are one whole-word token in every tokenizer given; the filter applies both when both are given.
+Every dropped fact is counted under its reason; nothing is scored against a truncated or unknown object.
 """
 
 import json
@@ -22,6 +25,7 @@ import numpy as np
 from ..data.dataset import ArrayDataset
 
 SPLITS = ("train", "dev", "test")
+REFERENCE_VOCAB_KEYS = {"gpt2": "gpt2-xl"}  # the list the reference ranks every GPT-2 size over
 
 
 @dataclass(frozen=True)
@@ -156,8 +160,36 @@ class DropReport:
         return {"total": self.total, "kept": self.kept, "dropped": dict(self.dropped)}
 
 
+def read_vocab_file(path: str, tokenizer, model_dir: str, model_type: str, key: str = None) -> tuple:
+    """(words, key): the shared vocabulary for the probed model. From the reference's {model name:
+    [tokens]} object the list `key` (default: the one named like `model_dir`, else the one the reference
+    uses for the model type), spelled as words; or a plain list of words (key None)."""
+    with open(path, encoding="utf-8") as handle:
+        try:
+            vocab = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error.msg})") from None
+    if isinstance(vocab, list) and all(isinstance(word, str) for word in vocab):
+        return vocab, None
+    if not isinstance(vocab, dict) or not all(isinstance(tokens, list) for tokens in vocab.values()):
+        raise ValueError(f"{path}: expected the reference's {{model name: [tokens]}} object or a list of words")
+    if key is None:
+        name = os.path.basename(os.path.normpath(model_dir))
+        key = name if name in vocab else REFERENCE_VOCAB_KEYS.get(model_type)
+    if key not in vocab:
+        raise ValueError(f"{path}: no token list for {model_dir} (model type {model_type}); choose one of "
+                         f"{', '.join(sorted(vocab))} with --vocab_key")
+    known = tokenizer.get_vocab()
+    tokens = [token for token in vocab[key] if token in known]
+    if not tokens:
+        raise ValueError(f"{path}: none of the {len(vocab[key])} tokens of {key!r} is in {model_dir}'s "
+                         "vocabulary (another model's list? see --vocab_key)")
+    return [tokenizer.convert_tokens_to_string([token]).strip() for token in tokens], key
+
+
 class VocabFilter:
-    """Single-token objects in every given tokenizer ({name: tokenizer}) and, if given, in `allowed_words`."""
+    """Single-token objects in every given tokenizer ({name: tokenizer}) and, if given, in `allowed_words`
+    (the shared vocabulary read from a file)."""
 
     def __init__(self, tokenizers: dict, allowed_words=None):
         if not tokenizers:
@@ -177,7 +209,7 @@ class VocabFilter:
 
     def drop_reason(self, word: str):
         if self.allowed_words is not None and word not in self.allowed_words:
-            return "not in the allowed vocabulary"
+            return "not in the shared vocabulary"
         for name, tokenizer in self.tokenizers.items():
             _, problem = self.token_id(tokenizer, word)
             if problem:

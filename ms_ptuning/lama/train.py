@@ -5,11 +5,14 @@
 
 Training follows the reference: Adam (torch.optim.Adam: weight decay as an L2 term on the gradient, not
 AdamW's decoupled decay) at lr 1e-5, weight decay 5e-4, the learning rate multiplied by 0.98 after every
-epoch, batch 8 (last partial batch dropped), dev P@1 after every epoch, the best dev epoch kept (ties go
-to the later epoch), early stop after 20 epochs without improvement. The project `Trainer` is not used:
-its optimizer is AdamW (decoupled decay) and it has no early stopping; its AdamW serves here with zero
-decoupled decay plus the L2 term, which is exactly Adam. The manual-template baseline is scored on the same test facts by
-the same model and code (its queries have no pseudo tokens, so the prompt encoder plays no part).
+epoch, batch 8 (last partial batch dropped), dev P@1 before training (epoch 0, logged, never chosen) and
+after every epoch, the best trained epoch kept (ties go to the later epoch), early stop after 20 epochs
+without improvement. P@1 and P@10 are ranked over the shared vocabulary (`--vocab_file`, the reference's
+29k-vocab.json, and/or `--shared_model_dir`) on the test facts that survive it, with the best epoch's
+prompts. The project `Trainer` is not used: its optimizer is AdamW (decoupled decay) and it has no early
+stopping; its AdamW serves here with zero decoupled decay plus the L2 term, which is exactly Adam. The
+manual-template baseline is scored on the same test facts by the same model and code (its queries have no
+pseudo tokens, so the prompt encoder plays no part).
 """
 
 import argparse
@@ -31,7 +34,7 @@ from ..models.pretraining_heads import load_pretrained_heads
 from ..safe_loading import load_safetensors
 from ..training.optim import AdamW
 from ..weights import assign_weights, to_numpy, trainable_weights
-from .data import SPLITS, DropReport, VocabFilter, encode_facts, load_relations, load_split
+from .data import SPLITS, DropReport, VocabFilter, encode_facts, load_relations, load_split, read_vocab_file
 from .metrics import precision_at_k
 from .model import LamaProbe
 from .templates import MASKED, QueryBuilder, effective_template, model_kind, parse_template
@@ -108,38 +111,68 @@ def adam_l2_step(optimizer: AdamW, grads: dict, lr: float, weight_decay: float) 
                     for name, grad in grads.items()}, lr)
 
 
+class BestDevEpoch:
+    """The reference's choice of epoch: epoch 0 (the untrained prompt encoder) is evaluated but never
+    chosen; a trained epoch whose dev P@1 is at least the best so far becomes the best (ties go to the
+    later epoch); `should_stop` after `patience` trained epochs in a row without one."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.epoch, self.score, self.epochs_without_gain = None, None, 0
+
+    def update(self, epoch: int, score: float) -> bool:
+        """Record one evaluation; True when it is the new best."""
+        if epoch == 0:
+            return False
+        if self.score is None or score >= self.score:
+            self.epoch, self.score, self.epochs_without_gain = epoch, score, 0
+            return True
+        self.epochs_without_gain += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.epochs_without_gain >= self.patience
+
+
+def train_epoch(model, grad_fn, optimizer: AdamW, train_set, args: LamaArgs, epoch: int) -> float:
+    """One epoch of Adam steps at lr·decay^(epoch−1); the mean training loss."""
+    model.set_train(True)
+    params = optimizer.params
+    lr = args.lr * args.decay_rate ** (epoch - 1)
+    drop_last = len(train_set) >= args.batch_size
+    losses = []
+    for step, indices in enumerate(batch_indices(epoch_order(len(train_set), args.seed, epoch), args.batch_size,
+                                                 drop_last=drop_last)):
+        seed_step(args.seed, epoch * 1_000_003 + step)
+        loss, grads = grad_fn(**to_inputs(train_set.batch(indices)))
+        adam_l2_step(optimizer, dict(zip(params, grads)), lr, args.weight_decay)
+        losses.append(float(loss.asnumpy()))
+    return float(np.mean(losses))
+
+
 def train_prompts(model, train_set, dev_set, candidates: np.ndarray, args: LamaArgs, log=print) -> dict:
     """Train the trainable weights (the prompt encoder) with early stopping on dev P@1; the model ends
-    holding the best dev epoch's weights. Epoch 0 is the untrained encoder."""
+    holding the best trained epoch's weights (`BestDevEpoch`)."""
+    if args.max_epochs < 1:
+        raise ValueError(f"max_epochs must be >= 1 (epoch 0 is the untrained encoder), got {args.max_epochs}")
     params = trainable_weights(model)
     optimizer = AdamW(params, lr=args.lr, weight_decay=0.0)
     grad_fn = mindspore.value_and_grad(lambda **inputs: model(**inputs)[0], None, list(params.values()))
-    best = {"epoch": 0, "dev_P@1": evaluate(model, dev_set, candidates, args.eval_batch_size)["P@1"],
-            "weights": to_numpy(params)}
-    drop_last = len(train_set) >= args.batch_size
-    epochs_without_gain, epoch = 0, 0
+    untrained = evaluate(model, dev_set, candidates, args.eval_batch_size)["P@1"]
+    log(f"epoch 0 (untrained prompts): dev P@1 {untrained:.4f}")
+    best, best_weights, epoch = BestDevEpoch(args.early_stop), None, 0
     for epoch in range(1, args.max_epochs + 1):
-        model.set_train(True)
-        lr = args.lr * args.decay_rate ** (epoch - 1)
-        order = epoch_order(len(train_set), args.seed, epoch)
-        losses = []
-        for step, indices in enumerate(batch_indices(order, args.batch_size, drop_last=drop_last)):
-            seed_step(args.seed, epoch * 1_000_003 + step)
-            loss, grads = grad_fn(**to_inputs(train_set.batch(indices)))
-            adam_l2_step(optimizer, dict(zip(params, grads)), lr, args.weight_decay)
-            losses.append(float(loss.asnumpy()))
+        loss = train_epoch(model, grad_fn, optimizer, train_set, args, epoch)
         dev_p1 = evaluate(model, dev_set, candidates, args.eval_batch_size)["P@1"]
-        log(f"epoch {epoch}: train loss {np.mean(losses):.4f}, lr {lr:.3g}, dev P@1 {dev_p1:.4f}")
-        if dev_p1 >= best["dev_P@1"]:
-            best = {"epoch": epoch, "dev_P@1": dev_p1, "weights": to_numpy(params)}
-            epochs_without_gain = 0
-        else:
-            epochs_without_gain += 1
-            if epochs_without_gain >= args.early_stop:
-                log(f"early stop after epoch {epoch}: no dev gain for {args.early_stop} epochs")
-                break
-    assign_weights(model, best["weights"], strict=False, source=f"best epoch {best['epoch']}")
-    return {"best_epoch": best["epoch"], "best_dev_P@1": best["dev_P@1"], "epochs_run": epoch}
+        log(f"epoch {epoch}: train loss {loss:.4f}, dev P@1 {dev_p1:.4f}")
+        if best.update(epoch, dev_p1):
+            best_weights = to_numpy(params)
+        elif best.should_stop:
+            log(f"early stop after epoch {epoch}: no dev gain for {args.early_stop} epochs")
+            break
+    assign_weights(model, best_weights, strict=False, source=f"best epoch {best.epoch}")
+    return {"best_epoch": best.epoch, "best_dev_P@1": best.score, "epoch0_dev_P@1": untrained, "epochs_run": epoch}
 
 
 def probe_relation(model, tokenizer, vocab_filter: VocabFilter, relation: str, manual_template: str,
@@ -197,7 +230,10 @@ def parse_args(argv=None):
     parser.add_argument("--output_dir", help="where <relation>.json results are written")
     parser.add_argument("--shared_model_dir", action="append", default=[],
                         help="another model whose vocabulary objects must also be single tokens in (repeatable)")
-    parser.add_argument("--vocab_file", help="JSON list of allowed object words (e.g. a shared LAMA vocabulary)")
+    parser.add_argument("--vocab_file", help="the shared vocabulary: the reference's 29k-vocab.json ({model name: "
+                        "[tokens]}) or a JSON list of words; candidates and objects are restricted to it")
+    parser.add_argument("--vocab_key", help="which list of --vocab_file is this model's (default: the one named "
+                        "like --model_dir, else gpt2-xl for GPT-2 as the reference)")
     parser.add_argument("--summarize", metavar="OUTPUT_DIR", help="print the table of the results in OUTPUT_DIR")
     for name, value in asdict(defaults).items():
         parser.add_argument(f"--{name}", type=type(value), default=value)
@@ -207,14 +243,6 @@ def parse_args(argv=None):
         if missing:
             parser.error(f"missing {', '.join('--' + name for name in missing)}")
     return args
-
-
-def read_word_list(path: str) -> list:
-    with open(path, encoding="utf-8") as handle:
-        words = json.load(handle)
-    if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
-        raise ValueError(f"{path}: expected a JSON list of words")
-    return words
 
 
 def load_results(output_dir: str) -> list:
@@ -240,11 +268,15 @@ def main(argv=None) -> int:
     tokenizer = load_tokenizer(args.model_dir)
     tokenizers = {MODEL: tokenizer}
     tokenizers.update({os.path.basename(os.path.normpath(d)): load_tokenizer(d) for d in args.shared_model_dir})
-    allowed = read_word_list(args.vocab_file) if args.vocab_file else None
     facts = {split: load_split(args.data_dir, args.relation, split) for split in SPLITS}
     model = load_probe(args.model_dir, lama_args)
+    allowed, key = None, None
+    if args.vocab_file:
+        allowed, key = read_vocab_file(args.vocab_file, tokenizer, args.model_dir, model.backbone.config.model_type,
+                                       args.vocab_key)
     result = probe_relation(model, tokenizer, VocabFilter(tokenizers, allowed), args.relation,
                             relations[args.relation], facts, lama_args)
+    result["vocabulary"] = {"vocab_file": args.vocab_file, "vocab_key": key, "shared_model_dirs": args.shared_model_dir}
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, f"{args.relation}.json"), "w") as handle:
         json.dump(result, handle, indent=1)

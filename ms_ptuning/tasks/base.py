@@ -16,17 +16,22 @@ class Task(ABC):
     `name`/`labels` overrides to the base defaults on every instance.)
 
     - `splits` names every split `load` reads: `train`, `validation` and usually `test` (some tasks have
-      more, e.g. mnli `validation_mismatched`, conll2005 `test_brown`); the driver checks `--eval_splits`
-      against it before training.
+      more, e.g. mnli `validation_mismatched`, conll2005 `test_wsj` and `test_brown`); the driver checks
+      `--eval_splits` against it before training.
     - `load(data_dir, split)` reads raw examples (list of dicts) of one of `splits` from local files. Missing
-      files/fields and unknown labels raise TaskDataError naming file:line:field. Tasks whose label set
-      comes from the data (SRL) know `labels` only after a `load`.
+      files/fields and unknown labels raise TaskDataError naming file:line:field.
+    - `labels` (hence `num_labels`) is fixed by the task definition, before any data is read, so the
+      model can be built first and every split maps labels to the same ids. (A task whose labels come from
+      the user's files must settle them in one documented step before the model is built.)
     - `encode(examples, tokenizer, max_length, **options)` turns examples into an ArrayDataset whose
       columns are exactly the keyword arguments of the task's head (`input_ids`, `attention_mask`,
       `token_type_ids`, `labels`, ...) plus any bookkeeping columns the metric needs (those are dropped
       before the forward pass: list them in `metadata_columns`). Unlabelled splits get no label column.
       Options: `template_id` (WiC/WSC input template), `doc_stride` (SQuAD windows); a task ignores
-      options it does not use, so the driver can pass the same ones to every task.
+      options it does not use, so the driver can pass the same ones to every task. The driver passes
+      `--max_seq_length` as `max_length`, or the task's `max_seq_length` when the flag is not given: 128
+      as the reference's default; 384 for SQuAD and None (the model's maximum, the tokenizer's
+      `model_max_length`) for NER/SRL, which the reference cuts there whatever the flag says.
     - `compute_metrics(predictions, dataset)` → dict of floats; `metric_for_best_model` names the key used
       for best-checkpoint selection (higher is better unless `greater_is_better` is False).
     """
@@ -39,6 +44,7 @@ class Task(ABC):
     metric_for_best_model: str = "accuracy"
     greater_is_better: bool = True
     metadata_columns: tuple = ()
+    max_seq_length: int | None = 128
 
     @property
     def num_labels(self) -> int:
@@ -49,7 +55,7 @@ class Task(ABC):
         """Raw examples of one split."""
 
     @abstractmethod
-    def encode(self, examples: list, tokenizer, max_length: int, **options) -> ArrayDataset:
+    def encode(self, examples: list, tokenizer, max_length, **options) -> ArrayDataset:
         """Model-ready columns."""
 
     @abstractmethod

@@ -5,7 +5,13 @@ scripts) overlapping by `doc_stride` (128), from the fast tokenizer's overflow a
 window that does not contain the answer (and every v2.0 unanswerable question) points at the CLS token.
 Predictions: the best (start, end) among the n-best (20) start and end logits of every window of an
 example, at most 30 tokens long; v2.0 answers "" when the null score beats it by more than
-`null_score_diff_threshold`.
+`null_score_diff_threshold` (a tie answers, as Hugging Face's `postprocess_qa_predictions`).
+
+Ties are broken by an explicit rule, never by the order a sort leaves equal values in (numpy's default
+sort orders ties differently on AVX-512 CPUs; the reference inherits torch/numpy's order):
+- the n-best starts (ends) of a window: higher logit first, then the earlier token;
+- the answer of an example, over the spans of all its windows: higher score, then the earlier start
+  character, then the earlier end character (the shortest span).
 """
 
 import collections
@@ -37,18 +43,30 @@ def window_labels(offsets, sequence_ids, cls_index: int, answer) -> tuple:
     return start, end
 
 
+def n_best_positions(logits, n_best: int) -> np.ndarray:
+    """The `n_best` positions of the highest logits; equal logits rank the earlier position first."""
+    return np.argsort(-logits, kind="stable")[:n_best]
+
+
+def span_rank(span: tuple) -> tuple:
+    """Sort key of (score, char start, char end): higher score, then earlier start, then shorter span."""
+    score, start, end = span
+    return -score, start, end
+
+
 def best_answer(start_logits, end_logits, offsets, n_best: int, max_answer_length: int) -> tuple:
-    """(score, char start, char end) of the best valid span in one window, or None."""
-    starts = np.argsort(start_logits)[::-1][:n_best]
-    ends = np.argsort(end_logits)[::-1][:n_best]
+    """(score, char start, char end) of the best valid span in one window (ties: `span_rank`), or None."""
+    starts, ends = n_best_positions(start_logits, n_best), n_best_positions(end_logits, n_best)
     length = ends[None, :] - starts[:, None] + 1  # (n_best, n_best)
     valid = ((offsets[starts, 0] != NOT_CONTEXT)[:, None] & (offsets[ends, 0] != NOT_CONTEXT)[None, :]
              & (length >= 1) & (length <= max_answer_length))
     if not valid.any():
         return None
-    scores = np.where(valid, start_logits[starts][:, None] + end_logits[ends][None, :], -np.inf)
-    i, j = np.unravel_index(np.argmax(scores), scores.shape)
-    return float(scores[i, j]), int(offsets[starts[i], 0]), int(offsets[ends[j], 1])
+    i, j = np.nonzero(valid)
+    scores = start_logits[starts[i]] + end_logits[ends[j]]
+    first_chars, last_chars = offsets[starts[i], 0], offsets[ends[j], 1]
+    best = np.lexsort((last_chars, first_chars, -scores))[0]  # span_rank, vectorised (last key first)
+    return float(scores[best]), int(first_chars[best]), int(last_chars[best])
 
 
 class SquadTask(Task):
@@ -61,6 +79,7 @@ class SquadTask(Task):
     split_files = {"train": ("train-v1.1.json", "train.json"), "validation": ("dev-v1.1.json", "dev.json")}
     splits = ("train", "validation")
     saved_splits = {"train": "train", "validation": "validation"}
+    max_seq_length = 384  # the reference's QA windows, whatever --max_seq_length says
     doc_stride = 128
     n_best_size = 20
     max_answer_length = 30
@@ -172,7 +191,7 @@ class SquadTask(Task):
             spans = [best_answer(start_logits[w], end_logits[w], columns["offset_mapping"][w],
                                  self.n_best_size, self.max_answer_length) for w in example_windows]
             spans = [span for span in spans if span is not None]
-            score, begin, end = max(spans) if spans else (-np.inf, 0, 0)
+            score, begin, end = min(spans, key=span_rank) if spans else (-np.inf, 0, 0)
             best_texts[qid] = context[begin:end]
             null_odds[qid] = null_score - score
             answered = not self.version_2 or null_odds[qid] <= self.null_score_diff_threshold

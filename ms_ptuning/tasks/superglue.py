@@ -181,7 +181,8 @@ class Copa(SuperGlueTask):
 
 class Record(SuperGlueTask):
     """Cloze-style QA scored as binary classification of every candidate entity in the query's placeholder;
-    per query the entity with the highest log-odds is the answer, scored by SQuAD EM/F1 (0-1)."""
+    per query the entity with the highest log-odds is the answer (equal log-odds: the first entity in
+    sorted order), scored by SQuAD EM/F1 (0-1)."""
 
     name = "record"
     labels = ("0", "1")

@@ -38,7 +38,7 @@ from transformers.trainer_utils import PredictionOutput, TrainOutput, speed_metr
 from transformers.utils import logging as hf_logging
 
 from ..adapters import load_adapter, save_adapter
-from ..data.dataset import batch_indices, epoch_order
+from ..data.dataset import batch_indices, concatenate_rows, epoch_order
 from ..distributed import DataParallel, launched_by_msrun
 from ..weights import assign_weights, to_numpy, trainable_weights
 from .arguments import check_arguments
@@ -46,7 +46,7 @@ from .callbacks import callback_states, default_callbacks, progress_callback, re
 from .checkpoint import (TRAINER_STATE_FILE, discard, latest_checkpoint, list_checkpoints, load_checkpoint,
                          prune_checkpoints, remove_leftovers, save_checkpoint)
 from .eager_steps import EagerSteps
-from .evaluation import DatasetMetrics, concat_outputs, pad_width, prefixed
+from .evaluation import DatasetMetrics, prefixed
 from .inputs import CollatedDataset, as_dataset, dataset_fingerprint, default_label_names, model_input_names
 from .plots import plot_curves
 from .precision import LossScaler
@@ -386,7 +386,8 @@ class Trainer:
             collected["labels"].append(labels)
             collected["inputs"].append(batch.get("input_ids") if self._metrics_take_inputs() else None)
             self.control = self.callback_handler.on_prediction_step(self.args, self.state, self.control)
-        gathered = {key: self._gather(parts, start, stop, len(dataset)) for key, parts in collected.items()}
+        width = getattr(dataset, "sequence_width", None)  # per-batch padded: outputs padded back to it
+        gathered = {key: self._gather(parts, start, stop, len(dataset), width) for key, parts in collected.items()}
         if stop == start:  # the row this worker ran for the shapes is not its to count
             loss_sum, loss_rows = 0.0, 0
         mean_loss = None
@@ -402,19 +403,22 @@ class Trainer:
     def _metrics_take_inputs(self) -> bool:
         return "inputs" in (self.args.include_for_metrics or []) or bool(self.args.include_inputs_for_metrics)
 
-    def _gather(self, parts: list, start: int, stop: int, num_rows: int):
-        """This worker's per-batch arrays (or tuples of them) → the whole dataset's, on every worker."""
+    def _gather(self, parts: list, start: int, stop: int, num_rows: int, width: int | None):
+        """This worker's per-batch arrays (or tuples of them) → the whole dataset's, on every worker; batches
+        of different widths padded with -100 to `width` (None: the widest, agreed between the workers)."""
         if parts[0] is None:
             return None
-        joined = concat_outputs(parts)
-        pieces = list(joined) if isinstance(joined, tuple) else [joined]
+        several = isinstance(parts[0], tuple)
+        pieces = [concatenate_rows(list(part), width) for part in zip(*parts)] if several else [
+            concatenate_rows(parts, width)]
         if stop == start:  # this worker ran one row for the shapes only
             pieces = [piece[:0] for piece in pieces]
         if self.parallel.world_size > 1:
-            pieces = [pad_width(piece, self.parallel.max_over_workers(piece.shape[1])) if piece.ndim > 1 else piece
-                      for piece in pieces]
+            if width is None:
+                pieces = [concatenate_rows([piece], self.parallel.max_over_workers(piece.shape[1]))
+                          if piece.ndim > 1 else piece for piece in pieces]
             pieces = [self.parallel.gather_rows(piece, start, num_rows) for piece in pieces]
-        return tuple(pieces) if isinstance(joined, tuple) else pieces[0]
+        return tuple(pieces) if several else pieces[0]
 
     # ---- logging --------------------------------------------------------------------------------
     def log(self, logs: dict, start_time=None) -> None:
