@@ -166,7 +166,8 @@ class Trainer:
             self.control = self.callback_handler.on_train_begin(self.args, self.state, self.control)
             if self.args.eval_on_start:
                 self._evaluate()
-            while self.run.epoch < plan.num_epochs and not self.control.should_training_stop:
+            while (self.run.epoch < plan.num_epochs and self.state.global_step < plan.total_steps
+                   and not self.control.should_training_stop):
                 self._train_epoch(plan)
             return self._finish_training(plan, started, first_step)
         finally:
@@ -244,12 +245,11 @@ class Trainer:
             self.control = self.callback_handler.on_save(self.args, self.state, self.control)
 
     def _log_training(self) -> None:
-        mean = self.run.loss_since_log / self.run.steps_since_log if self.run.steps_since_log else float("nan")
-        record = {"loss": mean, "grad_norm": self.run.last_grad_norm, "learning_rate": self.run.last_lr}
+        record = {"loss": self.run.loss_since_log / self.run.steps_since_log, "grad_norm": self.run.last_grad_norm,
+                  "learning_rate": self.run.last_lr}
         if self.loss_scaler.kind != "none":
             record["loss_scale"] = self.loss_scaler.loss_scale
         self.run.loss_since_log, self.run.steps_since_log = 0.0, 0
-        self.run.last_logged_step = self.state.global_step
         self.log(record)
 
     def _evaluate(self) -> dict:
@@ -568,7 +568,6 @@ class RunState:
     applied_steps: int = 0  # optimizer steps applied (a skipped fp16 step is not): the schedule's position
     last_lr: float = 0.0
     last_grad_norm: float = float("nan")
-    last_logged_step: int = 0
     loss_since_log: float = 0.0  # the next logged loss is their mean, as HF's
     steps_since_log: int = 0
     total_loss: float = 0.0  # train_loss = the mean over the whole run
