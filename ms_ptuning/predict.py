@@ -111,6 +111,7 @@ def predict_file(model, input_path: str, output_path: str, batch_size: int = 32,
             chunks = itertools.chain([first], records)
             while chunk := list(itertools.islice(chunks, batch_size)):
                 output.writelines(predict_chunk(predictor, chunk, report))
+                output.flush()  # on disk as it goes: nothing but the current chunk is held
                 bar.update(len(chunk))
         os.replace(partial, output_path)
     finally:
