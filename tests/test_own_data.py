@@ -173,7 +173,7 @@ BAD = [  # (file name, content, validation content or None, expected message aft
     ("t.csv", b"text,label\na,x\ncaf\xe9,y\n", None, r":3: field 'text': not UTF-8 text \(byte 0xe9\)"),
     ("t.tsv", "text\tlabel\na\tx\nb\ty\tz\n", None, r":3: expected 2 tab-separated fields \(text, label\), got 3"),
     ("t.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": "y"\n', None,
-     r":2: invalid JSON: Expecting ',' delimiter \(line 1, column 27\)"),
+     r":2: invalid JSON: Expecting ',' delimiter \(column 27\)"),
     ("t.jsonl", jsonl({"text": "a", "label": "x"}, {"text": 5, "label": "y"}), None,
      r":2: field 'text': expected str, got int 5"),
     ("t.jsonl", jsonl({"text": "a", "label": "x"}, {"label": "y"}), None, r":2: field 'text': missing"),

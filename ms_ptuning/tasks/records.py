@@ -143,13 +143,14 @@ def tsv_records(path: str, required=()):
 
 
 def json_object(where: Where, text: str):
+    """One line's JSON object, or the error saying why it is not one (its column: the line is the record's)."""
     error = decode_error(where, text)
     if error:
         return error
     try:
-        record = parse_json(text, where)
-    except TaskDataError as problem:
-        return problem
+        record = json.loads(text)
+    except json.JSONDecodeError as problem:
+        return where.error(f"invalid JSON: {problem.msg} (column {problem.colno})")
     return record if isinstance(record, dict) else where.error(f"expected a JSON object, got {type(record).__name__}")
 
 
