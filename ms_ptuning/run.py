@@ -116,6 +116,16 @@ def check_sequence_length(width: int, backbone_config, ptuning_config: PTuningCo
                          f"{limit - virtual} or less")
 
 
+def adapter_metadata(task, model_args: ModelArguments, data_args: DataArguments) -> dict:
+    """What the adapter records besides its weights, so that `ms-ptuning predict` rebuilds the model and reads
+    its input as training did: labels, the task's columns, the base model (absolute: predict may run from
+    another directory) and the maximum length."""
+    base_model = model_args.model_name_or_path
+    base_model = os.path.abspath(base_model) if os.path.isdir(base_model) else base_model
+    return {"task": task.name, "labels": list(task.labels), "base_model": base_model,
+            "max_seq_length": data_args.max_seq_length, **task.settings()}
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: RunTrainingArguments) -> dict:
     set_device_target(model_args.device_target)
     seed_everything(training_args.seed)
@@ -153,10 +163,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
     if training_args.metric_for_best_model is None:
         training_args.metric_for_best_model = task.metric_for_best_model
         training_args.greater_is_better = task.greater_is_better
-    base_model = model_args.model_name_or_path  # absolute, so that predict finds it from any directory
-    base_model = os.path.abspath(base_model) if os.path.isdir(base_model) else base_model
-    metadata = {"task": task.name, "labels": list(task.labels), "base_model": base_model,
-                "max_seq_length": data_args.max_seq_length, **task.settings()}
+    metadata = adapter_metadata(task, model_args, data_args)
     trainer = Trainer(model, training_args, train_dataset, eval_dataset,
                       compute_metrics=task.compute_metrics, metadata_columns=task.metadata_columns,
                       adapter_metadata=metadata, parallel=parallel,

@@ -49,7 +49,7 @@ def test_csv_record_spanning_lines_and_errors_after_it_name_the_right_line(tmp_p
         text_task(path).load(None, "train")
 
 
-def test_pairs_from_jsonl_with_other_column_names():
+def test_pairs_from_jsonl_with_other_column_names(tmp_path):
     task = task_for("text_classification", train_file=os.path.join(FIXTURES, "nli_train.jsonl"),
                     validation_file=os.path.join(FIXTURES, "nli_dev.jsonl"), text_column_names="premise,claim",
                     label_column_name="verdict")
@@ -58,7 +58,7 @@ def test_pairs_from_jsonl_with_other_column_names():
     assert train[0]["text_b"] == "A man is performing music." and train[0]["label"] == 1
     assert [example["label"] for example in validation] == [1, 0, 2]
     assert task.settings() == {"text_column_names": ["premise", "claim"], "label_column_name": "verdict"}
-    encoded = task.encode(validation, build_tokenizer(os.path.dirname(FIXTURES) + "/../.."), 24)
+    encoded = task.encode(validation, build_tokenizer(str(tmp_path)), 24)
     assert encoded.columns["input_ids"].shape == (3, 24) and encoded.columns["token_type_ids"].max() == 1
 
 
@@ -132,7 +132,7 @@ def test_unlabelled_test_split_and_eval_split_names(tmp_path):
     assert "labels" not in task.encode(task.load(None, "test"), build_tokenizer(str(tmp_path)), 16).columns
 
 
-def test_conll_and_jsonl_token_classification():
+def test_conll_and_jsonl_token_classification(tmp_path):
     task = task_for("token_classification", train_file=os.path.join(FIXTURES, "ner_train.jsonl"),
                     validation_file=os.path.join(FIXTURES, "ner_dev.conll"), text_column_names="words",
                     label_column_name="ner")
@@ -142,10 +142,11 @@ def test_conll_and_jsonl_token_classification():
     assert validation[1]["words"] == ["Spanish", "Farm", "Minister", "Loyola", "de", "Palacio"]
     assert [task.labels[i] for i in validation[1]["tags"]] == ["B-MISC", "O", "O", "B-PER", "I-PER", "I-PER"]
     assert task.head == "token_classification" and task.metric_for_best_model == "f1"
-    predictions = np.zeros((2, 3, len(task.labels)))
-    predictions[..., task.labels.index("O")] = 1  # everything O: no entity found
-    dataset = task.encode(validation, build_tokenizer(FIXTURES), 32)
-    assert task.compute_metrics(predictions.repeat(11, axis=1)[:, :32], dataset)["f1"] == 0.0
+    dataset = task.encode(validation, build_tokenizer(str(tmp_path)), 32)
+    predictions = np.zeros(dataset.columns["input_ids"].shape + (len(task.labels),))
+    predictions[..., task.labels.index("O")] = 1  # everything O: no entity found, every O token right
+    scores = task.compute_metrics(predictions, dataset)
+    assert scores["f1"] == 0.0 and scores["accuracy"] == 5 / 11  # 5 of the 11 words are O
 
 
 def test_own_data_tasks_are_registered_and_refuse_foreign_flags():
