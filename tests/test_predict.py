@@ -25,6 +25,7 @@ from ms_ptuning.config import PTuningConfig
 from ms_ptuning.data.nlpcc2017 import decode_summary, load_tokenizer as load_nlpcc_tokenizer
 from ms_ptuning.generation import GenerationConfig, generate
 from ms_ptuning.data.packaged import minilm_dir
+from ms_ptuning.encoders.folding import FoldableEncoder
 from ms_ptuning.models import HEADS
 from ms_ptuning.predict import predict_file
 from ms_ptuning.tasks import TaskDataError
@@ -192,6 +193,25 @@ def test_predict_streams_batches_to_disk_in_input_order(tmp_path):
     assert report.predicted == 6 and len(report.errors) == 1
 
 
+def test_csv_and_saved_dataset_inputs_keep_their_places(tmp_path):
+    import datasets
+
+    inputs = tmp_path / "in.csv"
+    inputs.write_text('text,extra\n"multi\nline",1\nshort\nfine,2\n')
+    model = CountingModel(str(tmp_path / "a.jsonl.partial"))
+    model.predictor.formats = ("csv", "saved")
+    predict_file(model, str(inputs), str(tmp_path / "a.jsonl"), progress=False)
+    assert read_jsonl(tmp_path / "a.jsonl") == [
+        {"line": 2, "length": 10},
+        {"line": 4, "error": f"{inputs}:4: expected 2 comma-separated fields (text, extra), got 1"},
+        {"line": 5, "length": 4}]
+    datasets.DatasetDict({"test": datasets.Dataset.from_dict({"text": ["ab", "abc"]})}).save_to_disk(str(tmp_path / "d"))
+    model = CountingModel(str(tmp_path / "b.jsonl.partial"))
+    model.predictor.formats = ("csv", "saved")
+    predict_file(model, str(tmp_path / "d"), str(tmp_path / "b.jsonl"), progress=False)
+    assert read_jsonl(tmp_path / "b.jsonl") == [{"row": 0, "length": 2}, {"row": 1, "length": 3}]
+
+
 def test_unknown_input_format_stops_before_writing(tmp_path):
     model = CountingModel(str(tmp_path / "out.jsonl.partial"))
     (tmp_path / "in.xlsx").write_text("x")
@@ -262,7 +282,10 @@ def test_question_answering_answers_from_the_context(tiny_bert, tmp_path):
     model = HEADS["question_answering"](load_backbone(tiny_bert), PTuningConfig(mode="prefix", pre_seq_len=4))
     save_adapter(model, str(tmp_path), task="squad", labels=["start", "end"], base_model=tiny_bert, max_seq_length=160)
     context = "the man ran to the park and the woman ran to the school " * 4
-    [answer] = load_adapter(str(tmp_path)).predict([{"question": "where did the man run", "context": context}])
+    loaded = load_adapter(str(tmp_path))
+    encoders = [cell for _, cell in loaded.model.cells_and_names() if isinstance(cell, FoldableEncoder)]
+    assert encoders and all(encoder.folded is not None for encoder in encoders)  # computed once, reused
+    [answer] = loaded.predict([{"question": "where did the man run", "context": context}])
     assert answer["answer"] == context[answer["start"]:answer["end"]] and answer["answer"]
     assert math.isfinite(answer["score"])
 
