@@ -18,10 +18,11 @@ import numpy as np
 from .backend import set_device_target, torch  # first: mindnlp must patch transformers before it is imported
 import transformers
 
-from .adapters import load_adapter as load_adapter_weights, read_adapter_config
-from .backbones import build_backbone, load_backbone, load_tokenizer
+from .adapters import load_adapter as load_adapter_weights, prompted_backbone, read_adapter_config
+from .backbones import build_backbone, input_positions, load_backbone, load_tokenizer
 from .config import PTuningConfig
 from .data import nlpcc2017
+from .deberta_prefix import DEBERTA_MODEL_TYPES
 from .encoders.folding import fold_encoders
 from .models import HEADS
 from .predictors import PREDICTORS
@@ -96,6 +97,7 @@ def load_adapter(directory: str, model_name_or_path: str = None, text_column_nam
     load_adapter_weights(model, directory)
     fold_encoders(model)
     model.set_train(False)
+    check_max_length(model, max_length)
     tokenizer = adapter_tokenizer(directory, saved, base)
     options = {"generation": generation} if head == "causal_lm" and generation is not None else {}
     predictor = PREDICTORS[head](model, tokenizer, saved, text_column_names, max_length, **options)
@@ -118,6 +120,19 @@ def adapter_backbone(directory: str, saved: dict, base: str):
         raise ValueError(f"{directory} was trained on another model than {base} ({'; '.join(differences)}); pass "
                          "the model it was trained on (--model_name_or_path)")
     return backbone
+
+
+def check_max_length(model, max_length: int | None) -> None:
+    """Refuse a `max_length` the backbone cannot embed with the virtual tokens in front (DeBERTa's prefixes
+    take no positions), as ms_ptuning.run checks --max_seq_length before training."""
+    wrapper = prompted_backbone(model)
+    limit = input_positions(wrapper.backbone.config)
+    virtual = wrapper.config.num_virtual_tokens
+    if wrapper.config.mode == "prefix" and wrapper.backbone.config.model_type in DEBERTA_MODEL_TYPES:
+        virtual = 0
+    if max_length and limit is not None and max_length + virtual > limit:
+        raise ValueError(f"max_length {max_length} + {virtual} virtual tokens exceed the {limit} positions the "
+                         f"model embeds; pass {limit - virtual} or less")
 
 
 def adapter_tokenizer(directory: str, saved: dict, base: str):

@@ -25,8 +25,8 @@ import sys
 from tqdm.auto import tqdm
 
 from .api import load_adapter
-from .backbones import BackboneLoadError
 from .tasks.base import TaskDataError
+from .tasks.custom import column_names
 from .tasks.records import file_format, iter_records
 
 MAX_REPORTED_ERRORS = 20  # on stderr; every one is in the output file
@@ -147,7 +147,7 @@ def run(args) -> Report:
     check_paths(args.input, args.output, args.overwrite)  # before the model loads: fail fast
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    columns = args.text_column_names.split(",") if args.text_column_names else None
+    columns = column_names(args.text_column_names)
     model = load_adapter(args.adapter, args.model_name_or_path, columns, args.max_seq_length,
                          generation_config(args), args.device_target)
     return predict_file(model, args.input, args.output, args.batch_size, args.split, args.overwrite,
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         report = run(args)
-    except (TaskDataError, BackboneLoadError, FileExistsError, FileNotFoundError, ValueError) as error:
+    except (ValueError, OSError) as error:  # bad input, adapter or paths (TaskDataError, BackboneLoadError among them)
         print(f"ms-ptuning predict: error: {error}", file=sys.stderr)
         return 2
     print(report)

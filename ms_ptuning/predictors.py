@@ -59,8 +59,9 @@ class Predictor:
 class SequenceClassificationPredictor(Predictor):
     def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None):
         super().__init__(model, tokenizer, saved, columns, max_length)
-        problem_type = saved["ptuning_config"]["problem_type"]
-        self.label_set = LabelSet(problem_type, saved.get("labels") or ())
+        config = saved["ptuning_config"]
+        labels = () if config["problem_type"] == REGRESSION else saved.get("labels") or range(config["num_labels"])
+        self.label_set = LabelSet(config["problem_type"], labels)  # adapters without labels: class ids
         self.task = TextClassification(text_column_names=self.columns, label_set=self.label_set)
 
     def example(self, where, record):
@@ -92,7 +93,7 @@ class TokenClassificationPredictor(Predictor):
 
     def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None):
         super().__init__(model, tokenizer, saved, columns, max_length)
-        self.labels = tuple(saved.get("labels") or ())
+        self.labels = tuple(saved.get("labels") or range(saved["ptuning_config"]["num_labels"]))
         self.task = TokenClassification(text_column_names=self.columns, label_set=LabelSet(SINGLE, self.labels))
 
     def example(self, where, record):

@@ -288,6 +288,9 @@ def test_question_answering_answers_from_the_context(tiny_bert, tmp_path):
     [answer] = loaded.predict([{"question": "where did the man run", "context": context}])
     assert answer["answer"] == context[answer["start"]:answer["end"]] and answer["answer"]
     assert math.isfinite(answer["score"])
+    with pytest.raises(ValueError, match=r"max_length 300 \+ 4 virtual tokens exceed the 256 positions the model "
+                                         r"embeds; pass 252 or less"):
+        load_adapter(str(tmp_path), max_length=300)
 
 
 def test_causal_lm_generates_with_the_generation_flags(tmp_path):
