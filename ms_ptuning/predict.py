@@ -105,6 +105,7 @@ def predict_file(model, input_path: str, output_path: str, batch_size: int = 32,
         raise TaskDataError(f"{input_path}: no records")
     report = Report(output_path, show=lambda message: tqdm.write(message, file=sys.stderr))
     partial = f"{output_path}.partial"
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     try:
         with open(partial, "w", encoding="utf-8") as output, \
                 tqdm(desc="predict", unit=" records", disable=not progress) as bar:

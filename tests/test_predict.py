@@ -27,7 +27,7 @@ from ms_ptuning.generation import GenerationConfig, generate
 from ms_ptuning.data.packaged import minilm_dir
 from ms_ptuning.encoders.folding import FoldableEncoder
 from ms_ptuning.models import HEADS
-from ms_ptuning.predict import predict_file
+from ms_ptuning.predict import main as predict_main, predict_file
 from ms_ptuning.tasks import TaskDataError
 from ms_ptuning.training.optim import AdamW
 from ms_ptuning.weights import named_weights
@@ -112,8 +112,8 @@ def test_api_predicts_what_the_command_wrote(reviews_adapter, tmp_path):
     output = tmp_path / "predictions.jsonl"
     inputs = tmp_path / "new.csv"
     inputs.write_text('text\n"A gripping, funny film."\nDull and slow.\n')
-    assert run([PREDICT, "predict", "--adapter", str(reviews_adapter), "--input", str(inputs), "--output",
-                str(output), "--disable_tqdm"]).returncode == 0
+    assert predict_main(["--adapter", str(reviews_adapter), "--input", str(inputs), "--output", str(output),
+                         "--disable_tqdm"]) == 0
     model = load_adapter(str(reviews_adapter))
     predicted = model.predict(["A gripping, funny film.", "Dull and slow."])
     for written, direct in zip(read_jsonl(output), predicted, strict=True):
@@ -122,35 +122,35 @@ def test_api_predicts_what_the_command_wrote(reviews_adapter, tmp_path):
     assert model.labels == ("neg", "pos") and model.columns == ("text",)
 
 
-def test_pair_adapter_reads_its_saved_columns_from_csv(nli_adapter, tmp_path):
+def test_pair_adapter_reads_its_saved_columns_from_csv(nli_adapter, tmp_path, capsys):
     inputs = tmp_path / "pairs.csv"
     inputs.write_text("id,premise,claim\n1,A dog runs.,An animal moves.\n2,A dog runs.,\n3,A cat sleeps.,It rests.\n")
     output = tmp_path / "out.jsonl"
-    result = run([PREDICT, "predict", "--adapter", str(nli_adapter), "--input", str(inputs), "--output", str(output)])
-    assert result.returncode == 0, result.stderr[-3000:]  # one empty side of a pair is kept, as in training
+    assert predict_main(["--adapter", str(nli_adapter), "--input", str(inputs), "--output", str(output)]) == 0
+    assert "predicted 3 of 3 records" in capsys.readouterr().out  # one empty side of a pair is kept, as in training
     records = read_jsonl(output)
     assert [record["line"] for record in records] == [2, 3, 4]
     for record in records:
         check_classified(record, ("contradiction", "entailment", "neutral"))
     missing = tmp_path / "missing.csv"
     missing.write_text("premise,hypothesis\na,b\n")
-    result = run([PREDICT, "predict", "--adapter", str(nli_adapter), "--input", str(missing), "--output",
-                  str(tmp_path / "never.jsonl")])
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{missing}:1: missing column 'claim'; the header has 'premise', 'hypothesis'" in result.stderr
+    assert predict_main(["--adapter", str(nli_adapter), "--input", str(missing), "--output",
+                         str(tmp_path / "never.jsonl")]) == 2
+    assert capsys.readouterr().err == (f"ms-ptuning predict: error: {missing}:1: missing column 'claim'; the header "
+                                       "has 'premise', 'hypothesis'\n")
     assert not os.path.exists(tmp_path / "never.jsonl")
 
 
-def test_predict_never_overwrites_without_the_flag(reviews_adapter, tmp_path):
+def test_predict_never_overwrites_without_the_flag(reviews_adapter, tmp_path, capsys):
     output = tmp_path / "kept.jsonl"
     output.write_text("precious\n")
-    command = [PREDICT, "predict", "--adapter", str(reviews_adapter), "--input",
-               os.path.join(FIXTURES, "reviews_dev.csv"), "--output", str(output)]
-    result = run(command)
-    assert result.returncode == 2 and f"{output} exists; pass --overwrite to replace it" in result.stderr
+    argv = ["--adapter", str(reviews_adapter), "--input", os.path.join(FIXTURES, "reviews_dev.csv"), "--output",
+            str(output), "--disable_tqdm"]
+    assert predict_main(argv) == 2
+    assert capsys.readouterr().err == f"ms-ptuning predict: error: {output} exists; pass --overwrite to replace it\n"
     assert output.read_text() == "precious\n"
-    assert run(command + ["--overwrite"]).returncode == 0
-    assert len(read_jsonl(output)) == 4
+    assert predict_main(argv + ["--overwrite"]) == 0
+    assert [record["line"] for record in read_jsonl(output)] == [2, 3, 4, 5]
 
 
 class CountingPredictor:
@@ -182,7 +182,7 @@ def test_predict_streams_batches_to_disk_in_input_order(tmp_path):
     inputs = tmp_path / "in.jsonl"
     inputs.write_text("".join(json.dumps({"text": "x" * n}) + "\n" for n in range(1, 8)).replace('{"text": "xxx"}',
                                                                                                  '{"txt": 1}'))
-    output = tmp_path / "out.jsonl"
+    output = tmp_path / "new_directory" / "out.jsonl"  # made as needed
     model = CountingModel(f"{output}.partial")
     report = predict_file(model, str(inputs), str(output), batch_size=2, progress=False)
     assert model.predictor.on_disk == [0, 2, 4, 6]  # each batch written before the next is predicted
