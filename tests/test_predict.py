@@ -27,7 +27,8 @@ from ms_ptuning.generation import GenerationConfig, generate
 from ms_ptuning.data.packaged import minilm_dir
 from ms_ptuning.encoders.folding import FoldableEncoder
 from ms_ptuning.models import HEADS
-from ms_ptuning.predict import main as predict_main, predict_file
+from ms_ptuning.cli import main as ms_ptuning_command
+from ms_ptuning.predict import predict_file
 from ms_ptuning.tasks import TaskDataError
 from ms_ptuning.training.optim import AdamW
 from ms_ptuning.weights import named_weights
@@ -40,6 +41,11 @@ FIXTURES = os.path.join(ROOT, "tests", "fixtures", "own_data")
 PREDICT = os.path.join(os.path.dirname(sys.executable), "ms-ptuning")
 FEW_STEPS = ["--max_seq_length", "32", "--per_device_train_batch_size", "4", "--max_steps", "2",
              "--learning_rate", "1e-2", "--pre_seq_len", "4", "--disable_tqdm", "True", "--seed", "3"]
+
+
+def predict_main(argv) -> int:
+    """`ms-ptuning predict ARGV` in this process (the console script's code path, without its start-up)."""
+    return ms_ptuning_command(["predict", *argv])
 
 
 def read_jsonl(path) -> list:
