@@ -211,7 +211,8 @@ def test_csv_and_saved_dataset_inputs_keep_their_places(tmp_path):
         {"line": 2, "length": 10},
         {"line": 4, "error": f"{inputs}:4: expected 2 comma-separated fields (text, extra), got 1"},
         {"line": 5, "length": 4}]
-    datasets.DatasetDict({"test": datasets.Dataset.from_dict({"text": ["ab", "abc"]})}).save_to_disk(str(tmp_path / "d"))
+    saved = datasets.DatasetDict({"test": datasets.Dataset.from_dict({"text": ["ab", "abc"]})})
+    saved.save_to_disk(str(tmp_path / "d"))
     model = CountingModel(str(tmp_path / "b.jsonl.partial"))
     model.predictor.formats = ("csv", "saved")
     predict_file(model, str(tmp_path / "d"), str(tmp_path / "b.jsonl"), progress=False)
@@ -238,8 +239,8 @@ def own_run(tiny_bert, output, train, validation, *flags):
 
 
 def test_finetune_multi_label_needs_no_base_model_to_predict(tiny_bert, same_process_runs, tmp_path):
-    rows = [("the man ran", ["sport"]), ("a book in the library", ["culture"]), ("the boy read and ran", ["culture", "sport"]),
-            ("the river", [])] * 2
+    rows = [("the man ran", ["sport"]), ("a book in the library", ["culture"]),
+            ("the boy read and ran", ["culture", "sport"]), ("the river", [])] * 2
     data = tmp_path / "tags.jsonl"
     data.write_text("".join(json.dumps({"text": text, "topics": topics}) + "\n" for text, topics in rows))
     results = own_run(tiny_bert, tmp_path / "run", data, data, "--mode", "finetune", "--label_column_name", "topics")
@@ -256,8 +257,9 @@ def test_finetune_multi_label_needs_no_base_model_to_predict(tiny_bert, same_pro
 def test_regression_predicts_a_score(tiny_bert, same_process_runs, tmp_path):
     data = tmp_path / "scores.csv"
     data.write_text("text,rating\nthe man ran,0.5\nthe book,2.5\nthe river,1.25\n")
-    results = own_run(tiny_bert, tmp_path / "run", data, data, "--label_column_name", "rating")
-    assert {"eval_mse", "eval_pearson"} <= set(results)
+    results = own_run(tiny_bert, tmp_path / "run", data, data, "--label_column_name", "rating",
+                      "--test_file", str(data), "--eval_splits", "test")
+    assert {"eval_mse", "eval_pearson", "test_mse"} <= set(results)  # --test_file is the split named test
     [predicted] = load_adapter(str(tmp_path / "run" / "adapter")).predict(["the park"])
     assert set(predicted) == {"score"} and math.isfinite(predicted["score"])
 
@@ -359,7 +361,8 @@ def test_text_classification_script_builds_the_run_command(tmp_path):
     assert argv[argv.index("--output_dir") + 1] == os.path.join(ROOT, "outputs", "mine")
     assert argv[-2:] == ["--mode", "finetune"] and argv[argv.index("--train_file") + 1] == str(train)
     missing = run(["bash", os.path.join(ROOT, "scripts", "run_text_classification.sh"), str(tmp_path)])
-    assert missing.returncode == 2 and "usage: scripts/run_text_classification.sh MODEL_DIR TRAIN_FILE" in missing.stderr
+    assert missing.returncode == 2
+    assert "usage: scripts/run_text_classification.sh MODEL_DIR TRAIN_FILE" in missing.stderr
 
 
 def test_build_model_trains_in_your_own_loop():
