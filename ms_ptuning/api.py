@@ -84,8 +84,8 @@ def load_adapter(directory: str, model_name_or_path: str = None, text_column_nam
                  generation=None, device_target: str = None) -> AdapterModel:
     """The adapter in `directory` (an output_dir's `adapter/` or `best_model/`) on its base model: the
     directory recorded at training time, or `model_name_or_path`. Finetune adapters hold every weight and
-    need no base model. `text_column_names`, `max_length` override what the adapter saved; `generation`:
-    GenerationConfig fields for causal LMs (max_new_tokens, num_beams, no_repeat_ngram_size, ...)."""
+    need no base model. `text_column_names` ("a,b" or a sequence) and `max_length` override what the adapter
+    saved; `generation`: GenerationConfig fields for causal LMs (max_new_tokens, num_beams, ...)."""
     if device_target:
         set_device_target(device_target)
     saved = read_adapter_config(directory)

@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 
 from .api import load_adapter
 from .tasks.base import TaskDataError
-from .tasks.custom import column_names
 from .tasks.records import file_format, iter_records
 
 MAX_REPORTED_ERRORS = 20  # on stderr; every one is in the output file
@@ -148,8 +147,7 @@ def run(args) -> Report:
     check_paths(args.input, args.output, args.overwrite)  # before the model loads: fail fast
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    columns = column_names(args.text_column_names)
-    model = load_adapter(args.adapter, args.model_name_or_path, columns, args.max_seq_length,
+    model = load_adapter(args.adapter, args.model_name_or_path, args.text_column_names, args.max_seq_length,
                          generation_config(args), args.device_target)
     return predict_file(model, args.input, args.output, args.batch_size, args.split, args.overwrite,
                         progress=not args.disable_tqdm)

@@ -17,7 +17,7 @@ from .backend import torch
 from .data.nlpcc2017 import PARAGRAPH_MARKER, decode_summary
 from .generation import GenerationConfig, generate
 from .tasks import get_task
-from .tasks.custom import TextClassification, TokenClassification
+from .tasks.custom import TextClassification, TokenClassification, column_names
 from .tasks.encoding import effective_max_length, model_inputs
 from .tasks.files import check_texts, field
 from .tasks.labels import MULTI, REGRESSION, SINGLE, LabelSet
@@ -46,7 +46,7 @@ class Predictor:
 
     def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None):
         self.model, self.tokenizer, self.saved = model, tokenizer, saved
-        self.columns = tuple(columns or saved.get("text_column_names") or self.default_columns)
+        self.columns = column_names(columns) or tuple(saved.get("text_column_names") or self.default_columns)
         self.max_length = effective_max_length(tokenizer, max_length or saved.get("max_seq_length") or 128)
 
     def example(self, where, record: dict):

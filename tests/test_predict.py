@@ -126,6 +126,9 @@ def test_api_predicts_what_the_command_wrote(reviews_adapter, tmp_path):
         assert written["label"] == direct["label"]
         assert np.allclose(list(written["probabilities"].values()), list(direct["probabilities"].values()), atol=1e-6)
     assert model.labels == ("neg", "pos") and model.columns == ("text",)
+    renamed = load_adapter(str(reviews_adapter), text_column_names="review")  # a file whose column has another name
+    assert renamed.columns == ("review",)
+    assert renamed.predict([{"review": "Dull and slow."}])[0]["label"] == predicted[1]["label"]
 
 
 def test_pair_adapter_reads_its_saved_columns_from_csv(nli_adapter, tmp_path, capsys):
