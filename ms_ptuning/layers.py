@@ -117,8 +117,9 @@ class Dropout(nn.Cell):
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
         self.site = next(_dropout_sites)
+        # a host (CPU) op on every device target: on GPU/Ascend the graph runs it heterogeneously (untested here)
         self.keep_mask = ops.Custom(keep_mask_function(p, self.site), out_shape=_like_input, out_dtype=_like_input,
-                                    func_type="pyfunc")
+                                    func_type="pyfunc").set_device("CPU")
 
     def construct(self, x):
         if not self.training or self.p == 0.0:

@@ -2,78 +2,27 @@
 update, padded short batches, non-finite and fp16-overflow steps, optimizer state and an exact resume with
 dropout, compile logging."""
 
+import os
+import socket
+import subprocess
+
 import mindspore
 import numpy as np
 import pytest
 from mindspore import Tensor, nn, ops
 
-from ms_ptuning.backend import seed_everything
 from ms_ptuning.distributed import DataParallel
-from ms_ptuning.layers import Dropout, Embedding, LayerNorm, Linear
+from ms_ptuning.layers import Linear
 from ms_ptuning.losses import sequence_classification_loss
-from ms_ptuning.training import TrainingArguments
 from ms_ptuning.training.graph_steps import GraphSteps
 from ms_ptuning.training.optim import AdamW, clip_by_global_norm, global_norm
 from ms_ptuning.training.precision import LossScaler
 from ms_ptuning.training.schedules import lr_factor_fn
 from ms_ptuning.weights import to_numpy, trainable_weights
+from graph_steps_worker import main as train_toy
+from toy_classifier import LENGTH, arguments, micro_batch_stream, rows, toy
 
-VOCAB, HIDDEN, LENGTH, PREFIX = 40, 16, 6, 3
-
-
-class ToyClassifier(nn.Cell):
-    """Frozen word embeddings (a stand-in backbone), a trainable prefix table added to their masked mean,
-    dense + tanh, LayerNorm (no weight decay), dropout and a linear head with a Hugging Face loss."""
-
-    def __init__(self, num_labels: int, problem_type: str, dropout: float):
-        super().__init__()
-        self.problem_type = problem_type
-        self.word_embeddings = Embedding(VOCAB, HIDDEN, std=0.5)
-        self.word_embeddings.weight.requires_grad = False
-        self.prefix = Embedding(PREFIX, HIDDEN, std=0.3)
-        self.dense = Linear(HIDDEN, HIDDEN)
-        self.LayerNorm = LayerNorm(HIDDEN)
-        self.dropout = Dropout(dropout)
-        self.classifier = Linear(HIDDEN, num_labels)
-
-    def construct(self, input_ids, attention_mask, labels=None):
-        mask = ops.expand_dims(ops.cast(attention_mask, mindspore.float32), -1)
-        words = ops.div(ops.reduce_sum(ops.mul(self.word_embeddings(input_ids), mask), 1), ops.reduce_sum(mask, 1))
-        hidden = ops.tanh(self.dense(ops.add(words, ops.reduce_mean(self.prefix.weight, 0))))
-        logits = self.classifier(self.dropout(self.LayerNorm(hidden)))
-        if labels is None:
-            return None, logits
-        return sequence_classification_loss(logits, labels, self.problem_type), logits
-
-
-def toy(problem_type: str = "single_label_classification", dropout: float = 0.0) -> ToyClassifier:
-    seed_everything(0)  # the same initial weights and dropout sites every time
-    return ToyClassifier(1 if problem_type == "regression" else 3, problem_type, dropout)
-
-
-def arguments(tmp_path, **overrides) -> TrainingArguments:
-    values = dict(output_dir=str(tmp_path), learning_rate=5e-2, per_device_train_batch_size=4,
-                  per_device_eval_batch_size=4, gradient_accumulation_steps=1, max_grad_norm=1.0, weight_decay=0.1,
-                  report_to=[], seed=3)
-    return TrainingArguments(**{**values, **overrides})
-
-
-def rows(count: int, seed: int, regression: bool = False) -> dict:
-    rng = np.random.default_rng(seed)
-    padding = rng.integers(0, 3, count)  # 0-2 padding tokens per row
-    mask = (np.arange(LENGTH)[None] < LENGTH - padding[:, None]).astype(np.int64)
-    labels = rng.normal(100.0, 5.0, count).astype(np.float32) if regression else rng.integers(0, 3, count)
-    return {"input_ids": rng.integers(0, VOCAB, (count, LENGTH)).astype(np.int64), "attention_mask": mask,
-            "labels": labels}
-
-
-def micro_batch_stream(size: int = 22, batch: int = 4):
-    """Endless epochs over `size` rows in batches of `batch`: every epoch ends with a short batch."""
-    data = rows(size, seed=1)
-    for epoch in range(1000):
-        order = np.random.default_rng(epoch).permutation(size)
-        for start in range(0, size, batch):
-            yield {name: values[order[start:start + batch]] for name, values in data.items()}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class EagerUpdate:
@@ -257,8 +206,35 @@ class NotCompilable(nn.Cell):
         return sequence_classification_loss(logits, labels, "single_label_classification"), logits
 
 
-def test_a_model_that_does_not_compile_is_refused_with_a_clear_error(tmp_path):
+def test_a_model_that_does_not_compile_is_refused_with_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MindSpore writes rank_0/om/analyze_fail.ir into the working directory
     model = NotCompilable()
     with pytest.raises(RuntimeError, match="does not compile in GRAPH_MODE"):
         graph_steps(model, arguments(tmp_path)).train_step([rows(4, seed=0)], [0], 1e-2)
     assert mindspore.get_context("mode") == mindspore.PYNATIVE_MODE  # the eager code that follows still runs
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_msrun_workers_reach_the_weights_of_one_process(tmp_path):
+    """The accumulated gradients are all-reduced inside the reduce graph: 2 workers with shards of 2 take
+    the steps one process takes on global batches of 4, including a last batch of 1 row that leaves
+    worker 1 nothing (zero weight) and a shard of 1 padded to 2."""
+    train_toy(str(tmp_path / "single.npz"), 4)
+    env = dict(os.environ, PYTHONPATH=ROOT, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"])
+    command = [os.path.join(ROOT, ".venv", "bin", "msrun"), "--worker_num", "2", "--local_worker_num", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "--join", "True",
+               "--log_dir", str(tmp_path / "logs"), "--cluster_time_out", "300",
+               "python", os.path.join(ROOT, "tests", "graph_steps_worker.py"), str(tmp_path / "parallel.npz"), "2"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    logs = "".join(open(tmp_path / "logs" / name, errors="replace").read()[-2000:]
+                   for name in sorted(os.listdir(tmp_path / "logs")))
+    assert result.returncode == 0, result.stderr[-2000:] + logs
+    single, parallel = np.load(tmp_path / "single.npz"), np.load(tmp_path / "parallel.npz")
+    np.testing.assert_allclose(parallel["losses"], single["losses"], rtol=1e-5)
+    for name in single.files:
+        np.testing.assert_allclose(parallel[name], single[name], rtol=0, atol=1e-6, err_msg=name)
