@@ -1,6 +1,6 @@
 """GraphSteps, the compiled step engine, on a small pure-MindSpore classifier: 50 steps against the eager
 update, padded short batches, non-finite and fp16-overflow steps, optimizer state and an exact resume with
-dropout, compile logging."""
+dropout, compile logging, a model that does not compile, 2 msrun workers against one process."""
 
 import os
 import socket

@@ -139,6 +139,8 @@ class Reduce(nn.Cell):
 
 
 class Clear(nn.Cell):
+    """Accumulated gradients and loss back to zero."""
+
     def __init__(self, accumulators: list, loss_sum: Parameter):
         super().__init__(auto_prefix=False)
         self.accumulators, self.loss_sum = ParameterTuple(accumulators), loss_sum
