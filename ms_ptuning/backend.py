@@ -19,6 +19,8 @@ from mindtorch._apis import cpu as mindtorch_cpu_api
 from mindtorch._op_prim.cpu import legacy as mindtorch_legacy
 from mindtorch._bind import get_device_in_context
 
+from .layers import reset_dropout_sites, set_dropout_key
+
 DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 _MINDTORCH_DEVICE = {"CPU": "cpu", "GPU": "cuda", "Ascend": "npu"}
 
@@ -181,15 +183,19 @@ def to_mindtorch(tensor, like=None):
 
 
 def seed_everything(seed: int) -> None:
-    """Fix python, numpy, MindSpore and mindtorch RNGs: data order, initialisation and dropout."""
+    """Fix python, numpy, MindSpore and mindtorch RNGs: data order, initialisation and dropout (and number
+    the `layers.Dropout` sites built from here on from 0)."""
     random.seed(seed)
     np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     mindspore.set_seed(seed)
     torch.manual_seed(seed)
+    reset_dropout_sites()
 
 
 def seed_step(seed: int, step: int, worker: int = 0) -> None:
     """Reseed dropout for one training step, so its masks depend on (seed, step, data-parallel worker)
-    alone and a resumed run draws exactly the masks the uninterrupted run drew; workers draw their own."""
+    alone and a resumed run draws exactly the masks the uninterrupted run drew; workers draw their own.
+    Reseeds mindtorch's dropout (MindSpore's kernel, above) and keys `layers.Dropout`."""
+    set_dropout_key(seed, step, worker)
     mindspore.set_seed((seed * 1_000_003 + step + worker * 7_919_993) % (2**31 - 1) + 1)
