@@ -27,7 +27,7 @@ from .config import PTuningConfig
 from .models import HEADS
 from .backbones import input_positions, load_backbone, load_tokenizer
 from .deberta_prefix import DEBERTA_MODEL_TYPES
-from .tasks import get_task
+from .tasks.custom import task_for
 from .training import DatasetMetrics, Trainer, TrainingArguments
 from .training.arguments import resolve_precision
 from .training.precision import apply_precision, default_loss_scaler
@@ -53,8 +53,19 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    task: str = field(metadata={"help": "task name, e.g. rte, boolq, conll03, squad, rotten_tomatoes"})
+    task: str = field(metadata={"help": "task name, e.g. rte, boolq, conll03, squad, rotten_tomatoes; "
+                                        "text_classification / token_classification for your own files"})
     data_dir: str | None = field(default=None, metadata={"help": "local directory with the task's files"})
+    train_file: str | None = field(default=None, metadata={
+        "help": "own data (text_/token_classification): csv, tsv, json, jsonl, CoNLL .conll/.txt or a "
+                "save_to_disk directory; the format comes from the extension"})
+    validation_file: str | None = field(default=None, metadata={"help": "own data: validation split, as --train_file"})
+    test_file: str | None = field(default=None, metadata={"help": "own data: test split (--eval_splits test)"})
+    text_column_names: str | None = field(default=None, metadata={
+        "help": "own data: the text column, or two comma-separated for pairs (default text; token_classification: "
+                "tokens)"})
+    label_column_name: str | None = field(default=None, metadata={
+        "help": "own data: the label column (default label; token_classification: tags)"})
     max_seq_length: int | None = field(default=None, metadata={
         "help": "cut inputs to this many tokens; default: the task's (128; SQuAD 384; NER/SRL the model's "
                 "maximum, as the reference)"})
@@ -65,6 +76,9 @@ class DataArguments:
         "help": "comma-separated test splits scored at every new best validation metric (THUDM's protocol), "
                 "e.g. test, or test_wsj,test_brown for conll2005; checked against the task's splits before training. "
                 "Empty with --do_predict: test"})
+
+
+OWN_DATA_FLAGS = ("train_file", "validation_file", "test_file", "text_column_names", "label_column_name")
 
 
 @dataclass
@@ -122,10 +136,20 @@ def requested_test_splits(data_args: DataArguments, training_args: RunTrainingAr
     return names
 
 
+def adapter_metadata(task, model_args: ModelArguments, max_length: int | None) -> dict:
+    """What the adapter records besides its weights, so that `ms-ptuning predict` rebuilds the model and reads
+    its input as training did: labels, the task's columns, the base model (absolute: predict may run from
+    another directory) and the maximum length training cut at (None: the model's own maximum)."""
+    base_model = model_args.model_name_or_path
+    base_model = os.path.abspath(base_model) if os.path.isdir(base_model) else base_model
+    return {"task": task.name, "labels": list(task.labels), "base_model": base_model,
+            "max_seq_length": max_length, **task.settings()}
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: RunTrainingArguments) -> dict:
     set_device_target(model_args.device_target)
     seed_everything(training_args.seed)
-    task = get_task(data_args.task)
+    task = task_for(data_args.task, data_args.data_dir, **{name: getattr(data_args, name) for name in OWN_DATA_FLAGS})
     test_splits = requested_test_splits(data_args, training_args, task)
     resolve_precision(training_args)
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path,
@@ -164,7 +188,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
     if training_args.metric_for_best_model is None:
         training_args.metric_for_best_model = task.metric_for_best_model
         training_args.greater_is_better = task.greater_is_better
-    metadata = {"task": task.name, "labels": list(task.labels), "base_model": model_args.model_name_or_path}
+    metadata = adapter_metadata(task, model_args, max_length)
     trainer = Trainer(model, training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                       compute_metrics=DatasetMetrics(task.compute_metrics), test_datasets=test_datasets,
                       metadata_columns=task.metadata_columns, adapter_metadata=metadata, parallel=parallel,

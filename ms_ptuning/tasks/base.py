@@ -50,6 +50,11 @@ class Task(ABC):
     def num_labels(self) -> int:
         return 1 if self.problem_type == "regression" else len(self.labels)
 
+    def settings(self) -> dict:
+        """What the adapter saves besides the labels so that a prediction reads its input as training did
+        (own-data tasks: their column names)."""
+        return {}
+
     @abstractmethod
     def load(self, data_dir: str, split: str) -> list:
         """Raw examples of one split."""
