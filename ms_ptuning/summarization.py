@@ -34,7 +34,7 @@ from .generation import GenerationConfig, generate
 from .models.causal_lm import CausalLM
 from .rouge import corpus_rouge, rouge_scores
 from .run import RunTrainingArguments
-from .training import Trainer
+from .training import DatasetMetrics, Trainer
 from .weights import count_parameters, named_weights, trainable_weights
 
 
@@ -210,12 +210,14 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
                                                   references)
     metadata = {"base_model": model_args.model_name_or_path or saved.get("base_model"), "tokenizer": tokenizer_name,
                 "max_length": max_length, "summary_only_loss": summary_only}
-    trainer = Trainer(model, training_args, train_dataset, eval_dataset, compute_metrics=perplexity_metrics,
-                      adapter_metadata=metadata)
+    trainer = Trainer(model, training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      compute_metrics=DatasetMetrics(perplexity_metrics), adapter_metadata=metadata)
     if not model_args.adapter_dir:
-        train_result = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
+        train_output = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
         save_adapter(model, os.path.join(training_args.output_dir, "adapter"), **metadata)
-        results.update(train_result, train_tokens_per_second=train_result["train_steps_per_second"]
+        results.update(train_output.metrics, global_step=train_output.global_step,
+                       best_metric=trainer.state.best_metric, best_step=trainer.state.best_global_step,
+                       train_tokens_per_second=train_output.metrics["train_steps_per_second"]
                        * tokens_per_step(train_dataset, training_args))
     os.makedirs(training_args.output_dir, exist_ok=True)
     results.update(trainer.evaluate())
