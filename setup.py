@@ -27,6 +27,6 @@ setup(
     packages=find_packages(include=["ms_ptuning", "ms_ptuning.*"]),
     python_requires=">=3.11,<3.12",
     install_requires=STACK,
-    extras_require={"test": ["pytest", "pytest-timeout"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "tensorboardX==2.6.5"]},
     entry_points={"console_scripts": ["ms-ptuning=ms_ptuning.cli:main"]},
 )

@@ -12,11 +12,14 @@ import mindnlp  # noqa: F401  (side effect: `torch` becomes mindtorch, HF models
 import mindspore
 import numpy as np
 import torch
+from mindspore import ops
 from mindspore.ops import operations as ms_ops
 from mindspore.ops.function.random_func import _get_seed
 from mindtorch._apis import cpu as mindtorch_cpu_api
 from mindtorch._op_prim.cpu import legacy as mindtorch_legacy
 from mindtorch._bind import get_device_in_context
+
+from .layers import reset_dropout_sites, set_dropout_key
 
 DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 _MINDTORCH_DEVICE = {"CPU": "cpu", "GPU": "cuda", "Ascend": "npu"}
@@ -144,6 +147,30 @@ def install_reproducible_dropout() -> None:
 install_reproducible_dropout()
 
 
+def _cpu_bce_with_logits(input, target, weight, posWeight, reduction):  # noqa: A002, N803  (mindtorch's signature)
+    """mindtorch's CPU `binary_cross_entropy_with_logits` composed from softplus, as torch defines it:
+    (1 − y)·x + (1 + (pos_weight − 1)·y)·softplus(−x), times `weight`, then reduced.
+
+    MindSpore 2.7's CPU BCEWithLogitsLoss backward divides a mean by the element count of the first shape
+    the cached kernel ran on: after a (4, 2) batch, a (3, 3) one got gradients 8/9 of the true ones, and a
+    short last batch of a multi-label run is mis-scaled the same way. The loss values were right.
+    """
+    softplus_neg = ops.softplus(ops.neg(input))  # −log σ(x), exact gradient σ(x) − 1 everywhere
+    if posWeight is not None:
+        softplus_neg = ops.mul(ops.add(ops.mul(ops.sub(posWeight, 1.0), target), 1.0), softplus_neg)
+    loss = ops.add(ops.mul(ops.sub(1.0, target), input), softplus_neg)
+    if weight is not None:
+        loss = ops.mul(loss, weight)
+    return {"mean": ops.mean, "sum": ops.sum}[reduction](loss) if reduction != "none" else loss
+
+
+def install_cpu_bce_with_logits() -> None:
+    mindtorch_cpu_api.binary_cross_entropy_with_logits = _cpu_bce_with_logits
+
+
+install_cpu_bce_with_logits()
+
+
 def to_mindtorch(tensor, like=None):
     """Tag a tensor made by a plain MindSpore Cell so that mindtorch ops accept it.
 
@@ -156,15 +183,19 @@ def to_mindtorch(tensor, like=None):
 
 
 def seed_everything(seed: int) -> None:
-    """Fix python, numpy, MindSpore and mindtorch RNGs: data order, initialisation and dropout."""
+    """Fix python, numpy, MindSpore and mindtorch RNGs: data order, initialisation and dropout (and number
+    the `layers.Dropout` sites built from here on from 0)."""
     random.seed(seed)
     np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     mindspore.set_seed(seed)
     torch.manual_seed(seed)
+    reset_dropout_sites()
 
 
 def seed_step(seed: int, step: int, worker: int = 0) -> None:
     """Reseed dropout for one training step, so its masks depend on (seed, step, data-parallel worker)
-    alone and a resumed run draws exactly the masks the uninterrupted run drew; workers draw their own."""
+    alone and a resumed run draws exactly the masks the uninterrupted run drew; workers draw their own.
+    Reseeds mindtorch's dropout (MindSpore's kernel, above) and keys `layers.Dropout`."""
+    set_dropout_key(seed, step, worker)
     mindspore.set_seed((seed * 1_000_003 + step + worker * 7_919_993) % (2**31 - 1) + 1)

@@ -78,6 +78,14 @@ class DataParallel:
         summed = self.sum_tensors([Tensor(np.asarray(a, dtype=np.float32)) for a in arrays])
         return [s.asnumpy().astype(np.asarray(a).dtype) for s, a in zip(summed, arrays)]
 
+    def max_over_workers(self, value: int) -> int:
+        """The largest of every worker's `value` (e.g. the widest evaluation output before a gather)."""
+        if self.world_size == 1:
+            return value
+        values = np.zeros(self.world_size, np.float32)
+        values[self.rank] = value
+        return int(self.sum_arrays([values])[0].max())
+
     def broadcast_from_main(self, tensors: list) -> list:
         """Rank 0's values of `tensors` on every worker (one flat broadcast)."""
         if self.world_size == 1:

@@ -6,6 +6,7 @@ device on the tensor, which tensors computed by `mindspore.ops` do not carry. Pa
 safetensors file loads into either implementation without a name map.
 """
 
+import itertools
 import math
 
 import mindspore
@@ -58,19 +59,81 @@ class Linear(nn.Cell):
         return y
 
 
+@mindspore.jit_class
+class DropoutKey:
+    """(run seed, step, data-parallel worker) of the step being computed: every `Dropout` mask is a pure
+    function of it and of the layer's site number.
+
+    A Parameter, not a Python value, so that a compiled graph reads it when it runs rather than when it was
+    compiled: a train-step graph assigns it from its own input before the forward pass (`assign`), eager
+    code sets it before each step (`set_dropout_key`). A jit_class, so that graphs may read it without it
+    becoming a weight of every Cell that uses it.
+    """
+
+    def __init__(self):
+        self.value = Parameter(Tensor(np.zeros(3, np.int64)), name="dropout_key", requires_grad=False)
+
+
+DROPOUT_KEY = DropoutKey()
+_dropout_sites = itertools.count()
+
+
+def set_dropout_key(seed: int, step: int, worker: int = 0) -> None:
+    """Key the masks of the next forward passes run op by op (compiled steps assign it in-graph)."""
+    DROPOUT_KEY.value.set_data(Tensor(np.array([seed, step, worker], np.int64)))
+
+
+def reset_dropout_sites() -> None:
+    """Number the Dropouts built from now on from 0 again (`seed_everything` calls it): a model built the
+    same way after the same seeding gets the same site numbers, hence the same masks, as its weights."""
+    global _dropout_sites
+    _dropout_sites = itertools.count()
+
+
+def keep_mask_function(p: float, site: int):
+    """numpy function (input, key) → the input's inverted-dropout mask: 0 with probability p, else 1/(1-p).
+
+    Drawn on the host from a bit generator seeded by (key, site), so equal keys give equal masks in a
+    compiled graph and op by op alike, and a resumed run replays the masks of the run it continues. MindSpore's
+    CPU random kernels cannot do this: those taking a seed as an input (DropoutExt, RandLikeExt, UniformExt,
+    BernoulliExt) have no CPU kernel in 2.7, and those seeded by attributes (Dropout, UniformReal) keep their
+    state between launches of a compiled graph. A unit is dropped when a raw 32-bit draw is below p·2³²
+    (p exact to 2⁻³²); raw draws cost a third of numpy's float32 uniforms.
+    """
+    scale = np.float32(1.0 / (1.0 - p))
+    threshold = np.uint32(min(round(p * 2**32), 2**32 - 1))
+
+    def keep_mask(x, key):
+        bits = np.random.SFC64(np.random.SeedSequence([int(k) % 2**64 for k in key] + [site]))
+        draws = bits.random_raw((x.size + 1) // 2).view(np.uint32)[:x.size]
+        return ((draws >= threshold) * scale).astype(x.dtype, copy=False).reshape(x.shape)
+
+    return keep_mask
+
+
+def _like_input(x_shape_or_dtype, key_shape_or_dtype):
+    return x_shape_or_dtype  # the mask has the input's shape and dtype
+
+
 class Dropout(nn.Cell):
-    """Inverted dropout, active only in training mode (`set_train(True)`)."""
+    """Inverted dropout, active only in training mode (`set_train(True)`), with masks a pure function of
+    (`DROPOUT_KEY`, site), see `keep_mask_function`. Each instance is one site (numbered as built), so a
+    Dropout called twice in one step applies the same mask to same-shaped inputs."""
 
     def __init__(self, p: float):
         super().__init__()
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
+        self.site = next(_dropout_sites)
+        # a host (CPU) op on every device target: on GPU/Ascend the graph runs it heterogeneously (untested here)
+        self.keep_mask = ops.Custom(keep_mask_function(p, self.site), out_shape=_like_input, out_dtype=_like_input,
+                                    func_type="pyfunc").set_device("CPU")
 
     def construct(self, x):
         if not self.training or self.p == 0.0:
             return x
-        return ops.dropout(x, p=self.p, training=True)
+        return ops.mul(x, ops.stop_gradient(self.keep_mask(x, DROPOUT_KEY.value)))
 
 
 def lstm_cell(input_gates, h, c, w_hh_t):

@@ -34,7 +34,8 @@ from .data.nlpcc2017 import (NLPCC2017_URL, LoadReport, decode_summary, generati
 from .generation import GenerationConfig, generate
 from .models.causal_lm import CausalLM
 from .rouge import corpus_rouge, rouge_scores
-from .training import Trainer
+from .training import DatasetMetrics, Trainer
+from .training.arguments import resolve_precision
 from .training.precision import default_loss_scaler, mixed_precision_dtype
 from .weights import count_parameters, named_weights, trainable_weights
 
@@ -111,9 +112,10 @@ def gpt2_config(model_args: ModelArguments, tokenizer) -> "transformers.GPT2Conf
 
 
 def build_model(model_args: ModelArguments, tokenizer, max_length: int, saved: dict = None,
-                compute_dtype=None) -> CausalLM:
+                mixed_precision: str = "no") -> CausalLM:
     """A new model, or from `saved` (the adapter's config) a trained one; checked against the tokenizer and
-    max_length."""
+    max_length. `mixed_precision` (--mixed_precision) is refused before anything loads if the device lacks it."""
+    compute_dtype = mixed_precision_dtype(mixed_precision)
     saved = saved or {}
     ptuning = (PTuningConfig.from_dict(saved["ptuning_config"]) if saved else
                model_args.ptuning_config(model_args.dropout))
@@ -181,6 +183,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
         training_args: RunTrainingArguments) -> dict:
     set_device_target(model_args.device_target)
     seed_everything(training_args.seed)
+    resolve_precision(training_args)
     saved = read_adapter_config(model_args.adapter_dir) if model_args.adapter_dir else {}
     tokenizer_name = model_args.tokenizer_name or saved.get("tokenizer")
     max_length = data_args.max_length or saved.get("max_length") or DEFAULT_MAX_LENGTH
@@ -190,8 +193,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     train_examples, eval_examples, report, data_file = load_data(data_args, tokenizer, max_length)
     train_dataset = lm_dataset(train_examples, tokenizer, max_length, summary_only)
     eval_dataset = lm_dataset(eval_examples, tokenizer, max_length, summary_only)
-    model = build_model(model_args, tokenizer, max_length, saved,
-                        mixed_precision_dtype(training_args.mixed_precision))
+    model = build_model(model_args, tokenizer, max_length, saved, training_args.mixed_precision)
     trainable, total = count_parameters(trainable_weights(model)), count_parameters(named_weights(model))
     print(f"[ms_ptuning] GPT-2 summarization, {model.config.mode}: trainable parameters {trainable:,} of {total:,}; "
           f"train {len(train_dataset)}, eval {len(eval_dataset)} examples")
@@ -207,12 +209,15 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
                                                   references)
     metadata = {"base_model": model_args.model_name_or_path or saved.get("base_model"), "tokenizer": tokenizer_name,
                 "max_length": max_length, "summary_only_loss": summary_only}
-    trainer = Trainer(model, training_args, train_dataset, eval_dataset, compute_metrics=perplexity_metrics,
-                      adapter_metadata=metadata, loss_scaler=default_loss_scaler(training_args.mixed_precision))
+    trainer = Trainer(model, training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      compute_metrics=DatasetMetrics(perplexity_metrics), adapter_metadata=metadata,
+                      loss_scaler=default_loss_scaler(training_args.mixed_precision))
     if not model_args.adapter_dir:
-        train_result = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
+        train_output = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
         save_adapter(model, os.path.join(training_args.output_dir, "adapter"), **metadata)
-        results.update(train_result, train_tokens_per_second=train_result["train_steps_per_second"]
+        results.update(train_output.metrics, global_step=train_output.global_step,
+                       best_metric=trainer.state.best_metric, best_step=trainer.state.best_global_step,
+                       train_tokens_per_second=train_output.metrics["train_steps_per_second"]
                        * tokens_per_step(train_dataset, training_args))
     os.makedirs(training_args.output_dir, exist_ok=True)
     results.update(trainer.evaluate())

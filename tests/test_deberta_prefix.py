@@ -141,6 +141,6 @@ def test_prefix_token_classifier_trains_with_the_trainer_and_keeps_the_backbone_
     before = trainer.evaluate(dataset)["eval_loss"]
     trainer.train()
     assert trainer.evaluate(dataset)["eval_loss"] < 0.5 * before  # 0.84 → 0.22 when written
-    assert trainer.predict(dataset).shape == (16, 6, 2)
+    assert trainer.predict(dataset).predictions.shape == (16, 6, 2)
     after = to_numpy(named_weights(model))
     assert all(np.array_equal(value, after[name]) for name, value in backbone_before.items())

@@ -168,7 +168,7 @@ def test_trainer_keeps_float32_weights_and_moments_under_fp16(tmp_path):
     trainer = Trainer(model, tiny_arguments(tmp_path), train_dataset=tiny_dataset(),
                       loss_scaler=default_loss_scaler("fp16"))
     result = trainer.train()
-    assert np.isfinite(result["train_loss"])
+    assert np.isfinite(result.training_loss)
     trainable, optimizer, state = load_checkpoint(latest_checkpoint(str(tmp_path)))
     assert {a.dtype for a in trainable.values()} == {np.dtype(np.float32)}
     assert {a.dtype for n, a in optimizer.items() if n.startswith("exp_avg")} == {np.dtype(np.float32)}

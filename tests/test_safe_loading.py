@@ -123,7 +123,7 @@ def trained_run(tmp_path_factory):
     """A 2-step run with a checkpoint after each step, and its adapter."""
     output_dir = tmp_path_factory.mktemp("run")
     model = tiny_classifier()
-    Trainer(model, tiny_arguments(output_dir), tiny_dataset()).train()
+    Trainer(model, tiny_arguments(output_dir), train_dataset=tiny_dataset()).train()
     save_adapter(model, str(output_dir / "adapter"))
     return output_dir
 
@@ -138,7 +138,7 @@ def test_truncated_checkpoint_is_detected_and_changes_nothing(trained_run, tmp_p
     model = tiny_classifier()
     before = to_numpy(named_weights(model))
     with pytest.raises(WeightsFileError, match="truncated"):
-        Trainer(model, tiny_arguments(copy), tiny_dataset()).train(resume_from_checkpoint=True)
+        Trainer(model, tiny_arguments(copy), train_dataset=tiny_dataset()).train(resume_from_checkpoint=True)
     after = to_numpy(named_weights(model))
     assert all(np.array_equal(before[name], after[name]) for name in before)
 

@@ -8,23 +8,10 @@ GPT-2 therefore needs `n_positions >= P + sequence length`.
 
 from ..backend import torch
 from ..config import PTuningConfig
+from ..losses import token_nll
 from .base import PTuningHead
 
 F = torch.nn.functional
-IGNORE_INDEX = -100
-
-
-def token_nll(logits, labels):
-    """Next-token negative log-likelihood per example: logits (B, T, V) at position t predict labels[:, t+1];
-    labels -100 are ignored. Returns (summed NLL (B,), number of predicted tokens (B,)).
-
-    mindtorch's functional ops, not `mindspore.ops` composites (zero gradients after `import mindnlp`).
-    """
-    targets = labels[:, 1:].long()
-    counted = (targets != IGNORE_INDEX).to(logits.dtype)  # (B, T-1)
-    log_probs = F.log_softmax(logits[:, :-1], dim=-1)  # (B, T-1, V)
-    picked = torch.gather(log_probs, 2, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-    return -(picked * counted).sum(dim=1), counted.sum(dim=1)
 
 
 class CausalLM(PTuningHead):

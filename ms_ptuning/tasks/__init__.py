@@ -5,6 +5,7 @@
 
 from .base import Task, TaskDataError
 from .registry import TASKS, get_task
-from . import glue, ner, rotten_tomatoes, squad, srl, superglue  # noqa: F401  (each registers its tasks in TASKS)
+# each module registers its tasks in TASKS
+from . import custom, glue, ner, rotten_tomatoes, squad, srl, superglue  # noqa: F401
 
 __all__ = ["Task", "TaskDataError", "TASKS", "get_task"]

@@ -15,8 +15,10 @@ class Task(ABC):
     (Plain class attributes, not dataclass fields: a dataclass `__init__` would reset a subclass's
     `name`/`labels` overrides to the base defaults on every instance.)
 
-    - `load(data_dir, split)` reads raw examples (list of dicts) from local files; `split` is one of
-      `train`, `validation`, `test` (some tasks have more, e.g. mnli `validation_mismatched`). Missing
+    - `splits` names every split `load` reads: `train`, `validation` and usually `test` (some tasks have
+      more, e.g. mnli `validation_mismatched`, conll2005 `test_wsj` and `test_brown`); the driver checks
+      `--eval_splits` against it before training.
+    - `load(data_dir, split)` reads raw examples (list of dicts) of one of `splits` from local files. Missing
       files/fields and unknown labels raise TaskDataError naming file:line:field.
     - `labels` (hence `num_labels`) is fixed by the task definition, before any data is read, so the
       model can be built first and every split maps labels to the same ids. (A task whose labels come from
@@ -38,6 +40,7 @@ class Task(ABC):
     head: str = "sequence_classification"
     problem_type: str = "single_label_classification"
     labels: tuple = ()
+    splits: tuple = ("train", "validation", "test")
     metric_for_best_model: str = "accuracy"
     greater_is_better: bool = True
     metadata_columns: tuple = ()
@@ -46,6 +49,11 @@ class Task(ABC):
     @property
     def num_labels(self) -> int:
         return 1 if self.problem_type == "regression" else len(self.labels)
+
+    def settings(self) -> dict:
+        """What the adapter saves besides the labels so that a prediction reads its input as training did
+        (own-data tasks: their column names)."""
+        return {}
 
     @abstractmethod
     def load(self, data_dir: str, split: str) -> list:

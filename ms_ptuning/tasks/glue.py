@@ -17,6 +17,7 @@ class GlueTask(TextClassificationTask):
     tsv_label_values = ("0", "1")  # raw tsv labels in label-id order (unused for regression)
     headerless_columns = ()
     split_files = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+    splits = ("train", "validation", "test")
     saved_splits = {"train": "train", "validation": "validation", "test": "test"}
 
     def texts(self, example, template_id):
@@ -113,6 +114,7 @@ class Mnli(GlueTask):
     tsv_label_values = labels
     split_files = {"train": "train.tsv", "validation": "dev_matched.tsv", "test": "test_matched.tsv",
                    "validation_mismatched": "dev_mismatched.tsv", "test_mismatched": "test_mismatched.tsv"}
+    splits = ("train", "validation", "test", "validation_mismatched", "test_mismatched")
     saved_splits = {"train": "train", "validation": "validation_matched", "test": "test_matched",
                     "validation_mismatched": "validation_mismatched", "test_mismatched": "test_mismatched"}
 

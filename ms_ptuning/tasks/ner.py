@@ -41,6 +41,7 @@ class Conll2003(ConllNerTask):
     name = "conll2003"
     labels = bio_labels(("PER", "ORG", "LOC", "MISC"))
     split_files = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
+    splits = ("train", "validation", "test")
     column_count = 4
     column_names = "token POS chunk NER"
 
@@ -51,6 +52,7 @@ class Conll2004(ConllNerTask):
     name = "conll2004"
     labels = bio_labels(("Loc", "Peop", "Org", "Other"))
     split_files = {"train": "train.txt", "validation": "dev.txt", "test": "test.txt"}
+    splits = ("train", "validation", "test")
 
 
 class OntoNotes(ConllNerTask):
@@ -60,6 +62,7 @@ class OntoNotes(ConllNerTask):
     labels = bio_labels(("CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC", "MONEY", "NORP",
                          "ORDINAL", "ORG", "PERCENT", "PERSON", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART"))
     split_files = {"train": "train.sd.conllx", "validation": "dev.sd.conllx", "test": "test.sd.conllx"}
+    splits = ("train", "validation", "test")
     separator = "\t"
     token_column = 1
     min_columns = 3

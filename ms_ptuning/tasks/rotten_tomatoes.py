@@ -20,6 +20,7 @@ VALIDATION_SIZE = 500
 class RottenTomatoes(Task):
     name = "rotten_tomatoes"
     labels = ("rotten", "fresh")
+    splits = ("train", "validation")
     metric_for_best_model = "accuracy"
 
     def load(self, data_dir, split):

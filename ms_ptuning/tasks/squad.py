@@ -77,6 +77,7 @@ class SquadTask(Task):
     metric_for_best_model = "f1"
     metadata_columns = ("example_index", "offset_mapping", "example_id", "context", "answers")
     split_files = {"train": ("train-v1.1.json", "train.json"), "validation": ("dev-v1.1.json", "dev.json")}
+    splits = ("train", "validation")
     saved_splits = {"train": "train", "validation": "validation"}
     max_seq_length = 384  # the reference's QA windows, whatever --max_seq_length says
     doc_stride = 128

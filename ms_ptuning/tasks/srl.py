@@ -88,6 +88,7 @@ class Conll2005(SrlTask):
     labels = CONLL05_LABELS
     split_files = {"train": "conll05.train.txt", "validation": "conll05.devel.txt",
                    "test_wsj": "conll05.test.wsj.txt", "test_brown": "conll05.test.brown.txt"}
+    splits = ("train", "validation", "test_wsj", "test_brown")
 
 
 class Conll2012(SrlTask):
@@ -95,6 +96,7 @@ class Conll2012(SrlTask):
     labels = CONLL12_LABELS
     split_files = {"train": "conll2012.train.txt", "validation": "conll2012.devel.txt",
                    "test": "conll2012.test.txt"}
+    splits = ("train", "validation", "test")
 
 
 register(Conll2005, Conll2012)

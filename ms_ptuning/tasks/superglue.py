@@ -25,6 +25,7 @@ class SuperGlueTask(TextClassificationTask):
     raw_label_values = (False, True)  # labels as the jsonl files write them, in label-id order
     labels = ("False", "True")  # HF label names
     split_files = {"train": "train.jsonl", "validation": "val.jsonl", "test": "test.jsonl"}
+    splits = ("train", "validation", "test")
     saved_splits = {"train": "train", "validation": "validation", "test": "test"}
     label_columns = ("label",)  # what a saved dataset must have besides `fields`
     file_hint = " (SuperGLUE jsonl) or a datasets.save_to_disk directory (dataset_dict.json)"

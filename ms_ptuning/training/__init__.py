@@ -1,10 +1,13 @@
-"""Training: AdamW, Hugging Face learning-rate schedules, checkpoints and the Trainer loop."""
+"""Training: the Trainer loop (Hugging Face's contract) on a step engine, AdamW, HF schedules, checkpoints."""
 
 from .. import backend  # noqa: F401  (mindnlp must patch transformers before it is imported)
 from transformers import TrainingArguments
 
+from .eager_steps import EagerSteps
+from .evaluation import DatasetMetrics
+from .steps import StepResult
 from .trainer import Trainer
 
 TrainingArgs = TrainingArguments
 
-__all__ = ["Trainer", "TrainingArgs", "TrainingArguments"]
+__all__ = ["DatasetMetrics", "EagerSteps", "StepResult", "Trainer", "TrainingArgs", "TrainingArguments"]

@@ -3,8 +3,11 @@
 A checkpoint is a directory `checkpoint-<step>/` with
   trainable.safetensors   the trainable weights (adapter + head, or everything when fine-tuning)
   optimizer.safetensors   AdamW moments and step count
-  trainer_state.json      global step, epoch, position inside the epoch, best metric, seed, and the run's
-                          config (the training arguments that shape the run, the PTuningConfig, a
+  trainer_state.json      Hugging Face's TrainerState (`TrainerState.load_from_json` reads it): global step,
+                          epoch, log history, best metric, callback states
+  run_state.json          what an exact resume needs beyond it: the position inside the epoch, the logged-loss
+                          sums, the best dev evaluation with its test-split scores, the loss scale, and the
+                          run's config (the training arguments that shape the run, the PTuningConfig, a
                           fingerprint of the train data), which a resume must match
 It is written under a temporary name and renamed into place, so a directory named `checkpoint-<step>` is
 always complete; leftovers of a killed write keep their temporary name and are never picked. A checkpoint
@@ -27,7 +30,8 @@ from ..safe_loading import load_safetensors, pickle_files
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STAGING_PREFIX, DISCARD_PREFIX = ".checkpoint-", ".discarded-"
-STATE_FILE = "trainer_state.json"
+STATE_FILE = "run_state.json"
+TRAINER_STATE_FILE = "trainer_state.json"
 
 
 def save_checkpoint(output_dir: str, step: int, trainable: dict, optimizer: dict, state: dict,
@@ -70,10 +74,12 @@ def latest_checkpoint(output_dir: str) -> str | None:
 
 
 def load_checkpoint(path: str) -> tuple:
-    """(trainable arrays, optimizer arrays, state dict); errors name the file that is missing or broken."""
+    """(trainable arrays, optimizer arrays, run state dict); errors name the file that is missing or broken.
+    The Hugging Face TrainerState is `read_json(path, TRAINER_STATE_FILE)`."""
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    files = {name: os.path.join(path, name) for name in ("trainable.safetensors", "optimizer.safetensors", STATE_FILE)}
+    files = {name: os.path.join(path, name)
+             for name in ("trainable.safetensors", "optimizer.safetensors", STATE_FILE, TRAINER_STATE_FILE)}
     for name, file in files.items():
         if not os.path.isfile(file):
             pickled = pickle_files(path)
@@ -82,12 +88,16 @@ def load_checkpoint(path: str) -> tuple:
             raise FileNotFoundError(f"checkpoint {path} is incomplete: {name} is missing{hint}")
     trainable = load_safetensors(files["trainable.safetensors"])
     optimizer = load_safetensors(files["optimizer.safetensors"])
+    return trainable, optimizer, read_json(path, STATE_FILE)
+
+
+def read_json(checkpoint: str, name: str) -> dict:
+    path = os.path.join(checkpoint, name)
     try:
-        with open(files[STATE_FILE]) as handle:
-            state = json.load(handle)
+        with open(path) as handle:
+            return json.load(handle)
     except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{files[STATE_FILE]}: corrupt: {error}") from None
-    return trainable, optimizer, state
+        raise ValueError(f"{path}: corrupt: {error}") from None
 
 
 def discard(path: str) -> None:

@@ -38,7 +38,9 @@ class AdamW:
                                         requires_grad=False) for n, p in named_params.items()}
         self._fused_step = ops.AdamWeightDecay()
 
-    def step(self, grads: dict, lr: float) -> None:
+    def advance(self, lr: float) -> tuple:
+        """Count one step; the fused kernel's (lr', eps', weight decay') for it. A compiled step calls this
+        and runs the kernel in its graph."""
         self.step_count += 1
         beta1, beta2 = self.betas
         bias_correction1 = 1 - beta1 ** self.step_count
@@ -46,6 +48,11 @@ class AdamW:
         kernel_lr = lr * bias_correction2_sqrt / bias_correction1
         kernel_eps = self.eps * bias_correction2_sqrt
         kernel_decay = lr * self.weight_decay / kernel_lr if kernel_lr else 0.0  # lr = 0: no step, no decay
+        return kernel_lr, kernel_eps, kernel_decay
+
+    def step(self, grads: dict, lr: float) -> None:
+        kernel_lr, kernel_eps, kernel_decay = self.advance(lr)
+        beta1, beta2 = self.betas
         for name, param in self.params.items():
             self._fused_step(param, self.exp_avg[name], self.exp_avg_sq[name], kernel_lr, beta1, beta2, kernel_eps,
                              kernel_decay if decays(name) else 0.0, grads[name])

@@ -38,9 +38,3 @@ def lr_factor_fn(name: str, num_warmup_steps: int, num_training_steps: int, base
     # cosine variants, with transformers' defaults: half a cosine wave, or one hard restart cycle
     return partial(SCHEDULES[name], **steps, num_cycles=kwargs.get("num_cycles", 0.5 if name == "cosine" else 1))
 
-
-def epoch_decay_fn(gamma: float, steps_per_epoch: int):
-    """torch's ExponentialLR stepped once per epoch: step → gamma^epoch."""
-    if not 0.0 < gamma <= 1.0:
-        raise ValueError(f"lr_decay_per_epoch must be in (0, 1], got {gamma}")
-    return lambda step: gamma ** (step // steps_per_epoch)

@@ -1,0 +1,183 @@
+"""What a trained model says about new inputs, one class per head: input records → output dicts.
+
+A predictor checks one input record at a time (`example`: a missing column, an empty text or a bad token
+list raises TaskDataError naming its place) and predicts a batch of checked examples at once (`predict`).
+Inputs are tokenized like training did, padded to the longest in the batch. Outputs are JSON-ready:
+- sequence classification: `label` and `probabilities` {label: softmax}; multi-label: `labels` (sigmoid >
+  0.5) and `probabilities` {label: sigmoid}; regression: `score`.
+- token classification: `tokens` and one `tag` per token (null for tokens past the maximum length).
+- question answering: `answer` (text from the context), `score` (start + end logit of the span, SQuAD's
+  n-best score), `start` / `end` character offsets; SQuAD v2 adapters answer "" when the null answer wins.
+- causal LM: `generated` text after `[CLS] text [SEP]`, as the summarization model was trained.
+"""
+
+import numpy as np
+
+from .backend import torch
+from .data.nlpcc2017 import PARAGRAPH_MARKER, decode_summary
+from .generation import GenerationConfig, generate
+from .tasks import get_task
+from .tasks.custom import TextClassification, TokenClassification, column_names
+from .tasks.encoding import effective_max_length, model_inputs
+from .tasks.files import check_texts, field
+from .tasks.labels import MULTI, REGRESSION, SINGLE, LabelSet
+from .tasks.records import TABLES
+from .tasks.squad import best_answer
+
+
+def run_model(model, columns: dict):
+    """The head's outputs (numpy, float64) for numpy input columns, in eval mode."""
+    _, outputs = model(**{name: torch.tensor(values) for name, values in columns.items()})
+    if isinstance(outputs, tuple):
+        return tuple(output.asnumpy().astype(np.float64) for output in outputs)
+    return outputs.asnumpy().astype(np.float64)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+class Predictor:
+    """`columns`: the input columns read; `formats`: the input file formats accepted."""
+
+    formats = TABLES
+    default_columns = ("text",)
+    default_max_length = 128  # adapters saved before max_seq_length was recorded
+
+    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None):
+        self.model, self.tokenizer, self.saved = model, tokenizer, saved
+        self.columns = column_names(columns) or tuple(saved.get("text_column_names") or self.default_columns)
+        # a recorded None means training cut only at the model's maximum (NER/SRL, as the reference)
+        saved_length = saved.get("max_seq_length", self.default_max_length)
+        self.max_length = effective_max_length(tokenizer, max_length or saved_length or tokenizer.model_max_length)
+
+    def example(self, where, record: dict):
+        raise TypeError(f"{type(self).__name__} must define example()")
+
+    def predict(self, examples: list) -> list:
+        raise TypeError(f"{type(self).__name__} must define predict()")
+
+
+class SequenceClassificationPredictor(Predictor):
+    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None):
+        super().__init__(model, tokenizer, saved, columns, max_length)
+        config = saved["ptuning_config"]
+        labels = () if config["problem_type"] == REGRESSION else saved.get("labels") or range(config["num_labels"])
+        self.label_set = LabelSet(config["problem_type"], labels)  # adapters without labels: class ids
+        self.task = TextClassification(text_column_names=self.columns, label_set=self.label_set)
+
+    def example(self, where, record):
+        return self.task.example(where, record, labelled=False)
+
+    def predict(self, examples):
+        second = [example["text_b"] for example in examples] if len(self.columns) == 2 else None
+        encoded = self.tokenizer([example["text_a"] for example in examples], second, truncation=True,
+                                 max_length=self.max_length, padding="longest")
+        logits = run_model(self.model, model_inputs(encoded))  # (B, num_labels)
+        return [self.describe(row) for row in logits]
+
+    def describe(self, logits: np.ndarray) -> dict:
+        problem_type, labels = self.label_set.problem_type, self.label_set.labels
+        if problem_type == REGRESSION:
+            return {"score": float(logits[0])}
+        if problem_type == MULTI:
+            chances = 1.0 / (1.0 + np.exp(-logits))
+            return {"labels": [label for label, p in zip(labels, chances) if p > 0.5],
+                    "probabilities": {str(label): float(p) for label, p in zip(labels, chances)}}
+        chances = softmax(logits)
+        return {"label": labels[int(np.argmax(chances))],  # argmax: the first of equal maxima
+                "probabilities": {str(label): float(p) for label, p in zip(labels, chances)}}
+
+
+class TokenClassificationPredictor(Predictor):
+    formats = ("jsonl", "json", "conll", "saved")
+    default_columns = ("tokens",)
+
+    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None):
+        super().__init__(model, tokenizer, saved, columns, max_length)
+        self.labels = tuple(saved.get("labels") or range(saved["ptuning_config"]["num_labels"]))
+        self.task = TokenClassification(text_column_names=self.columns, label_set=LabelSet(SINGLE, self.labels))
+
+    def example(self, where, record):
+        return self.task.example(where, record, labelled=False)["words"]
+
+    def predict(self, examples):
+        encoded = self.tokenizer(examples, is_split_into_words=True, truncation=True, max_length=self.max_length,
+                                 padding="longest")
+        tag_ids = run_model(self.model, model_inputs(encoded)).argmax(axis=-1)  # (B, T)
+        outputs = []
+        for row, words in enumerate(examples):
+            tags = [None] * len(words)
+            previous = None
+            for position, word in enumerate(encoded.word_ids(row)):
+                if word is not None and word != previous:  # a word's first sub-token speaks for it
+                    tags[word] = self.labels[int(tag_ids[row, position])]
+                previous = word
+            outputs.append({"tokens": words, "tags": tags})
+        return outputs
+
+
+class QuestionAnsweringPredictor(Predictor):
+    default_columns = ("question", "context")
+    default_max_length = 384
+
+    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None):
+        super().__init__(model, tokenizer, saved, columns, max_length)
+        if len(self.columns) != 2:
+            raise ValueError(f"question answering reads two columns (question, context), got {self.columns}")
+        self.task = get_task(saved.get("task") or "squad")
+
+    def example(self, where, record):
+        question, context = (field(record, name, where, str) for name in self.columns)
+        for name in self.columns:
+            check_texts(where, record, (name,))
+        return {"id": str(where), "question": question, "context": context, "answers": []}
+
+    def predict(self, examples):
+        windows = self.task.encode(examples, self.tokenizer, self.max_length)
+        inputs = {name: windows.columns[name] for name in ("input_ids", "attention_mask", "token_type_ids")}
+        start_logits, end_logits = run_model(self.model, inputs)
+        owners, offsets = windows.columns["example_index"], windows.columns["offset_mapping"]
+        outputs = []
+        for index, example in enumerate(examples):
+            rows = np.flatnonzero(owners == index)
+            spans = [best_answer(start_logits[w], end_logits[w], offsets[w], self.task.n_best_size,
+                                 self.task.max_answer_length) for w in rows]
+            spans = [span for span in spans if span is not None]
+            score, begin, end = max(spans) if spans else (float("-inf"), 0, 0)
+            null_score = min(float(start_logits[w, 0] + end_logits[w, 0]) for w in rows)
+            unanswered = self.task.version_2 and null_score - score > self.task.null_score_diff_threshold
+            outputs.append({"answer": "" if unanswered else example["context"][begin:end],
+                            "score": None if not spans else score, "start": begin, "end": end})
+        return outputs
+
+
+class CausalLMPredictor(Predictor):
+    default_columns = ("article",)
+
+    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None, generation: dict = None):
+        super().__init__(model, tokenizer, saved, columns, max_length or saved.get("max_length") or 512)
+        self.generation = GenerationConfig(**{"eos_token_id": tokenizer.sep_token_id,
+                                              "pad_token_id": tokenizer.pad_token_id, **(generation or {})})
+        if self.max_length - self.generation.max_new_tokens < 3:
+            raise ValueError(f"max_new_tokens {self.generation.max_new_tokens} leaves no room for a prompt within "
+                             f"the model's {self.max_length} tokens")
+
+    def example(self, where, record):
+        text = field(record, self.columns[0], where, str).replace(PARAGRAPH_MARKER, "").strip()
+        if not text:
+            raise where.error("empty text", field=self.columns[0])
+        return text
+
+    def predict(self, examples):
+        budget = self.max_length - self.generation.max_new_tokens - 2
+        ids = self.tokenizer(examples, add_special_tokens=False, truncation=True, max_length=budget)["input_ids"]
+        prompts = [[self.tokenizer.cls_token_id, *row, self.tokenizer.sep_token_id] for row in ids]
+        return [{"generated": decode_summary(self.tokenizer, output)}
+                for output in generate(self.model, prompts, self.generation)]
+
+
+PREDICTORS = {"sequence_classification": SequenceClassificationPredictor,
+              "token_classification": TokenClassificationPredictor,
+              "question_answering": QuestionAnsweringPredictor, "causal_lm": CausalLMPredictor}

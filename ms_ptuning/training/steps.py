@@ -1,0 +1,32 @@
+"""The step engine interface: what the Trainer asks of whatever computes a training or evaluation step.
+
+The Trainer owns the loop (data order, callbacks, logging, checkpoints); a step engine owns the numbers:
+
+    Steps(model, params, args, loss_scaler, parallel)
+      train_step(micro_batches, seeds, lr) -> StepResult
+          One optimizer step over the accumulation micro-batches. Each micro-batch is a *global* batch (a dict
+          of numpy model inputs, metadata already removed) that the engine shards with `parallel`; seeds[i]
+          fixes micro-batch i's dropout (`backend.seed_step(args.seed, seeds[i], worker=rank)`). Each
+          micro-batch's loss is divided by args.gradient_accumulation_steps (the rule of THUDM's
+          transformers 4.11), the gradients of the trainable `params` summed, all-reduced, unscaled,
+          checked for Inf/NaN, clipped to args.max_grad_norm and applied by torch's AdamW; the loss scaler
+          is updated. A non-finite step is never applied (`applied=False`): without a dynamic scaler the
+          Trainer stops the run, with one it logs a skipped step.
+      eval_step(batch) -> (loss or None, outputs)
+          Eval-mode forward of one batch: the batch's mean loss as a float (None without labels) and the
+          outputs as numpy (a tuple of arrays for multi-output heads).
+      optimizer_state() -> dict[str, np.ndarray]  /  load_optimizer_state(arrays)
+          AdamW's state as `exp_avg.<name>`, `exp_avg_sq.<name>` and `step`, the checkpoint format.
+
+`EagerSteps` (eager_steps.py) runs op by op in PyNative; a compiled engine plugs in through the Trainer's
+`steps=` argument (a class or factory with the constructor above).
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: float  # the step's training loss (unscaled), summed over its micro-batches
+    grad_norm: float  # global norm of the unscaled gradients, before clipping
+    applied: bool  # False: Inf/NaN loss or gradients, the weights and AdamW state are unchanged
