@@ -40,7 +40,8 @@ def check_device_kernels(name: str, dtype) -> None:
     no bfloat16 MatMul, Softmax or Mul there, and which GPUs have bfloat16 kernels depends on the build."""
     device = mindspore.get_context("device_target")
     # Synchronously: a kernel that fails in PyNative's asynchronous pipeline leaves its error pending, and a
-    # later, unrelated op raised it (measured: 11 of 30 refused probes broke the next tensor creation).
+    # later, unrelated op raised it (11 of 30 refused probes broke the next tensor creation; synchronously 0
+    # of 70, though under heavy load it was seen once more: a refusal is best followed by the process ending).
     asynchronous = not mindspore.get_context("pynative_synchronize")
     mindspore.set_context(pynative_synchronize=True)
     try:
