@@ -19,6 +19,7 @@ from safetensors.numpy import load_file, save_file
 
 from . import backend  # noqa: F401  (mindnlp must patch transformers before it is imported)
 import transformers
+from transformers.trainer_callback import PrinterCallback
 
 from .config import PTuningConfig
 from .data.dataset import ArrayDataset, batch_indices, epoch_order
@@ -59,7 +60,9 @@ def trainer_run(model, columns: dict, settings: dict, steps: int, output_dir: st
     norms before clipping, final trainable weights). The one place that knows how the Trainer reports steps."""
     args = TrainingArguments(output_dir=output_dir, max_steps=steps, logging_steps=1, eval_strategy="no",
                              save_strategy="no", report_to=[], disable_tqdm=True, **settings)
-    Trainer(model, args, train_dataset=ArrayDataset(columns)).train()
+    trainer = Trainer(model, args, train_dataset=ArrayDataset(columns))
+    trainer.remove_callback(PrinterCallback)  # the table is the output, not every step's log line
+    trainer.train()
     with open(os.path.join(output_dir, "metrics.jsonl")) as handle:
         records = [record for record in map(json.loads, handle) if "loss" in record]
     return (np.array([r["loss"] for r in records]), np.array([r["grad_norm"] for r in records]),
