@@ -25,7 +25,7 @@ def torch_side(case, threads):
     import torch
     import transformers
 
-    from ms_ptuning.reference.modeling import HEADS
+    from ms_ptuning.reference.models import HEADS
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -10,31 +10,16 @@ import os
 from safetensors.numpy import save_file
 
 from .safe_loading import load_safetensors, pickle_files
-from .injection import PromptedBackbone
 from .weights import assign_weights, named_weights, to_numpy, trainable_weights
 
 WEIGHTS_FILE = "adapter.safetensors"
 CONFIG_FILE = "adapter_config.json"
 
 
-def head_name(model) -> str:
-    from .models import HEADS  # the registry imports every head module
-
-    for name, cls in HEADS.items():
-        if type(model) is cls:
-            return name
-    raise ValueError(f"{type(model).__name__} is not a registered head")
-
-
-def prompted_backbone(model) -> PromptedBackbone:
-    """The head's backbone wrapper, which holds the P-tuning config."""
-    return next(cell for _, cell in model.cells_and_names() if isinstance(cell, PromptedBackbone))
-
-
 def adapter_config(model, **metadata) -> dict:
-    wrapper = prompted_backbone(model)
-    return {"head": head_name(model), "ptuning_config": wrapper.config.to_dict(),
-            "backbone_config": wrapper.backbone.config.to_dict(), **metadata}
+    """What rebuilds the model: its head's registry name, its PTuningConfig and its backbone's config."""
+    return {"head": model.head_name, "ptuning_config": model.config.to_dict(),
+            "backbone_config": model.backbone.config.to_dict(), **metadata}
 
 
 def save_adapter(model, directory: str, **metadata) -> None:
@@ -64,9 +49,9 @@ def load_adapter(model, directory: str) -> None:
     """Load saved trainable weights into a model built with the same head and config. Names, shapes and
     the P-tuning config are checked before anything is written."""
     config = read_adapter_config(directory)
-    if config["ptuning_config"] != prompted_backbone(model).config.to_dict():
+    if config["ptuning_config"] != model.config.to_dict():
         raise ValueError(f"{directory} was saved with ptuning_config {config['ptuning_config']}, "
-                         f"the model has {prompted_backbone(model).config.to_dict()}")
+                         f"the model has {model.config.to_dict()}")
     weights_path = os.path.join(directory, WEIGHTS_FILE)
     if not os.path.isfile(weights_path):
         pickled = pickle_files(directory)

@@ -18,7 +18,7 @@ import numpy as np
 from .backend import set_device_target, torch  # first: mindnlp must patch transformers before it is imported
 import transformers
 
-from .adapters import load_adapter as load_adapter_weights, prompted_backbone, read_adapter_config
+from .adapters import load_adapter as load_adapter_weights, read_adapter_config
 from .backbones import build_backbone, input_positions, load_backbone, load_tokenizer
 from .config import PTuningConfig
 from .data import nlpcc2017
@@ -125,10 +125,9 @@ def adapter_backbone(directory: str, saved: dict, base: str):
 def check_max_length(model, max_length: int | None) -> None:
     """Refuse a `max_length` the backbone cannot embed with the virtual tokens in front (DeBERTa's prefixes
     take no positions), as ms_ptuning.run checks --max_seq_length before training."""
-    wrapper = prompted_backbone(model)
-    limit = input_positions(wrapper.backbone.config)
-    virtual = wrapper.config.num_virtual_tokens
-    if wrapper.config.mode == "prefix" and wrapper.backbone.config.model_type in DEBERTA_MODEL_TYPES:
+    limit = input_positions(model.backbone.config)
+    virtual = model.config.num_virtual_tokens
+    if model.config.mode == "prefix" and model.backbone.config.model_type in DEBERTA_MODEL_TYPES:
         virtual = 0
     if max_length and limit is not None and max_length + virtual > limit:
         raise ValueError(f"max_length {max_length} + {virtual} virtual tokens exceed the {limit} positions the "

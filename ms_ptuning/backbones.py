@@ -1,4 +1,4 @@
-"""Backbones from mindnlp (Hugging Face model code running on MindSpore): loading, checks, freezing."""
+"""Backbones from mindnlp (Hugging Face model code running on MindSpore): loading and checks."""
 
 import os
 import socket
@@ -108,20 +108,6 @@ def input_positions(config) -> int | None:
     if config.model_type == "roberta":  # positions start after padding_idx
         return config.max_position_embeddings - config.pad_token_id - 1
     return config.max_position_embeddings
-
-
-def freeze(module) -> None:
-    for parameter in module.parameters():
-        parameter.requires_grad = False
-
-
-def drop_pooler(backbone):
-    """Remove the pooler of a backbone whose head reads only the sequence output, as Hugging Face builds
-    BERT for token classification and QA: unused, its weights would be trainable in finetune mode yet never
-    receive a gradient."""
-    if getattr(backbone, "pooler", None) is not None:
-        backbone.pooler = None
-    return backbone
 
 
 BYTE_LEVEL_BPE_TYPES = ("roberta", "deberta", "gpt2")

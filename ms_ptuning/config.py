@@ -9,19 +9,21 @@ PROMPT_ENCODER_TYPES = ("lstm", "mlp", "embedding")
 
 @dataclass
 class PTuningConfig:
-    """`prefix`: P-tuning v2 (per-layer key/value prefixes); `prompt`: P-tuning v1 (continuous prompt
-    embeddings before the input); `finetune`: no prompts, every weight trains. Backbones stay frozen in the
-    two prompt modes."""
+    """`prefix`: P-tuning v2 (per-layer key/value prefixes); `prompt`: continuous prompt embeddings before the
+    input (a bare table as THUDM's P-tuning v2 `--prompt`, or P-tuning v1's LSTM/MLP encoder); `finetune`: no
+    prompts, every weight trains. Backbones stay frozen in the two prompt modes; `freeze_backbone` freezes it
+    in finetune mode too (head-only training, THUDM's `fix_bert` for NER, QA and COPA)."""
 
     mode: str = "prefix"
     pre_seq_len: int = 4
     prefix_projection: bool = False
     prefix_hidden_size: int = 512
     prefix_dropout: float = 0.1  # the reference applies hidden_dropout_prob to the prefix; 0 turns it off
-    prompt_encoder_type: str = "lstm"
+    prompt_encoder_type: str = "embedding"
     classifier_dropout: float = 0.1
     num_labels: int = 2
     problem_type: str = "single_label_classification"
+    freeze_backbone: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -40,6 +42,10 @@ class PTuningConfig:
         for name in ("prefix_dropout", "classifier_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+    @property
+    def trains_backbone(self) -> bool:
+        return self.mode == "finetune" and not self.freeze_backbone
 
     @property
     def num_virtual_tokens(self) -> int:

@@ -24,7 +24,7 @@ def init_rng() -> np.random.Generator:
 
 
 class Embedding(nn.Cell):
-    """Lookup table: (num, dim); torch init N(0, 1) unless `std` is given."""
+    """Lookup table: (num, dim); torch's init N(0, 1), or N(0, std) (Hugging Face's `_init_weights`)."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, std: float = 1.0):
         super().__init__()
@@ -37,14 +37,20 @@ class Embedding(nn.Cell):
 
 
 class Linear(nn.Cell):
-    """y = x Wᵀ + b with W of shape (out, in), torch's default uniform init."""
+    """y = x Wᵀ + b with W of shape (out, in). Init: torch's default uniform, or with `std` Hugging Face's
+    `_init_weights` (W ~ N(0, std), b = 0), which THUDM's P-tuning v2 modules get from `from_pretrained`."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, std: float | None = None):
         super().__init__()
         rng = init_rng()
-        bound = 1.0 / math.sqrt(in_features)
-        self.weight = Parameter(_uniform((out_features, in_features), bound, rng), name="weight")
-        self.bias = Parameter(_uniform((out_features,), bound, rng), name="bias") if bias else None
+        if std is None:
+            bound = 1.0 / math.sqrt(in_features)
+            weight, bias_value = _uniform((out_features, in_features), bound, rng), _uniform((out_features,), bound, rng)
+        else:
+            weight = Tensor((rng.standard_normal((out_features, in_features)) * std).astype(np.float32))
+            bias_value = Tensor(np.zeros(out_features, dtype=np.float32))
+        self.weight = Parameter(weight, name="weight")
+        self.bias = Parameter(bias_value, name="bias") if bias else None
 
     def construct(self, x):
         y = ops.matmul(x, ops.transpose(self.weight, (1, 0)))

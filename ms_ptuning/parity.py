@@ -25,10 +25,9 @@ from .weights import assign_weights, trainable_weights
 import transformers
 
 
-def reference_command(workdirs, threads: int = 1):
+def reference_command(workdirs, threads: int = 1, module: str = "ms_ptuning.reference.run"):
     """(argv, env) of one reference process for the given exchange directories."""
-    return ([sys.executable, "-m", "ms_ptuning.reference.run", *workdirs],
-            dict(os.environ, MS_PTUNING_THREADS=str(threads)))
+    return [sys.executable, "-m", module, *workdirs], dict(os.environ, MS_PTUNING_THREADS=str(threads))
 
 
 def run_reference(*workdirs: str, threads: int = 1) -> None:
@@ -142,9 +141,14 @@ def load_case(workdir: str, head: str, backbone_config, ptuning_config: PTuningC
     if generated:
         with open(os.path.join(workdir, "reference_generations.json")) as handle:
             generations = json.load(handle)
+    return load_reference_model(workdir, head, backbone_config, ptuning_config), reference, generations
+
+
+def load_reference_model(workdir: str, head: str, backbone_config, ptuning_config: PTuningConfig):
+    """This side's model holding the weights the reference initialised (its weights.safetensors)."""
     model = build_model(head, backbone_config, ptuning_config)
     assign_weights(model, load_file(os.path.join(workdir, "weights.safetensors")), source="reference weights")
-    return model, reference, generations
+    return model
 
 
 def differences(model, batch: dict, reference: dict) -> dict:
@@ -179,8 +183,9 @@ def random_batch(head: str, model_type: str, vocab_size: int, batch_size: int, s
 
 
 REPORT_VARIANTS = {"prefix": dict(mode="prefix"), "prefix+projection": dict(mode="prefix", prefix_projection=True),
-                   "prompt-lstm": dict(mode="prompt"), "prompt-mlp": dict(mode="prompt", prompt_encoder_type="mlp"),
-                   "finetune": dict(mode="finetune")}
+                   "prompt": dict(mode="prompt"), "prompt-lstm": dict(mode="prompt", prompt_encoder_type="lstm"),
+                   "prompt-mlp": dict(mode="prompt", prompt_encoder_type="mlp"), "finetune": dict(mode="finetune"),
+                   "finetune-head-only": dict(mode="finetune", freeze_backbone=True)}
 
 
 def main(argv=None) -> int:

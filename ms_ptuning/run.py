@@ -1,7 +1,8 @@
 """Train and evaluate one task: `python -m ms_ptuning.run --task rte --model_name_or_path DIR ...`.
 
 Flags are the reference's (THUDM/P-tuning-v2 `run.py`): Hugging Face `TrainingArguments` plus the model
-and data arguments below; `--mode prefix|prompt|finetune` replaces its `--prefix`/`--prompt` switches.
+arguments (`ms_ptuning.arguments`) and the data arguments below; `--mode prefix|prompt|finetune` replaces
+its `--prefix`/`--prompt` switches.
 Writes to `--output_dir`: metrics.jsonl, curves.png, checkpoints, best_model/, adapter/, results.json.
 Evaluation follows THUDM: the validation split is scored at every evaluation, and the `--eval_splits` test
 splits at every evaluation that sets a new best validation metric; results.json reports the best validation
@@ -23,32 +24,16 @@ from .backend import seed_everything, set_device_target  # noqa: E402  (mindnlp 
 from transformers import HfArgumentParser
 
 from .adapters import save_adapter
+from .arguments import ModelArguments, RunTrainingArguments
 from .config import PTuningConfig
 from .models import HEADS
 from .backbones import input_positions, load_backbone, load_tokenizer
 from .deberta_prefix import DEBERTA_MODEL_TYPES
 from .tasks.custom import task_for
-from .training import DatasetMetrics, Trainer, TrainingArguments
+from .training import DatasetMetrics, Trainer
 from .training.arguments import resolve_precision
-from .training.precision import apply_precision, default_loss_scaler
+from .training.precision import default_loss_scaler, mixed_precision_dtype
 from .weights import count_parameters, named_weights, trainable_weights
-
-
-@dataclass
-class ModelArguments:
-    model_name_or_path: str = field(metadata={"help": "local model directory (config.json + *.safetensors)"})
-    tokenizer_name: str | None = field(default=None, metadata={"help": "tokenizer directory if not the model's"})
-    mode: str = field(default="prefix", metadata={"help": "prefix (P-tuning v2) | prompt (P-tuning) | finetune"})
-    pre_seq_len: int = field(default=4, metadata={"help": "prefix / prompt length"})
-    prefix_projection: bool = field(default=False, metadata={"help": "reparameterize the prefix with an MLP"})
-    prefix_hidden_size: int = field(default=512, metadata={"help": "hidden size of that MLP"})
-    prompt_encoder_type: str = field(default="lstm", metadata={"help": "prompt mode: lstm | mlp | embedding"})
-    hidden_dropout_prob: float = field(default=0.1, metadata={
-        "help": "dropout of the backbone, the prefix and the classifier, as the reference sets it"})
-    device_target: str = field(default="CPU", metadata={"help": "CPU | GPU | Ascend"})
-    allow_pickle: bool = field(default=False, metadata={
-        "help": "load pickled pytorch_model.bin weights when the model has no *.safetensors (runs any code "
-                "the file holds: only for files you trust)"})
 
 
 @dataclass
@@ -81,24 +66,6 @@ class DataArguments:
 OWN_DATA_FLAGS = ("train_file", "validation_file", "test_file", "text_column_names", "label_column_name")
 
 
-@dataclass
-class RunTrainingArguments(TrainingArguments):
-    """TrainingArguments with the defaults of the reference's run scripts."""
-
-    eval_strategy: str = "epoch"
-    save_strategy: str = "epoch"
-    logging_steps: float = 10
-    save_total_limit: int | None = 2
-    report_to: str = "none"
-    resume: bool = field(default=False, metadata={
-        "help": "continue from the latest complete checkpoint in output_dir (refused if the run's settings differ)"})
-    lr_decay_per_epoch: float | None = field(default=None, metadata={
-        "help": "instead of lr_scheduler_type: lr × gamma^epoch (the reference's ExponentialLR for NER/SRL/QA)"})
-    mixed_precision: str = field(default="no", metadata={
-        "help": "no (float32) | fp16 (dynamic loss scaling) | bf16: the frozen backbone computes in that dtype, "
-                "trainable weights stay float32; for GPU/Ascend (on CPU fp16 runs but is slower, bf16 has no kernels)"})
-
-
 def subsample(examples: list, limit: int | None, seed: int) -> list:
     if limit is None or limit >= len(examples):
         return examples
@@ -122,6 +89,17 @@ def check_sequence_length(width: int, backbone_config, ptuning_config: PTuningCo
         raise ValueError(f"--max_seq_length: inputs of {width} tokens{plus} need more positions than the {limit} "
                          f"the model in {model_dir} has (its config.json); pass --max_seq_length "
                          f"{limit - virtual} or less")
+
+
+def build_model(model_args: ModelArguments, task, mixed_precision: str, width: int):
+    """The task's head over the pretrained backbone in the mode the arguments ask for, checked to take
+    inputs of `width` tokens. Refusals (precision, length) come before any output is written."""
+    compute_dtype = mixed_precision_dtype(mixed_precision)
+    backbone = load_backbone(model_args.model_name_or_path, allow_pickle=model_args.allow_pickle,
+                             hidden_dropout_prob=model_args.hidden_dropout_prob)
+    ptuning_config = model_args.ptuning_config(model_args.hidden_dropout_prob, task.num_labels, task.problem_type)
+    check_sequence_length(width, backbone.config, ptuning_config, model_args.model_name_or_path)
+    return HEADS[task.head](backbone, ptuning_config, compute_dtype)
 
 
 def requested_test_splits(data_args: DataArguments, training_args: RunTrainingArguments, task) -> list:
@@ -163,19 +141,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
     test_datasets = {split: task.encode(task.load(data_args.data_dir, split), tokenizer, max_length, **options)
                      for split in test_splits}  # before training: errors come early
 
-    backbone = load_backbone(model_args.model_name_or_path, allow_pickle=model_args.allow_pickle,
-                             hidden_dropout_prob=model_args.hidden_dropout_prob)
-    ptuning_config = PTuningConfig(mode=model_args.mode, pre_seq_len=model_args.pre_seq_len,
-                                   prefix_projection=model_args.prefix_projection,
-                                   prefix_hidden_size=model_args.prefix_hidden_size,
-                                   prefix_dropout=model_args.hidden_dropout_prob,
-                                   classifier_dropout=model_args.hidden_dropout_prob,
-                                   prompt_encoder_type=model_args.prompt_encoder_type,
-                                   num_labels=task.num_labels, problem_type=task.problem_type)
     width = max(dataset.columns["input_ids"].shape[-1] for dataset in (train_dataset, eval_dataset))
-    check_sequence_length(width, backbone.config, ptuning_config, model_args.model_name_or_path)
-    model = HEADS[task.head](backbone, ptuning_config)
-    apply_precision(model, training_args.mixed_precision)
+    model = build_model(model_args, task, training_args.mixed_precision, width)
     # join the msrun cluster only now: once it is joined, mindnlp's from_pretrained expects a mindtorch
     # process group (which MindSpore's own collectives do not need)
     parallel = DataParallel.from_environment()

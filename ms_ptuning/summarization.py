@@ -25,6 +25,7 @@ import transformers
 from transformers import HfArgumentParser
 
 from .adapters import load_adapter, read_adapter_config, save_adapter
+from .arguments import PTuningArguments, RunTrainingArguments
 from .backbones import build_backbone, load_backbone
 from .config import PTuningConfig
 from .data.nlpcc2017 import (NLPCC2017_URL, LoadReport, decode_summary, generation_prompts, iter_records,
@@ -33,16 +34,17 @@ from .data.nlpcc2017 import (NLPCC2017_URL, LoadReport, decode_summary, generati
 from .generation import GenerationConfig, generate
 from .models.causal_lm import CausalLM
 from .rouge import corpus_rouge, rouge_scores
-from .run import RunTrainingArguments
 from .training import DatasetMetrics, Trainer
+from .training.arguments import resolve_precision
+from .training.precision import default_loss_scaler, mixed_precision_dtype
 from .weights import count_parameters, named_weights, trainable_weights
 
 
 DEFAULT_MAX_LENGTH = 512
 
 
-@dataclass
-class ModelArguments:
+@dataclass(kw_only=True)
+class ModelArguments(PTuningArguments):
     model_name_or_path: str | None = field(default=None, metadata={
         "help": "local pretrained GPT-2 directory; default: a GPT-2 built from the config below (from scratch)"})
     tokenizer_name: str | None = field(default=None, metadata={
@@ -52,9 +54,6 @@ class ModelArguments:
                 "evaluate and generate; the base model, tokenizer and max_length it was trained with are reused"})
     mode: str = field(default="finetune", metadata={"help": "finetune | prefix (P-tuning v2) | prompt (P-tuning)"})
     pre_seq_len: int = field(default=10, metadata={"help": "prefix / prompt length"})
-    prefix_projection: bool = field(default=False, metadata={"help": "reparameterize the prefix with an MLP"})
-    prefix_hidden_size: int = field(default=512)
-    prompt_encoder_type: str = field(default="lstm", metadata={"help": "prompt mode: lstm | mlp | embedding"})
     dropout: float = field(default=0.1, metadata={"help": "GPT-2 residual/embedding/attention and prefix dropout"})
     n_layer: int = field(default=12, metadata={"help": "from-scratch config (the tutorial's: GPT-2 small)"})
     n_embd: int = field(default=768)
@@ -112,15 +111,14 @@ def gpt2_config(model_args: ModelArguments, tokenizer) -> "transformers.GPT2Conf
                                    eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
-def build_model(model_args: ModelArguments, tokenizer, max_length: int, saved: dict = None) -> CausalLM:
+def build_model(model_args: ModelArguments, tokenizer, max_length: int, saved: dict = None,
+                mixed_precision: str = "no") -> CausalLM:
     """A new model, or from `saved` (the adapter's config) a trained one; checked against the tokenizer and
-    max_length."""
+    max_length. `mixed_precision` (--mixed_precision) is refused before anything loads if the device lacks it."""
+    compute_dtype = mixed_precision_dtype(mixed_precision)
     saved = saved or {}
     ptuning = (PTuningConfig.from_dict(saved["ptuning_config"]) if saved else
-               PTuningConfig(mode=model_args.mode, pre_seq_len=model_args.pre_seq_len,
-                             prefix_projection=model_args.prefix_projection,
-                             prefix_hidden_size=model_args.prefix_hidden_size, prefix_dropout=model_args.dropout,
-                             prompt_encoder_type=model_args.prompt_encoder_type))
+               model_args.ptuning_config(model_args.dropout))
     base = model_args.model_name_or_path or saved.get("base_model")
     if saved and not base and ptuning.mode != "finetune":
         raise ValueError(f"{model_args.adapter_dir} holds a {ptuning.mode} adapter over a from-scratch backbone, "
@@ -141,7 +139,7 @@ def build_model(model_args: ModelArguments, tokenizer, max_length: int, saved: d
     if max_length + ptuning.num_virtual_tokens > config.n_positions:
         raise ValueError(f"max_length {max_length} + {ptuning.num_virtual_tokens} virtual tokens exceed the "
                          f"model's n_positions {config.n_positions}")
-    model = CausalLM(backbone, ptuning, return_logits=False)
+    model = CausalLM(backbone, ptuning, compute_dtype, return_logits=False)
     if saved:
         load_adapter(model, model_args.adapter_dir)
     return model
@@ -185,6 +183,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
         training_args: RunTrainingArguments) -> dict:
     set_device_target(model_args.device_target)
     seed_everything(training_args.seed)
+    resolve_precision(training_args)
     saved = read_adapter_config(model_args.adapter_dir) if model_args.adapter_dir else {}
     tokenizer_name = model_args.tokenizer_name or saved.get("tokenizer")
     max_length = data_args.max_length or saved.get("max_length") or DEFAULT_MAX_LENGTH
@@ -194,7 +193,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     train_examples, eval_examples, report, data_file = load_data(data_args, tokenizer, max_length)
     train_dataset = lm_dataset(train_examples, tokenizer, max_length, summary_only)
     eval_dataset = lm_dataset(eval_examples, tokenizer, max_length, summary_only)
-    model = build_model(model_args, tokenizer, max_length, saved)
+    model = build_model(model_args, tokenizer, max_length, saved, training_args.mixed_precision)
     trainable, total = count_parameters(trainable_weights(model)), count_parameters(named_weights(model))
     print(f"[ms_ptuning] GPT-2 summarization, {model.config.mode}: trainable parameters {trainable:,} of {total:,}; "
           f"train {len(train_dataset)}, eval {len(eval_dataset)} examples")
@@ -211,7 +210,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     metadata = {"base_model": model_args.model_name_or_path or saved.get("base_model"), "tokenizer": tokenizer_name,
                 "max_length": max_length, "summary_only_loss": summary_only}
     trainer = Trainer(model, training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                      compute_metrics=DatasetMetrics(perplexity_metrics), adapter_metadata=metadata)
+                      compute_metrics=DatasetMetrics(perplexity_metrics), adapter_metadata=metadata,
+                      loss_scaler=default_loss_scaler(training_args.mixed_precision))
     if not model_args.adapter_dir:
         train_output = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
         save_adapter(model, os.path.join(training_args.output_dir, "adapter"), **metadata)

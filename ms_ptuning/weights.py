@@ -1,7 +1,7 @@
 """Named weights of a model made of MindSpore Cells around a mindtorch backbone, and safetensors I/O.
 
-A model's weights are its Cells' parameters plus, for every `PromptedBackbone` inside it, the backbone's
-parameters under `<path>.backbone.<hf name>`. The names equal those of the torch reference, so one
+A model's weights are its Cells' parameters plus, for every mindnlp model inside it (an `HFBackbone` at
+`<path>`), the model's parameters under `<path>.<hf name>`, e.g. `encoder.backbone.embeddings.word_embeddings.weight`. The names equal those of the torch reference, so one
 safetensors file loads into either side.
 """
 
@@ -9,16 +9,16 @@ import numpy as np
 from mindspore import Tensor, ops
 from mindspore.common.dtype import _dtype_to_nptype  # the public dtype_to_nptype is deprecated in 2.7 and logs so
 
-from .injection import PromptedBackbone
+from .hf_backbone import HFBackbone
 
 
 def named_weights(model) -> dict:
     """name → parameter, Cells' own first, then each backbone's."""
     weights = dict(model.parameters_and_names())
     for path, cell in model.cells_and_names():
-        if isinstance(cell, PromptedBackbone):
-            prefix = f"{path}.backbone." if path else "backbone."
-            weights.update({prefix + name: param for name, param in cell.backbone.named_parameters()})
+        if isinstance(cell, HFBackbone):
+            prefix = f"{path}." if path else ""
+            weights.update({prefix + name: param for name, param in cell.model.named_parameters()})
     return weights
 
 

@@ -12,4 +12,7 @@ HPARAMS=(
   --hidden_dropout_prob 0.1 --seed 11 --lr_decay_per_epoch 0.95
   --eval_splits test
 )
+# THUDM's fine-tuning path (neither --prefix nor --prompt) trains the head only here (its fix_bert): with
+# --mode finetune the backbone stays frozen; add --freeze_backbone False to fine-tune every weight.
+FINETUNE_HPARAMS=(--freeze_backbone True)
 run_task conll2004 "$@"

@@ -9,4 +9,7 @@ HPARAMS=(
   --per_device_train_batch_size 8 --learning_rate 5e-3 --pre_seq_len 8 --num_train_epochs 10
   --hidden_dropout_prob 0.2 --seed 11 --max_seq_length 384 --lr_decay_per_epoch 0.95
 )
+# THUDM's fine-tuning path (neither --prefix nor --prompt) trains the head only here (its fix_bert): with
+# --mode finetune the backbone stays frozen; add --freeze_backbone False to fine-tune every weight.
+FINETUNE_HPARAMS=(--freeze_backbone True)
 run_task squad_v2 "$@"

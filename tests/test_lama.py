@@ -282,7 +282,8 @@ def test_probe_matches_the_torch_reference(tokenizers, kind):
     builder = QueryBuilder(tokenizer, builder_kind, template="(3,3,3)")
     batch = encode_facts(PARITY_FACTS, builder, tokenizer).columns
     assert batch["attention_mask"].min() == 0  # rows of different lengths
-    diffs = compare("lama", config, PTuningConfig(mode="prompt", pre_seq_len=builder.num_pseudo_tokens), batch)
+    diffs = compare("lama", config, PTuningConfig(mode="prompt", pre_seq_len=builder.num_pseudo_tokens,
+                                                   prompt_encoder_type="lstm"), batch)
     print(f"lama {kind} parity:", {k: v for k, v in diffs.items() if k != "grad_rel"})
     assert diffs["logits_max_abs"] <= 1e-5
     assert diffs["grad_max_rel"] <= 1e-4, diffs["grad_worst_param"]

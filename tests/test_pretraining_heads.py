@@ -59,8 +59,8 @@ def hf_model():
 
 def ours_from_hf_state(state: dict) -> BertForPreTraining:
     model = BertForPreTraining(build_backbone(tiny_config("bert", vocab_size=VOCAB)), PTuningConfig(mode="finetune"))
-    backbone = {"bert.backbone." + name[len("bert."):]: value for name, value in state.items()
-                if name.startswith("bert.") and "bert.backbone." + name[len("bert."):] in named_weights(model)}
+    backbone = {"encoder.backbone." + name[len("bert."):]: value for name, value in state.items()
+                if name.startswith("bert.") and "encoder.backbone." + name[len("bert."):] in named_weights(model)}
     assign_weights(model, backbone, strict=False, source="HF state")
     load_pretrained_heads(model, state, source="HF state")
     return model
@@ -121,7 +121,7 @@ def test_prompt_modes_freeze_the_heads():
     model = BertForPreTraining(build_backbone(tiny_config("bert", vocab_size=VOCAB)),
                                PTuningConfig(mode="prefix", pre_seq_len=2))
     trainable = [name for name, param in named_weights(model).items() if param.requires_grad]
-    assert trainable == ["bert.prefix_encoder.embedding.weight"]
+    assert trainable == ["encoder.prefix_encoder.embedding.weight"]
 
 
 def test_unknown_activation_is_refused():

@@ -70,6 +70,22 @@ def test_run_script_carries_the_reference_hyperparameters(name, tmp_path):
         ("True", "1") if name == "wic_bert" else (None, None))
 
 
+HEAD_ONLY_FINETUNING = {"conll03_roberta", "conll04_bert", "conll04_roberta", "ontonotes_bert", "ontonotes_roberta",
+                        "squad_roberta", "squad_v2_roberta", "copa_bert", "copa_roberta"}  # THUDM's fix_bert: NER, QA, COPA
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_finetune_mode_freezes_the_backbone_where_thudm_does(name, tmp_path):
+    finetune = flags(script_command(name, str(tmp_path), str(tmp_path), "--mode", "finetune"))
+    assert finetune["mode"] == "finetune"
+    assert finetune.get("freeze_backbone") == ("True" if name in HEAD_ONLY_FINETUNING else None)
+    assert "freeze_backbone" not in flags(script_command(name, str(tmp_path), str(tmp_path)))  # prefix mode
+    if name in HEAD_ONLY_FINETUNING:  # the user's flag comes last and wins
+        full = flags(script_command(name, str(tmp_path), str(tmp_path), "--mode", "finetune", "--freeze_backbone",
+                                    "False"))
+        assert full["freeze_backbone"] == "False"
+
+
 @pytest.mark.parametrize("name", sorted(TEST_SPLITS))
 def test_run_script_test_splits_are_the_tasks(name):
     """Every split a script requests is one of its task's splits, and the task's fixture has it."""

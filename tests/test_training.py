@@ -79,10 +79,10 @@ def test_gradient_accumulation_and_clipping_are_applied(tmp_path):
 
 
 def test_adapter_save_load_gives_identical_logits(tmp_path):
-    model = build("prompt")
+    model = build("prompt", prompt_encoder_type="lstm")
     Trainer(model, arguments(tmp_path / "run", max_steps=3), train_dataset=learnable_dataset()).train()
     save_adapter(model, tmp_path / "adapter")
-    reloaded = build("prompt")
+    reloaded = build("prompt", prompt_encoder_type="lstm")
     load_adapter(reloaded, tmp_path / "adapter")
     batch = {k: torch.tensor(v) for k, v in learnable_dataset().batch(np.arange(6)).items()}
     model.set_train(False)

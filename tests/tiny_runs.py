@@ -35,11 +35,11 @@ def tiny_bert_config(vocab_size: int, max_position_embeddings: int = 64) -> "tra
                                    intermediate_size=37, max_position_embeddings=max_position_embeddings)
 
 
-def tiny_classifier(pre_seq_len: int = 4):
+def tiny_classifier(pre_seq_len: int = 4, compute_dtype=None):
     """Prefix-tuned sequence classifier over tiny_backbones' BERT (hidden 64, 2 layers), seed 0."""
     seed_everything(0)
     return HEADS["sequence_classification"](build_backbone(tiny_config("bert")),
-                                            PTuningConfig(mode="prefix", pre_seq_len=pre_seq_len))
+                                            PTuningConfig(mode="prefix", pre_seq_len=pre_seq_len), compute_dtype)
 
 
 def tiny_dataset(seed: int = 0, size: int = 12) -> ArrayDataset:

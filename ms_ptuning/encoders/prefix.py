@@ -13,10 +13,13 @@ class PrefixEncoder(FoldableEncoder):
     `construct(batch_size)` returns a (2·L, batch, heads, P, head_dim) tensor: rows 2l and 2l+1 are the key
     and value prefixes of layer l, laid out as the attention cache expects them. The reference applies
     dropout (`hidden_dropout_prob`) to the prefix before splitting it into layers; `dropout` reproduces it.
+    `init_std`: tables and Linear weights start at N(0, init_std) with zero biases, as THUDM's do (the
+    backbone's `initializer_range`); None keeps torch's defaults (N(0, 1) tables, uniform Linear).
     """
 
     def __init__(self, pre_seq_len: int, num_layers: int, num_heads: int, hidden_size: int,
-                 projection: bool = False, projection_hidden_size: int = 512, dropout: float = 0.0):
+                 projection: bool = False, projection_hidden_size: int = 512, dropout: float = 0.0,
+                 init_std: float | None = None):
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
@@ -26,12 +29,13 @@ class PrefixEncoder(FoldableEncoder):
         self.head_dim = hidden_size // num_heads
         self.projection = projection
         out_size = 2 * num_layers * hidden_size
+        table_std = 1.0 if init_std is None else init_std
         if projection:
-            self.embedding = Embedding(pre_seq_len, hidden_size)
-            self.transform = nn.CellList([Linear(hidden_size, projection_hidden_size),
-                                          Linear(projection_hidden_size, out_size)])
+            self.embedding = Embedding(pre_seq_len, hidden_size, table_std)
+            self.transform = nn.CellList([Linear(hidden_size, projection_hidden_size, std=init_std),
+                                          Linear(projection_hidden_size, out_size, std=init_std)])
         else:
-            self.embedding = Embedding(pre_seq_len, out_size)
+            self.embedding = Embedding(pre_seq_len, out_size, table_std)
         self.dropout = Dropout(dropout)
         # Built once: the prefix positions are constant (and ops.arange is unusable after `import mindnlp`).
         self.positions = Tensor(np.arange(pre_seq_len, dtype=np.int32))

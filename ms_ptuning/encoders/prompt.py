@@ -12,14 +12,17 @@ class PromptEncoder(FoldableEncoder):
     `mlp`: the same without the LSTM; `embedding`: the table alone (the reference's shallow `--prompt`).
 
     `construct()` takes no input and returns the (n, H) prompt embeddings, like the reference.
+    `table_std`: the table starts at N(0, table_std) (torch's default 1; THUDM's v2 table gets the backbone's
+    initializer_range); the LSTM and MLP keep torch's defaults, as in P-tuning v1.
     """
 
-    def __init__(self, num_virtual_tokens: int, hidden_size: int, encoder_type: str = "lstm"):
+    def __init__(self, num_virtual_tokens: int, hidden_size: int, encoder_type: str = "lstm",
+                 table_std: float = 1.0):
         super().__init__()
         if encoder_type == "lstm" and hidden_size % 2:
             raise ValueError(f"the bidirectional LSTM needs an even hidden_size, got {hidden_size}")
         self.encoder_type = encoder_type
-        self.embedding = Embedding(num_virtual_tokens, hidden_size)
+        self.embedding = Embedding(num_virtual_tokens, hidden_size, table_std)
         if encoder_type == "lstm":
             self.lstm = LSTM(hidden_size, hidden_size // 2, num_layers=2, bidirectional=True)
         if encoder_type in ("lstm", "mlp"):

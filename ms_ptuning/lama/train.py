@@ -26,17 +26,18 @@ import numpy as np
 from mindspore import ops
 
 from ..backend import seed_everything, seed_step, torch
+from ..arguments import PTuningArguments
 from ..backbones import load_backbone, load_tokenizer
 from ..config import PTuningConfig
 from ..data.dataset import batch_indices, epoch_order
 from ..encoders.folding import fold_encoders
+from ..models.lama_probe import LamaProbe
 from ..models.pretraining_heads import load_pretrained_heads
 from ..safe_loading import load_safetensors
 from ..training.optim import AdamW
 from ..weights import assign_weights, to_numpy, trainable_weights
 from .data import SPLITS, DropReport, VocabFilter, encode_facts, load_relations, load_split, read_vocab_file
 from .metrics import precision_at_k
-from .model import LamaProbe
 from .templates import MASKED, QueryBuilder, effective_template, model_kind, parse_template
 
 MODEL = "model"  # the probed model's name in the vocabulary filter
@@ -59,7 +60,8 @@ class LamaArgs:
 def probe_config(args: LamaArgs, kind: str) -> PTuningConfig:
     """Prompt mode with one prompt-encoder row per pseudo token of the (model-kind) template."""
     num_pseudo = sum(effective_template(parse_template(args.template), kind))
-    return PTuningConfig(mode="prompt", pre_seq_len=num_pseudo, prompt_encoder_type=args.prompt_encoder_type)
+    tuning = PTuningArguments(mode="prompt", pre_seq_len=num_pseudo, prompt_encoder_type=args.prompt_encoder_type)
+    return tuning.ptuning_config(dropout=0.0)  # the probe has no classifier; its LM keeps its own dropout
 
 
 def load_probe(model_dir: str, args: LamaArgs) -> LamaProbe:

@@ -1,22 +1,20 @@
-"""Task heads; each wraps its backbone in the shared `PromptedBackbone`."""
+"""The head registry: `HEADS` maps a head's name (tasks' `head`, adapter configs' "head") to its class.
 
+Every head follows the contract of `base.PTuningHead`: `Head(backbone, config, compute_dtype=None)`, the
+prompted backbone under `head.encoder`, the PTuningConfig read as `head.config`.
+"""
+
+from .base import PTuningHead
 from .causal_lm import CausalLM
-from .pretraining_heads import BertForPreTraining
+from .lama_probe import LamaProbe
 from .multiple_choice import MultipleChoice
+from .pretraining_heads import BertForPreTraining
 from .question_answering import QuestionAnswering
 from .sequence_classification import SequenceClassifier
 from .token_classification import TokenClassifier
 
-HEADS = {"sequence_classification": SequenceClassifier, "causal_lm": CausalLM}
+HEADS = {head.head_name: head for head in (SequenceClassifier, TokenClassifier, QuestionAnswering, MultipleChoice,
+                                           CausalLM, BertForPreTraining, LamaProbe)}
 
-
-def lama_probe(backbone, config):
-    # imported on use: ms_ptuning.lama.model imports this package (pretraining_heads), a top import is circular
-    from ..lama.model import LamaProbe
-
-    return LamaProbe(backbone, config)
-
-
-HEADS.update({"bert_pretraining": BertForPreTraining, "lama": lama_probe})
-HEADS.update({"token_classification": TokenClassifier, "question_answering": QuestionAnswering,
-              "multiple_choice": MultipleChoice})
+__all__ = ["HEADS", "PTuningHead", "CausalLM", "LamaProbe", "MultipleChoice", "BertForPreTraining",
+           "QuestionAnswering", "SequenceClassifier", "TokenClassifier"]

@@ -6,39 +6,33 @@ cached decoding in `ms_ptuning.generation` (which passes the same positions expl
 GPT-2 therefore needs `n_positions >= P + sequence length`.
 """
 
-from mindspore import nn
-
 from ..backend import torch
 from ..config import PTuningConfig
-from ..injection import PromptedBackbone
 from ..losses import token_nll
+from .base import PTuningHead
 
 F = torch.nn.functional
 
 
-class CausalLM(nn.Cell):
+class CausalLM(PTuningHead):
     """Backbone hidden states → logits through the tied token embedding (GPT-2's LM head is `wte`).
 
     In prefix/prompt mode the backbone, and with it the tied LM head, stays frozen; only the prefix or
     prompt encoder trains.
     """
 
-    def __init__(self, backbone, config: PTuningConfig, return_logits: bool = True):
-        super().__init__()
-        if getattr(backbone, "pooler", None) is not None:
-            raise ValueError(f"{type(backbone).__name__} is an encoder with a pooler; a causal LM needs a "
-                             "decoder-only backbone such as GPT2Model")
-        self.config = config
-        self.return_logits = return_logits
-        self.encoder = PromptedBackbone(backbone, config)
+    head_name = "causal_lm"
 
-    @property
-    def backbone(self):
-        return self.encoder.backbone
+    def __init__(self, backbone, config: PTuningConfig, compute_dtype=None, return_logits: bool = True):
+        if backbone.config.model_type != "gpt2":
+            raise ValueError(f"a causal LM needs a decoder-only backbone such as GPT2Model, not a "
+                             f"{backbone.config.model_type!r} model")
+        super().__init__(backbone, config, compute_dtype)
+        self.return_logits = return_logits
 
     def lm_logits(self, hidden):
         """(B, T, H) → (B, T, V)."""
-        return F.linear(hidden, self.backbone.get_input_embeddings().weight)
+        return F.linear(hidden, self.backbone.word_embedding_weight)
 
     def construct(self, input_ids, attention_mask, labels=None):
         """`(loss, outputs)`: loss is the mean next-token NLL over the labelled tokens; outputs are the

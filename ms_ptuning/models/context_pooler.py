@@ -29,7 +29,7 @@ class ContextPooler(nn.Cell):
         if model_config.pooler_hidden_size != model_config.hidden_size:
             raise ValueError(f"backbone config field pooler_hidden_size={model_config.pooler_hidden_size} must equal "
                              f"hidden_size={model_config.hidden_size}")
-        self.dense = Linear(model_config.hidden_size, model_config.hidden_size)
+        self.dense = Linear(model_config.hidden_size, model_config.hidden_size, std=model_config.initializer_range)
         self.dropout = Dropout(model_config.pooler_dropout)
         self.activation = ACTIVATIONS[model_config.pooler_hidden_act]
         self.first_position = Tensor(np.array(0, dtype=np.int32))
@@ -40,9 +40,9 @@ class ContextPooler(nn.Cell):
 
 
 def pooler_for(backbone):
-    """The pooler a sequence-level head adds on top of `backbone`: None when the backbone pools itself
-    (BERT, RoBERTa), a `ContextPooler` for DeBERTa, an error otherwise."""
-    if getattr(backbone, "pooler", None) is not None:
+    """The pooler a sequence-level head adds on top of `backbone` (the Backbone interface): None when the
+    backbone pools itself (BERT, RoBERTa), a `ContextPooler` for DeBERTa, an error otherwise."""
+    if backbone.pooler is not None:
         return None
     if backbone.config.model_type in DEBERTA_MODEL_TYPES:
         return ContextPooler(backbone.config)

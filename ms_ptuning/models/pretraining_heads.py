@@ -13,9 +13,9 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from ..backend import to_mindtorch, torch
 from ..config import PTuningConfig
-from ..injection import PromptedBackbone
 from ..layers import LayerNorm, Linear
 from ..weights import assign_weights, named_weights
+from .base import PTuningHead
 
 F = torch.nn.functional
 IGNORE_INDEX = -100  # label of positions the MLM loss skips, as in Hugging Face
@@ -46,7 +46,7 @@ class BertPredictionHeadTransform(nn.Cell):
 
     def __init__(self, config):
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size, std=config.initializer_range)
         self.act = activation(config.hidden_act)
         self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
 
@@ -85,7 +85,7 @@ class BertPreTrainingHeads(nn.Cell):
     def __init__(self, config):
         super().__init__()
         self.predictions = BertLMPredictionHead(config)
-        self.seq_relationship = Linear(config.hidden_size, 2)
+        self.seq_relationship = Linear(config.hidden_size, 2, std=config.initializer_range)
 
     def construct(self, sequence_output, pooled_output, word_embeddings):
         # (B, T, H), (B, H) -> (B, T, V), (B, 2)
@@ -110,25 +110,25 @@ def pretraining_loss(prediction_scores, seq_relationship_score, labels=None, nex
     return terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
 
-class BertForPreTraining(nn.Cell):
+class BertForPreTraining(PTuningHead):
     """Backbone (with the pooler, for NSP) + `BertPreTrainingHeads`, in any `PTuningConfig` mode.
 
     `construct` returns `(loss or None, (prediction_scores (B, T, V), seq_relationship_score (B, 2)))`.
     """
 
-    def __init__(self, backbone, config: PTuningConfig):
-        super().__init__()
-        if getattr(backbone, "pooler", None) is None:
-            raise ValueError(f"{type(backbone).__name__} has no pooler; the next-sentence head needs one")
-        self.config = config
-        self.bert = PromptedBackbone(backbone, config)
-        self.cls = BertPreTrainingHeads(backbone.config)
+    head_name = "bert_pretraining"
+
+    def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
+        super().__init__(backbone, config, compute_dtype)
+        if self.backbone.pooler is None:
+            raise ValueError(f"{type(self.backbone.model).__name__} has no pooler; the next-sentence head needs one")
+        self.cls = BertPreTrainingHeads(self.backbone.config)
         if config.mode != "finetune":
             freeze_cells(self.cls)
 
     def construct(self, input_ids, attention_mask, token_type_ids=None, labels=None, next_sentence_label=None):
-        sequence_output, pooled_output = self.bert(input_ids, attention_mask, token_type_ids)
-        word_embeddings = self.bert.backbone.get_input_embeddings().weight
+        sequence_output, pooled_output = self.encoder(input_ids, attention_mask, token_type_ids)
+        word_embeddings = self.backbone.word_embedding_weight
         prediction_scores, seq_relationship_score = self.cls(sequence_output, pooled_output, word_embeddings)
         prediction_scores = to_mindtorch(prediction_scores, like=word_embeddings)
         seq_relationship_score = to_mindtorch(seq_relationship_score, like=word_embeddings)
@@ -155,7 +155,7 @@ def load_pretrained_heads(model, arrays: dict, source: str = "checkpoint") -> No
         raise ValueError(f"{source} lacks head weights {missing}")
     decoder_weight = arrays.get("cls.predictions.decoder.weight")
     if decoder_weight is not None:
-        embeddings = word_embedding_matrix(model)
+        embeddings = model.backbone.word_embedding_weight.asnumpy()
         if decoder_weight.shape != embeddings.shape or not np.array_equal(decoder_weight, embeddings):
             raise ValueError(f"{source}: cls.predictions.decoder.weight is not tied to the word embeddings "
                              "(load the backbone from the same checkpoint first)")
@@ -164,9 +164,3 @@ def load_pretrained_heads(model, arrays: dict, source: str = "checkpoint") -> No
         raise ValueError(f"{source}: cls.predictions.decoder.bias differs from cls.predictions.bias")
     assign_weights(model, {name: arrays[name] for name in head_names}, strict=False, source=source)
 
-
-def word_embedding_matrix(model) -> np.ndarray:
-    for _, cell in model.cells_and_names():
-        if isinstance(cell, PromptedBackbone):
-            return cell.backbone.get_input_embeddings().weight.asnumpy()
-    raise ValueError(f"{type(model).__name__} has no PromptedBackbone, hence no word embeddings")

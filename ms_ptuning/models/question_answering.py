@@ -1,21 +1,21 @@
 """Extractive question answering (SQuAD) in prefix / prompt / finetune mode."""
 
-from mindspore import nn, ops
+from mindspore import ops
 
 from ..config import PTuningConfig
-from ..injection import PromptedBackbone
 from ..layers import Linear
 from ..losses import span_extraction_loss
-from ..backbones import drop_pooler
+from .base import PTuningHead
 
 
-class QuestionAnswering(nn.Cell):
+class QuestionAnswering(PTuningHead):
     """sequence output → Linear(H, 2), no dropout as in the reference → (start_logits, end_logits), each (B, T)."""
 
-    def __init__(self, backbone, config: PTuningConfig):
-        super().__init__()
-        self.encoder = PromptedBackbone(drop_pooler(backbone), config)
-        self.qa_outputs = Linear(backbone.config.hidden_size, 2)
+    head_name = "question_answering"
+
+    def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
+        super().__init__(backbone, config, compute_dtype, sequence_output_only=True)
+        self.qa_outputs = Linear(self.backbone.config.hidden_size, 2, std=self.init_std)
 
     def construct(self, input_ids, attention_mask, token_type_ids=None, start_positions=None, end_positions=None):
         sequence_output, _ = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H)

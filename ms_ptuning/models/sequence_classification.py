@@ -1,25 +1,23 @@
 """Sequence classification (single-label, multi-label, regression) in prefix / prompt / finetune mode."""
 
-from mindspore import nn
-
 from ..config import PTuningConfig
-from ..injection import PromptedBackbone
 from ..layers import Dropout, Linear
 from ..losses import check_sequence_labels, sequence_classification_loss
+from .base import PTuningHead
 from .context_pooler import pooler_for
 
 
-class SequenceClassifier(nn.Cell):
+class SequenceClassifier(PTuningHead):
     """pooled output → dropout → Linear(H, num_labels), the reference's head for BERT and RoBERTa alike;
     DeBERTa's pooled output comes from a trainable `ContextPooler`, as in the reference."""
 
-    def __init__(self, backbone, config: PTuningConfig):
-        super().__init__()
-        self.config = config
-        self.pooler = pooler_for(backbone)
-        self.encoder = PromptedBackbone(backbone, config)
+    head_name = "sequence_classification"
+
+    def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
+        super().__init__(backbone, config, compute_dtype)
+        self.pooler = pooler_for(self.backbone)
         self.dropout = Dropout(config.classifier_dropout)
-        self.classifier = Linear(backbone.config.hidden_size, config.num_labels)
+        self.classifier = Linear(self.backbone.config.hidden_size, config.num_labels, std=self.init_std)
 
     def construct(self, input_ids, attention_mask, token_type_ids=None, labels=None):
         sequence_output, pooled = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, H), (B, H)

@@ -16,7 +16,7 @@ import transformers
 from safetensors.torch import load_file, save_file
 
 from ..config import PTuningConfig
-from .modeling import HEADS
+from .models import HEADS
 
 
 def build(spec):

@@ -179,8 +179,9 @@ def check_arguments(args) -> None:
     for name in ("fp16", "bf16"):
         if getattr(args, name) and value(args, "mixed_precision") != name:
             problems.append(f"{name}=True: the Trainer does not convert the model; use ms_ptuning.run "
-                            f"--{name} (= --mixed_precision {name}), or training.precision.apply_precision(model, "
-                            f"'{name}') and loss_scaler=default_loss_scaler('{name}')")
+                            f"--{name} (= --mixed_precision {name}), or build the head with compute_dtype="
+                            f"training.precision.mixed_precision_dtype('{name}') and pass "
+                            f"loss_scaler=default_loss_scaler('{name}')")
     if problems:
         raise ValueError("TrainingArguments not supported by ms_ptuning:\n  " + "\n  ".join(problems))
 

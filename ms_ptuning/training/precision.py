@@ -1,11 +1,10 @@
 """Mixed precision (`--mixed_precision no|fp16|bf16`): the frozen backbone computes in a low dtype, what
 trains stays float32.
 
-Under fp16/bf16 (`apply_precision`):
-  - every `PromptedBackbone` runs its backbone under MindSpore's automatic mixed precision (mindtorch's
-    `torch.autocast`, MindSpore's amp level "auto"): MatMul, BatchMatMul and Dense in the low dtype, Softmax,
-    LayerNorm, Exp/Log and the losses in float32. Its outputs are cast back to float32, so heads, logits
-    and losses stay float32;
+Under fp16/bf16 a head is built with `compute_dtype=mixed_precision_dtype(name)` (`ms_ptuning.hf_backbone`):
+  - its backbone runs under MindSpore's automatic mixed precision (mindtorch's `torch.autocast`, MindSpore's
+    amp level "auto"): MatMul, BatchMatMul and Dense in the low dtype, Softmax, LayerNorm, Exp/Log and the
+    losses in float32. Its outputs are cast back to float32, so heads, logits and losses stay float32;
   - the frozen backbone weights are stored in the low dtype: they never update, so they need no float32
     master copy. The input embedding is the exception, because tied heads (GPT-2's LM head, BERT's MLM
     decoder) multiply by it in float32 outside the backbone;
@@ -24,9 +23,6 @@ import mindspore
 import numpy as np
 from mindspore import ops
 
-from ..backend import torch
-from ..injection import PromptedBackbone
-
 PRECISIONS = {"no": None, "fp16": mindspore.float16, "bf16": mindspore.bfloat16}
 SCALER_KINDS = ("none", "static", "dynamic")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -43,46 +39,30 @@ def check_device_kernels(name: str, dtype) -> None:
     """Run a tiny MatMul → Mul in `dtype` on the current device: MindSpore 2.7 has float16 kernels on CPU but
     no bfloat16 MatMul, Softmax or Mul there, and which GPUs have bfloat16 kernels depends on the build."""
     device = mindspore.get_context("device_target")
+    # Synchronously: a kernel that fails in PyNative's asynchronous pipeline leaves its error pending, and a
+    # later, unrelated op raised it (11 of 30 refused probes broke the next tensor creation; synchronously 0
+    # of 70, though under heavy load it was seen once more: a refusal is best followed by the process ending).
+    asynchronous = not mindspore.get_context("pynative_synchronize")
+    mindspore.set_context(pynative_synchronize=True)
     try:
         probe = ops.ones((2, 2), dtype)
-        ops.cast(ops.mul(ops.matmul(probe, probe), probe), mindspore.float32).asnumpy()  # asnumpy: errors surface here
+        ops.cast(ops.mul(ops.matmul(probe, probe), probe), mindspore.float32).asnumpy()
     except (TypeError, RuntimeError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--mixed_precision {name} cannot run on {device}: MindSpore has no {name} kernels "
                          f"there ({reason}). Use --mixed_precision no (float32, the CPU default)"
                          f"{' or fp16' if name == 'bf16' else ''}, or another --device_target") from None
+    finally:
+        mindspore.set_context(pynative_synchronize=not asynchronous)
 
 
-def cast_frozen_weights(backbone, dtype) -> None:
-    """Store the backbone's frozen weights, except the input embedding, in `dtype`.
-
-    Each Parameter is replaced by a new one: mindtorch 0.5.1's `Module.to(dtype)` and `.half()` only relabel
-    the dtype in place, and kernels still receive float32 (BiasAdd fails with mixed input types). One new
-    Parameter per old one, so tied weights stay tied.
-    """
-    keep = backbone.get_input_embeddings().weight
-    replaced = {}
-    for module in backbone.modules():
-        for key, param in module._parameters.items():
-            if param is None or param.requires_grad or param is keep:
-                continue
-            if id(param) not in replaced:
-                replaced[id(param)] = torch.nn.Parameter(param.to(dtype), requires_grad=False)
-            module._parameters[key] = replaced[id(param)]
-
-
-def apply_precision(model, name: str) -> None:
-    """Switch every `PromptedBackbone` in `model` to precision `name` ("no" changes nothing). Call it once,
-    after loading the backbone and before building the Trainer. The change cannot be undone, so build the
-    model again for float32."""
+def mixed_precision_dtype(name: str):
+    """The compute dtype to build a head with for `--mixed_precision name` (None for "no"), after checking
+    that the device has its kernels, so a refusal comes before anything is built or written."""
     dtype = compute_dtype(name)
-    if dtype is None:
-        return
-    check_device_kernels(name, dtype)
-    for _, cell in model.cells_and_names():
-        if isinstance(cell, PromptedBackbone):
-            cell.compute_dtype = dtype
-            cast_frozen_weights(cell.backbone, dtype)
+    if dtype is not None:
+        check_device_kernels(name, dtype)
+    return dtype
 
 
 class LossScaler:

@@ -2,6 +2,7 @@
 #
 # A run script sets the reference's hyperparameters and calls `run_task TASK "$@"`:
 #   TASK=rte HPARAMS=(--per_device_train_batch_size 32 ...) REFERENCE_MODEL=roberta-large
+# and, where THUDM's fine-tuning path differs, FINETUNE_HPARAMS=(...), added when the run's --mode is finetune.
 # Usage of every run script:
 #   scripts/run_X.sh [MODEL_DIR [DATA_DIR]] [more ms_ptuning.run flags, which override the defaults]
 # MODEL_DIR / DATA_DIR may also come from the environment; OUTPUT_DIR defaults to outputs/<script name>;
@@ -41,11 +42,29 @@ run_task() {
   [ -d "$MODEL_DIR" ] || die "MODEL_DIR '$MODEL_DIR' is not a directory"
   [ -d "$DATA_DIR" ] || die "DATA_DIR '$DATA_DIR' is not a directory"
   local output_dir="${OUTPUT_DIR:-$ROOT/outputs/$SCRIPT_NAME}"
+  local finetune=()
+  if [ "$(last_mode prefix "${HPARAMS[@]}" "$@")" = finetune ] && [ -n "${FINETUNE_HPARAMS+set}" ]; then
+    finetune=("${FINETUNE_HPARAMS[@]}")
+  fi
   local command=("$ROOT/.venv/bin/python" -m ms_ptuning.run
     --task "$TASK" --model_name_or_path "$MODEL_DIR" --data_dir "$DATA_DIR" --output_dir "$output_dir"
-    --mode prefix "${HPARAMS[@]}" "$@")
+    --mode prefix "${HPARAMS[@]}" ${finetune[@]+"${finetune[@]}"} "$@")
   [ -n "${DRY_RUN:-}" ] || echo "$SCRIPT_NAME: task $TASK, model $MODEL_DIR (reference: $REFERENCE_MODEL), data $DATA_DIR → $output_dir"
   run_or_print "${command[@]}"
+}
+
+# The --mode a run will use: the last one among the flags (argparse keeps the last), else the first argument.
+last_mode() {
+  local mode="$1"
+  shift
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --mode) mode="${2:-}"; shift ;;
+      --mode=*) mode="${1#--mode=}" ;;
+    esac
+    shift
+  done
+  echo "$mode"
 }
 
 # Run a command after setting up .venv, or with DRY_RUN=1 only print it.

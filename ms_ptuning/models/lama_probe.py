@@ -4,7 +4,7 @@
 `(cross-entropy over the vocabulary or None, logits (B, V) at the answer position)`.
 
 - mode "prompt" (P-tuning): the prompt encoder's rows replace the pseudo-token positions of the word
-  embeddings (`PromptedBackbone.forward_with_template_prompts`); the LM and its output head are frozen.
+  embeddings (`PromptTuning.forward_with_template_prompts`); the LM and its output head are frozen.
   A query without pseudo tokens (a manual template: `prompt_index` all -1) runs the frozen LM on its
   word embeddings alone, which is how the manual baseline is scored by the very same model and code.
 - mode "finetune": no prompt encoder, manual templates, every weight trainable (the reference's
@@ -14,39 +14,32 @@ BERT's answer logits come from `BertOnlyMLMHead` (HF names `cls.predictions.*`, 
 embeddings); GPT-2's from the tied token embedding, as `GPT2LMHeadModel` computes them.
 """
 
-from mindspore import nn
-
 from ..backend import to_mindtorch, torch
 from ..config import PTuningConfig
-from ..injection import PromptedBackbone
-from ..backbones import drop_pooler
-from ..models.pretraining_heads import BertOnlyMLMHead, freeze_cells
-from .templates import MASKED, model_kind
+from ..lama.templates import MASKED, model_kind
+from .base import PTuningHead
+from .pretraining_heads import BertOnlyMLMHead, freeze_cells
 
 F = torch.nn.functional
 
 
-class LamaProbe(nn.Cell):
-    def __init__(self, backbone, config: PTuningConfig):
-        super().__init__()
+class LamaProbe(PTuningHead):
+    head_name = "lama"
+
+    def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
         if config.mode not in ("prompt", "finetune"):
             raise ValueError("knowledge probing supports modes 'prompt' (P-tuning) and 'finetune', "
                              f"got {config.mode!r}")
-        self.config = config
-        self.kind = model_kind(backbone.config.model_type)
-        self.encoder = PromptedBackbone(drop_pooler(backbone), config)  # unused, as in BertForMaskedLM
+        super().__init__(backbone, config, compute_dtype, sequence_output_only=True)  # as BertForMaskedLM
+        self.kind = model_kind(self.backbone.config.model_type)
         if self.kind == MASKED:
-            self.cls = BertOnlyMLMHead(backbone.config)
+            self.cls = BertOnlyMLMHead(self.backbone.config)
             if config.mode == "prompt":
                 freeze_cells(self.cls)
 
-    @property
-    def backbone(self):
-        return self.encoder.backbone
-
     def answer_logits(self, hidden):
         """(B, H) → (B, V) through the LM's own output layer."""
-        word_embeddings = self.backbone.get_input_embeddings().weight
+        word_embeddings = self.backbone.word_embedding_weight
         if self.kind == MASKED:
             return to_mindtorch(self.cls(hidden, word_embeddings), like=word_embeddings)
         return F.linear(hidden, word_embeddings)

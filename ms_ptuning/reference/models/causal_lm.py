@@ -1,11 +1,9 @@
 """Reference GPT-2 language model head and greedy decoding, in real torch."""
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from ..config import PTuningConfig
-from .modeling import PromptedBackbone
+from .base import PTuningHead
 
 
 def causal_lm_loss(logits, labels):
@@ -14,17 +12,14 @@ def causal_lm_loss(logits, labels):
                            ignore_index=-100)
 
 
-class CausalLM(nn.Module):
+class CausalLM(PTuningHead):
     """Backbone hidden states → logits through the tied token embedding, as GPT-2's LM head does."""
 
-    def __init__(self, backbone, config: PTuningConfig):
-        super().__init__()
-        self.config = config
-        self.encoder = PromptedBackbone(backbone, config)
+    head_name = "causal_lm"
 
     def forward(self, input_ids, attention_mask, labels=None):
         hidden, _ = self.encoder(input_ids, attention_mask)
-        logits = F.linear(hidden, self.encoder.backbone.get_input_embeddings().weight)
+        logits = F.linear(hidden, self.backbone.word_embedding_weight)
         return (None if labels is None else causal_lm_loss(logits, labels)), logits
 
     @torch.no_grad()

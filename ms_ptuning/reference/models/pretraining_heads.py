@@ -1,13 +1,13 @@
 """Reference BERT pre-training model: Hugging Face's own torch `BertPreTrainingHeads` on the reference
-`PromptedBackbone`, its decoder tied to the word embeddings as `BertForPreTraining.tie_weights` does."""
+prompted backbone, its decoder tied to the word embeddings as `BertForPreTraining.tie_weights` does."""
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 from transformers.models.bert.modeling_bert import BertPreTrainingHeads
 
-from ..config import PTuningConfig
-from .modeling import PromptedBackbone
+from ...config import PTuningConfig
+from ..layers import normal_linears
+from .base import PTuningHead
 
 
 def randomize_head_constants(predictions) -> None:
@@ -18,20 +18,25 @@ def randomize_head_constants(predictions) -> None:
         predictions.transform.LayerNorm.bias.normal_(0.0, 0.2)
 
 
-class BertForPreTraining(nn.Module):
+def freeze(module) -> None:
+    for parameter in module.parameters():
+        parameter.requires_grad = False
+
+
+class BertForPreTraining(PTuningHead):
+    head_name = "bert_pretraining"
+
     def __init__(self, backbone, config: PTuningConfig):
-        super().__init__()
-        self.config = config
-        self.bert = PromptedBackbone(backbone, config)
-        self.cls = BertPreTrainingHeads(backbone.config)
-        self.cls.predictions.decoder.weight = backbone.get_input_embeddings().weight
+        super().__init__(backbone, config)
+        self.cls = BertPreTrainingHeads(self.backbone.config)
+        normal_linears(self.cls, self.init_std)
+        self.cls.predictions.decoder.weight = self.backbone.word_embedding_weight
         randomize_head_constants(self.cls.predictions)
         if config.mode != "finetune":
-            for p in self.cls.parameters():
-                p.requires_grad = False
+            freeze(self.cls)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None, next_sentence_label=None):
-        sequence_output, pooled_output = self.bert(input_ids, attention_mask, token_type_ids)
+        sequence_output, pooled_output = self.encoder(input_ids, attention_mask, token_type_ids)
         prediction_scores, seq_relationship_score = self.cls(sequence_output, pooled_output)
         terms = []
         if labels is not None:
@@ -41,6 +46,3 @@ class BertForPreTraining(nn.Module):
             terms.append(F.cross_entropy(seq_relationship_score.view(-1, 2), next_sentence_label.view(-1).long()))
         loss = sum(terms) if terms else None
         return loss, (prediction_scores, seq_relationship_score)
-
-
-HEADS = {"bert_pretraining": BertForPreTraining}

@@ -1,0 +1,66 @@
+"""Command-line arguments → PTuningConfig: the one path shared by `run`, `summarization` and LAMA.
+
+`PTuningArguments` holds the flags that say what to tune (the reference's `--prefix/--prompt`,
+`--pre_seq_len`, ...); each entry point's ModelArguments extends it with its own model flags and defaults,
+and `ptuning_config()` turns them into the PTuningConfig every head is built with.
+"""
+
+from dataclasses import dataclass, field
+
+from . import backend  # noqa: F401  (mindnlp must patch transformers before it is imported)
+from transformers import TrainingArguments
+
+from .config import PTuningConfig
+
+
+@dataclass(kw_only=True)
+class PTuningArguments:
+    mode: str = field(default="prefix", metadata={"help": "prefix (P-tuning v2) | prompt (P-tuning) | finetune"})
+    pre_seq_len: int = field(default=4, metadata={"help": "prefix / prompt length"})
+    prefix_projection: bool = field(default=False, metadata={"help": "reparameterize the prefix with an MLP"})
+    prefix_hidden_size: int = field(default=512, metadata={"help": "hidden size of that MLP"})
+    prompt_encoder_type: str = field(default="embedding", metadata={
+        "help": "prompt mode: embedding (a bare table, THUDM's P-tuning v2 --prompt) | lstm | mlp (P-tuning v1)"})
+    freeze_backbone: bool = field(default=False, metadata={
+        "help": "finetune mode: train the head only, the backbone frozen (THUDM's fix_bert, which its NER, QA and "
+                "COPA fine-tuning applies); prefix/prompt modes freeze the backbone anyway"})
+
+    def ptuning_config(self, dropout: float, num_labels: int = 2,
+                       problem_type: str = "single_label_classification") -> PTuningConfig:
+        """`dropout` is the reference's hidden_dropout_prob: it drops the prefix and the classifier input too."""
+        return PTuningConfig(mode=self.mode, pre_seq_len=self.pre_seq_len, prefix_projection=self.prefix_projection,
+                             prefix_hidden_size=self.prefix_hidden_size, prompt_encoder_type=self.prompt_encoder_type,
+                             prefix_dropout=dropout, classifier_dropout=dropout, num_labels=num_labels,
+                             problem_type=problem_type, freeze_backbone=self.freeze_backbone)
+
+
+@dataclass(kw_only=True)
+class ModelArguments(PTuningArguments):
+    """`python -m ms_ptuning.run`'s model flags."""
+
+    model_name_or_path: str = field(metadata={"help": "local model directory (config.json + *.safetensors)"})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "tokenizer directory if not the model's"})
+    hidden_dropout_prob: float = field(default=0.1, metadata={
+        "help": "dropout of the backbone, the prefix and the classifier, as the reference sets it"})
+    device_target: str = field(default="CPU", metadata={"help": "CPU | GPU | Ascend"})
+    allow_pickle: bool = field(default=False, metadata={
+        "help": "load pickled pytorch_model.bin weights when the model has no *.safetensors (runs any code "
+                "the file holds: only for files you trust)"})
+
+
+@dataclass
+class RunTrainingArguments(TrainingArguments):
+    """TrainingArguments with the defaults of the reference's run scripts."""
+
+    eval_strategy: str = "epoch"
+    save_strategy: str = "epoch"
+    logging_steps: float = 10
+    save_total_limit: int | None = 2
+    report_to: str = "none"
+    resume: bool = field(default=False, metadata={
+        "help": "continue from the latest complete checkpoint in output_dir (refused if the run's settings differ)"})
+    lr_decay_per_epoch: float | None = field(default=None, metadata={
+        "help": "instead of lr_scheduler_type: lr × gamma^epoch (the reference's ExponentialLR for NER/SRL/QA)"})
+    mixed_precision: str = field(default="no", metadata={
+        "help": "no (float32) | fp16 (dynamic loss scaling) | bf16: the frozen backbone computes in that dtype, "
+                "trainable weights stay float32; for GPU/Ascend (on CPU fp16 runs but is slower, bf16 has no kernels)"})

@@ -1,0 +1,173 @@
+"""The Backbone interface over a mindnlp (Hugging Face) model: the only thing the mode strategies call.
+
+Interface (the native GRAPH_MODE Cells in `ms_ptuning.native` implement the same):
+  - `config`: the Hugging Face config.
+  - `embed_words(input_ids) -> (B, T, H)`: word embeddings only (prompt mode prepends prompts to them).
+  - `construct(input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None, position_ids=None,
+    prefix_key_values=None) -> (sequence_output (B, T_in, H), pooled (B, H) or None)`. `prefix_key_values`: L
+    pairs (key, value), each (B, heads, P, head_dim); the mask then covers P + T_in and positions start at P,
+    as Hugging Face numbers them after a past of length P.
+  - `pool(sequence_output) -> pooled or None`; `drop_pooler()` removes the pooler (heads that read only the
+    sequence output, so its weights neither train nor count).
+  - `word_embedding_weight`: the (V, H) input embedding, which tied output layers multiply by.
+  - `decode(...)`: GPT-2's incremental decoding, a cache of past keys/values in, the extended one out.
+
+Everything mindtorch-specific stays in this file: the DynamicCache, DeBERTa's prefix attention
+(`deberta_prefix`), tagging MindSpore tensors for mindtorch, and mixed precision (autocast + frozen weights
+stored in the low dtype).
+"""
+
+import contextlib
+
+from mindspore import nn
+from transformers.cache_utils import DynamicCache
+
+from .backend import to_mindtorch, torch
+from .deberta_prefix import DEBERTA_MODEL_TYPES, forward_with_prefix
+
+
+def freeze(module) -> None:
+    for parameter in module.parameters():
+        parameter.requires_grad = False
+
+
+def cast_frozen_weights(model, dtype) -> None:
+    """Store the model's frozen weights, except the input embedding, in `dtype`.
+
+    Each Parameter is replaced by a new one: mindtorch 0.5.1's `Module.to(dtype)` and `.half()` only relabel
+    the dtype in place, and kernels still receive float32 (BiasAdd fails with mixed input types). One new
+    Parameter per old one, so tied weights stay tied. The input embedding stays float32 because tied heads
+    (GPT-2's LM head, BERT's MLM decoder) multiply by it in float32 outside the backbone.
+    """
+    keep = model.get_input_embeddings().weight
+    replaced = {}
+    for module in model.modules():
+        for key, param in module._parameters.items():
+            if param is None or param.requires_grad or param is keep:
+                continue
+            if id(param) not in replaced:
+                replaced[id(param)] = torch.nn.Parameter(param.to(dtype), requires_grad=False)
+            module._parameters[key] = replaced[id(param)]
+
+
+class HFBackbone(nn.Cell):
+    """A mindnlp model behind the Backbone interface.
+
+    `trainable=False` freezes it; `compute_dtype` (float16/bfloat16) runs it under MindSpore's automatic
+    mixed precision (mindtorch's `torch.autocast`: MatMuls in that dtype, softmax, LayerNorm and the like in
+    float32) with its frozen weights stored in that dtype. Outputs are always float32.
+    """
+
+    def __init__(self, model, trainable: bool = True, compute_dtype=None):
+        super().__init__()
+        self.model = model  # a mindtorch module, not a Cell: `weights.named_weights` lists its parameters
+        self.config = model.config
+        self.compute_dtype = compute_dtype
+        if not trainable:
+            freeze(model)
+        if compute_dtype is not None:
+            cast_frozen_weights(model, compute_dtype)
+
+    @property
+    def word_embedding_weight(self):
+        return self.model.get_input_embeddings().weight
+
+    @property
+    def pooler(self):
+        return getattr(self.model, "pooler", None)
+
+    def drop_pooler(self) -> None:
+        """As Hugging Face builds BERT for token classification and QA: unused, the pooler's weights would be
+        trainable in finetune mode yet never receive a gradient."""
+        if self.pooler is not None:
+            self.model.pooler = None
+
+    def embed_words(self, input_ids):
+        return self.model.get_input_embeddings()(input_ids)
+
+    def construct(self, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None,
+                  position_ids=None, prefix_key_values=None):
+        inputs = self._inputs(input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids)
+        with self._autocast():
+            if prefix_key_values is not None and self.config.model_type in DEBERTA_MODEL_TYPES:
+                outputs = self._deberta_with_prefix(self._tag_pairs(prefix_key_values), **inputs)
+            elif prefix_key_values is not None:
+                outputs = self.model(**inputs, past_key_values=self._cache(prefix_key_values))
+            else:
+                outputs = self.model(**inputs)
+        pooled = getattr(outputs, "pooler_output", None) if self.pooler is not None else None
+        return self._float32(outputs.last_hidden_state), self._float32(pooled)
+
+    def pool(self, sequence_output):
+        if self.pooler is None:
+            return None
+        with self._autocast():
+            return self._float32(self.pooler(self._tag(sequence_output)))
+
+    def decode(self, input_ids=None, inputs_embeds=None, attention_mask=None, position_ids=None, cache=None,
+               prefix_key_values=None):
+        """Incremental decoding (GPT-2): `(hidden (B, T_in, H), cache)`. The first call passes no `cache`
+        (with a prefix, `prefix_key_values` starts it); later calls pass the returned one, which holds every
+        key/value so far and supports `reorder_cache(rows)` for beam search."""
+        if cache is None and prefix_key_values is not None:
+            cache = self._cache(prefix_key_values)
+        inputs = self._inputs(input_ids, inputs_embeds, attention_mask, None, position_ids)
+        with self._autocast():
+            outputs = self.model(**inputs, past_key_values=cache, use_cache=True)
+        return self._float32(outputs.last_hidden_state), outputs.past_key_values
+
+    def _sync_mode(self) -> None:
+        """`set_train` on an outer Cell sets the `training` flag of the Cells below it only; the mindtorch
+        model is no Cell, so its mode follows ours at every call."""
+        if self.model.training != self.training:
+            self.model.train(self.training)
+
+    def _inputs(self, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids) -> dict:
+        self._sync_mode()
+        inputs = {"input_ids": input_ids, "inputs_embeds": inputs_embeds, "attention_mask": attention_mask,
+                  "token_type_ids": token_type_ids, "position_ids": position_ids}
+        return {name: self._tag(value) for name, value in inputs.items() if value is not None}
+
+    def _deberta_with_prefix(self, pairs, input_ids, attention_mask, token_type_ids=None, position_ids=None):
+        """DeBERTa takes no cache: the prefix goes into its attention layers (`deberta_prefix`), which want
+        the (B, T) mask of the real tokens and positions counted from the first real token."""
+        num_prefix = pairs[0][0].shape[-2]
+        attention_mask = attention_mask[:, num_prefix:]
+        if position_ids is not None:
+            position_ids = position_ids - num_prefix
+        return forward_with_prefix(self.model, pairs, input_ids, attention_mask, token_type_ids, position_ids)
+
+    def _cache(self, prefix_key_values) -> DynamicCache:
+        """A fresh cache per call: the forward pass extends it in place."""
+        return DynamicCache.from_legacy_cache(self._tag_pairs(prefix_key_values))
+
+    def _tag_pairs(self, prefix_key_values) -> tuple:
+        return tuple((self._tag(key), self._tag(value)) for key, value in prefix_key_values)
+
+    def _tag(self, tensor):
+        """MindSpore tensors made by our Cells, tagged with the device mindtorch's dispatcher asks for."""
+        return None if tensor is None else to_mindtorch(tensor, like=self.word_embedding_weight)
+
+    def _autocast(self):
+        if self.compute_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.word_embedding_weight.device.type, dtype=self.compute_dtype)
+
+    def _float32(self, tensor):
+        """Outputs as the float32 heads, logits and losses expect them."""
+        return tensor if tensor is None or self.compute_dtype is None else tensor.float()
+
+
+def as_backbone(backbone, trainable: bool = True, compute_dtype=None):
+    """A model behind the Backbone interface: a mindnlp model is wrapped in `HFBackbone`; a Cell that already
+    implements the interface (the native backbones) is frozen when asked and must have been built with the
+    same `compute_dtype`."""
+    if not hasattr(backbone, "embed_words"):
+        return HFBackbone(backbone, trainable, compute_dtype)
+    if getattr(backbone, "compute_dtype", None) != compute_dtype:
+        raise ValueError(f"{type(backbone).__name__} computes in {getattr(backbone, 'compute_dtype', None)}, "
+                         f"the model asks for {compute_dtype}: build the backbone with that compute_dtype")
+    if not trainable:
+        for parameter in backbone.get_parameters():
+            parameter.requires_grad = False
+    return backbone

@@ -1,0 +1,4 @@
+from .prefix import PrefixEncoder
+from .prompt import PromptEncoder
+
+__all__ = ["PrefixEncoder", "PromptEncoder"]

@@ -1,0 +1,5 @@
+from .base import PromptedBackbone
+
+
+class Finetune(PromptedBackbone):
+    """No virtual tokens."""
