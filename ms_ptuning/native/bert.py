@@ -18,13 +18,15 @@ from .cells import Embedding, LayerNorm, Linear
 
 
 class BertEmbeddings(nn.Cell):
-    """(word or given input embeddings) + token type + position → LayerNorm → dropout."""
+    """(word or given input embeddings) + token type + position → LayerNorm → dropout.
 
-    def __init__(self, config):
+    `position_padding_idx`: RoBERTa's position table, like its word table, never trains its padding row."""
+
+    def __init__(self, config, position_padding_idx: int = None):
         super().__init__()
         hidden = config.hidden_size
-        self.word_embeddings = Embedding(config.vocab_size, hidden)
-        self.position_embeddings = Embedding(config.max_position_embeddings, hidden)
+        self.word_embeddings = Embedding(config.vocab_size, hidden, config.pad_token_id)
+        self.position_embeddings = Embedding(config.max_position_embeddings, hidden, position_padding_idx)
         self.token_type_embeddings = Embedding(config.type_vocab_size, hidden)
         self.LayerNorm = LayerNorm(hidden, config.layer_norm_eps)  # Hugging Face's (TensorFlow's) spelling
         self.dropout = Dropout(config.hidden_dropout_prob)
@@ -146,10 +148,12 @@ class BertPooler(nn.Cell):
 class NativeBert(nn.Cell):
     """The backbone interface over a BERT encoder (see `ms_ptuning.native`)."""
 
+    padded_positions = False  # whether position ids can be the padding id (RoBERTa)
+
     def __init__(self, config, add_pooling_layer: bool = True):
         super().__init__()
         self.config = config
-        self.embeddings = BertEmbeddings(config)
+        self.embeddings = BertEmbeddings(config, config.pad_token_id if self.padded_positions else None)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
 
@@ -188,6 +192,8 @@ class NativeBert(nn.Cell):
 
 class NativeRoberta(NativeBert):
     """RoBERTa: BERT's encoder with fairseq positions that count real tokens from padding_idx + 1."""
+
+    padded_positions = True
 
     def __init__(self, config, add_pooling_layer: bool = True):
         super().__init__(config, add_pooling_layer)

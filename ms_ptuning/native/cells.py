@@ -17,14 +17,20 @@ def empty_parameter(shape: tuple, name: str) -> Parameter:
 
 
 class Embedding(nn.Cell):
-    """torch's nn.Embedding: weight (num, dim)."""
+    """torch's nn.Embedding: weight (num, dim); the row `padding_idx` gets no gradient, as in torch."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int = None):
         super().__init__()
+        self.padding_idx = padding_idx
         self.weight = empty_parameter((num_embeddings, embedding_dim), "weight")
 
     def construct(self, indices):
-        return ops.gather(self.weight, indices, 0)
+        rows = ops.gather(self.weight, indices, 0)  # (..., dim)
+        if self.padding_idx is None:
+            return rows
+        # the same values; the gradient reaches the table only through the rows of other ids
+        keep = F.broadcast(ops.expand_dims(ops.cast(ops.ne(indices, self.padding_idx), rows.dtype), -1), rows)
+        return ops.add(ops.mul(rows, keep), ops.mul(ops.stop_gradient(rows), ops.sub(1.0, keep)))
 
     def rows(self, start: int, count: int):
         """Rows start … start+count−1, (count, dim): the lookup of a run of consecutive ids, without the gather."""
