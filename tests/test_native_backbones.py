@@ -19,7 +19,7 @@ from safetensors.numpy import load_file, save_file
 from ms_ptuning.backend import graph_mode, torch
 from ms_ptuning.backbones import build_backbone
 from ms_ptuning.layers import Dropout
-from ms_ptuning.native import NATIVE_MODEL_TYPES, build_native, to_native
+from ms_ptuning.native import NATIVE_MODEL_TYPES, GPT2StaticStep, build_native, fixed_size_cache, to_native
 import transformers
 
 import native_reference
@@ -343,3 +343,30 @@ def test_gpt2_decode_continues_the_full_forward():
     head_dim = config.hidden_size // config.num_attention_heads
     assert len(cache) == config.num_hidden_layers
     assert tuple(cache[0][0].shape) == (BATCH, config.num_attention_heads, VIRTUAL + STEPS, head_dim)
+
+
+def test_gpt2_static_cache_step_continues_the_full_forward():
+    """The compiled fixed-size-cache step (GPT2StaticStep, one graph for every step): prefill with `decode`,
+    then one token per step written into its slot — the hidden states of one full forward (prefix, left
+    padding, explicit positions)."""
+    config = config_for("gpt2")
+    native = to_native(build_backbone(config))
+    native.set_train(False)
+    batch = make_batch(config, "prefix", 7)
+    ids, mask, positions = batch["input_ids"], batch["attention_mask"], batch["position_ids"]
+    parts = [Tensor(part) for part in batch["prefix"]]
+    past = tuple((parts[2 * i], parts[2 * i + 1]) for i in range(config.num_hidden_layers))
+    full, _ = native(input_ids=Tensor(ids), attention_mask=Tensor(mask), position_ids=Tensor(positions),
+                     prefix_key_values=past)
+    prompt, size = 3, VIRTUAL + STEPS
+    _, cache = native.decode(input_ids=Tensor(ids[:, :prompt]), position_ids=Tensor(positions[:, :prompt]),
+                             attention_mask=Tensor(mask[:, :VIRTUAL + prompt]), past_key_values=past)
+    cache, step, pieces = fixed_size_cache(cache, size), GPT2StaticStep(native), []
+    with graph_mode():
+        for token in range(prompt, STEPS):
+            slot = np.eye(size, dtype=np.float32)[VIRTUAL + token]
+            seen = np.concatenate([mask[:, :VIRTUAL + token + 1], np.zeros((BATCH, STEPS - token - 1), np.int64)], 1)
+            hidden, cache = step(Tensor(ids[:, token:token + 1]), Tensor(positions[:, token:token + 1]), Tensor(seen),
+                                 Tensor(slot), mindspore.mutable(cache))
+            pieces.append(hidden.asnumpy())
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), full.asnumpy()[:, prompt:], rtol=0, atol=1e-5)

@@ -28,6 +28,7 @@ _BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)
 _BATCH_MATMUL = ops.BatchMatMul()
 _MEAN = ops.ReduceMean(keep_dims=True)
 _SUM = ops.ReduceSum(keep_dims=True)
+_CUMSUM_FROM_END = ops.CumSum(reverse=True)
 
 
 def broadcast(small, like):
@@ -146,3 +147,15 @@ def causal_padding_mask(attention_mask, num_heads: int, query_length: int):
                              float("-inf"))
     full = (batch, num_heads, query_length, total)
     return ops.add(ops.broadcast_to(causal, full), padding_mask(attention_mask, num_heads, query_length))
+
+
+def static_cache_mask(attention_mask, slot, num_heads: int):
+    """The additive mask of one query against a fixed-size cache: (B, S) 1/0 and the query's one-hot slot
+    (S,) → (B, heads, 1, S). Slots after the query's are −inf (they do not exist for Hugging Face), visible
+    padding float32 min, as in `causal_padding_mask`."""
+    batch, total = attention_mask.shape
+    reached = _CUMSUM_FROM_END(ops.cast(slot, mstype.float32), 0)  # (S,): 1 up to the query's slot
+    causal = ops.masked_fill(ops.zeros((1, total), mstype.float32), ops.equal(ops.expand_dims(reached, 0), 0.0),
+                             float("-inf"))
+    full = (batch, num_heads, 1, total)
+    return ops.add(ops.broadcast_to(causal, full), padding_mask(attention_mask, num_heads, 1))
