@@ -39,16 +39,18 @@ def config_for(model_type: str, **overrides):
 
 
 def make_batch(config, variant: str, seed: int) -> dict:
-    """Padding in row 1 (right; GPT-2: left, with positions counted from its first real token), BERT token
-    types, RoBERTa pad tokens at padded positions; a prefix (2L, B, heads, P, d) or prompts (B, P, H)."""
+    """Padding in row 1 (right; GPT-2: left, with positions counted from its first real token), token types
+    (BERT; GPT-2 except with prompts), RoBERTa pad tokens at padded positions; a prefix (2L, B, heads, P, d)
+    or prompts (B, P, H)."""
     rng = np.random.default_rng(seed)
     heads, hidden, layers = config.num_attention_heads, config.hidden_size, config.num_hidden_layers
     ids = rng.integers(3, config.vocab_size, (BATCH, STEPS)).astype(np.int64)
     mask = np.ones((BATCH, STEPS), np.int64)
     batch = {}
-    if config.model_type == "gpt2":
+    if config.model_type == "gpt2":  # token types are looked up in wte and added, as Hugging Face does
         mask[1, :2] = 0
         batch["position_ids"] = np.maximum(np.cumsum(mask, 1) - 1, 0)
+        batch["token_type_ids"] = rng.integers(0, config.vocab_size, (BATCH, STEPS))
     else:
         mask[1, 5:] = 0
     if config.model_type == "roberta":
@@ -61,7 +63,8 @@ def make_batch(config, variant: str, seed: int) -> dict:
         batch["prefix"] = rng.standard_normal((2 * layers, BATCH, heads, VIRTUAL, hidden // heads)).astype(np.float32)
     if variant == "embeds":
         batch["prompts"] = rng.standard_normal((BATCH, VIRTUAL, hidden)).astype(np.float32)
-        batch.pop("position_ids", None)  # positions of prompt + tokens: the backbone's defaults
+        for name in ("position_ids", "token_type_ids") if config.model_type == "gpt2" else ():
+            batch.pop(name)  # prompt + tokens: GPT-2's default positions, no token types
     output_steps = STEPS + (VIRTUAL if variant == "embeds" else 0)
     batch.update(input_ids=ids, attention_mask=np.concatenate([np.ones((BATCH, virtual), np.int64), mask], axis=1),
                  r_seq=rng.standard_normal((BATCH, output_steps, hidden)).astype(np.float32))
@@ -335,8 +338,9 @@ def test_gpt2_decode_continues_the_full_forward():
                      prefix_key_values=past)
     pieces, cache, start = [], past, 0
     for stop in [3] + list(range(4, STEPS + 1)):
-        hidden, cache = native.decode(input_ids=Tensor(ids[:, start:stop]), position_ids=Tensor(positions[:, start:stop]),
-                                      attention_mask=Tensor(mask[:, :VIRTUAL + stop]), past_key_values=cache)
+        window = {"input_ids": Tensor(ids[:, start:stop]), "position_ids": Tensor(positions[:, start:stop]),
+                  "attention_mask": Tensor(mask[:, :VIRTUAL + stop])}
+        hidden, cache = native.decode(past_key_values=cache, **window)
         pieces.append(hidden.asnumpy())
         start = stop
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), full.asnumpy(), rtol=0, atol=1e-5)

@@ -47,6 +47,18 @@ def _release(module, dotted_name: str) -> None:
     delattr(owner, leaf)
 
 
+def _mismatches(sources: dict, targets: dict, model_type: str) -> list:
+    """What keeps the mindnlp model's parameters from mapping one-to-one, by name and shape, onto the native Cell's."""
+    problems = []
+    if set(sources) - set(targets):
+        problems.append(f"only in the mindnlp model: {sorted(set(sources) - set(targets))}")
+    if set(targets) - set(sources):
+        problems.append(f"only in the native {model_type}: {sorted(set(targets) - set(sources))}")
+    return problems + [f"{name}: mindnlp {tuple(sources[name].shape)}, native {tuple(targets[name].shape)}"
+                       for name in sorted(set(sources) & set(targets))
+                       if tuple(sources[name].shape) != tuple(targets[name].shape)]
+
+
 def to_native(model):
     """The native Cell for a loaded mindnlp BertModel / RobertaModel / GPT2Model, holding its weights.
 
@@ -55,15 +67,9 @@ def to_native(model):
     config = model.config
     native = build_native(config, add_pooling_layer=getattr(model, "pooler", None) is not None)
     targets = dict(native.parameters_and_names())
-    sources = dict(model.named_parameters())
-    problems = [f"only in the mindnlp model: {sorted(set(sources) - set(targets))}"] if set(sources) - set(targets) else []
-    if set(targets) - set(sources):
-        problems.append(f"only in the native {config.model_type}: {sorted(set(targets) - set(sources))}")
-    problems += [f"{name}: mindnlp {tuple(sources[name].shape)}, native {tuple(targets[name].shape)}"
-                 for name in set(sources) & set(targets) if tuple(sources[name].shape) != tuple(targets[name].shape)]
+    problems = _mismatches(dict(model.named_parameters()), targets, config.model_type)
     if problems:
         raise ValueError(f"cannot convert this {config.model_type} model to its native Cell: {'; '.join(problems)}")
-    del sources
     for name, target in targets.items():
         source = model.get_parameter(name)
         target.set_data(source)  # takes over the tensor's storage: no copy

@@ -70,7 +70,7 @@ class Softmax(nn.Cell):
 
 
 class Gelu(nn.Cell):
-    """Hugging Face "gelu" (torch's exact erf GELU): x · ½(1 + erf(x/√2)); backward ½(1 + erf(x/√2)) + x·φ(x)."""
+    """Hugging Face "gelu" (torch's exact erf GELU), x · ½(1 + erf(x/√2)); derivative ½(1 + erf(x/√2)) + x·φ(x)."""
 
     def construct(self, x):
         return ops.mul(x, ops.mul(ops.add(ops.erf(ops.mul(x, 1.0 / math.sqrt(2.0))), 1.0), 0.5))
