@@ -20,7 +20,8 @@ from ms_ptuning.backend import graph_mode, torch
 from ms_ptuning.backbones import build_backbone
 from ms_ptuning.layers import Dropout
 from ms_ptuning.native import functional as F
-from ms_ptuning.native import NATIVE_MODEL_TYPES, GPT2StaticStep, build_native, fixed_size_cache, to_native
+from ms_ptuning.native import (NATIVE_MODEL_TYPES, GPT2Prefill, GPT2StaticStep, build_native, fixed_size_cache,
+                               to_native)
 import transformers
 
 import native_reference
@@ -351,8 +352,8 @@ def test_gpt2_decode_continues_the_full_forward():
 
 
 def test_gpt2_static_cache_step_continues_the_full_forward():
-    """The compiled fixed-size-cache step (GPT2StaticStep, one graph for every step): prefill with `decode`,
-    then one token per step written into its slot — the hidden states of one full forward (prefix, left
+    """Compiled decoding: the prompt through GPT2Prefill, then the fixed-size-cache step (GPT2StaticStep, one
+    graph for every step), one token per step written into its slot — the hidden states of one full forward (prefix, left
     padding, explicit positions)."""
     config = config_for("gpt2")
     native = to_native(build_backbone(config))
@@ -364,10 +365,11 @@ def test_gpt2_static_cache_step_continues_the_full_forward():
     full, _ = native(input_ids=Tensor(ids), attention_mask=Tensor(mask), position_ids=Tensor(positions),
                      prefix_key_values=past)
     prompt, size = 3, VIRTUAL + STEPS
-    _, cache = native.decode(input_ids=Tensor(ids[:, :prompt]), position_ids=Tensor(positions[:, :prompt]),
-                             attention_mask=Tensor(mask[:, :VIRTUAL + prompt]), past_key_values=past)
-    cache, step, pieces = fixed_size_cache(cache, size), GPT2StaticStep(native), []
+    step, pieces = GPT2StaticStep(native), []
     with graph_mode():
+        _, cache = GPT2Prefill(native)(Tensor(ids[:, :prompt]), Tensor(mask[:, :VIRTUAL + prompt]),
+                                       Tensor(positions[:, :prompt]), mindspore.mutable(past))
+        cache = fixed_size_cache(cache, size)
         for token in range(prompt, STEPS):
             slot = np.eye(size, dtype=np.float32)[VIRTUAL + token]
             seen = np.concatenate([mask[:, :VIRTUAL + token + 1], np.zeros((BATCH, STEPS - token - 1), np.int64)], 1)

@@ -13,12 +13,13 @@ modes drive:
   P + T and default positions continue after P as Hugging Face's do after a past of length P;
 - `pool(sequence_output) -> (B, H) or None`;
 - GPT-2 only: `decode(...) -> (hidden, present_key_values)`, the same forward returning its key/value cache
-  (op by op in PyNative it is slow: over a second per GPT-2-small token), and `GPT2StaticStep`, one decoding
-  step against a fixed-size cache (`fixed_size_cache`) that GRAPH_MODE compiles once per (batch, cache size).
+  (op by op in PyNative it is slow: over a second per GPT-2-small token); compiled, `GPT2Prefill` runs the
+  prompt and `GPT2StaticStep` each next token against a fixed-size cache (`fixed_size_cache`), one graph
+  per (batch, cache size).
 """
 
 from .convert import NATIVE_MODEL_TYPES, build_native, check_native_config, to_native
-from .gpt2 import GPT2StaticStep, fixed_size_cache
+from .gpt2 import GPT2Prefill, GPT2StaticStep, fixed_size_cache
 
-__all__ = ["NATIVE_MODEL_TYPES", "GPT2StaticStep", "build_native", "check_native_config", "fixed_size_cache",
-           "to_native"]
+__all__ = ["NATIVE_MODEL_TYPES", "GPT2Prefill", "GPT2StaticStep", "build_native", "check_native_config",
+           "fixed_size_cache", "to_native"]

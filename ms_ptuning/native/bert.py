@@ -153,6 +153,7 @@ class NativeBert(nn.Cell):
     def __init__(self, config, add_pooling_layer: bool = True):
         super().__init__()
         self.config = config
+        self.num_heads = config.num_attention_heads
         self.embeddings = BertEmbeddings(config, config.pad_token_id if self.padded_positions else None)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
@@ -181,7 +182,7 @@ class NativeBert(nn.Cell):
             inputs_embeds = self.embed_words(input_ids)
         hidden = self.embeddings(inputs_embeds, token_type_ids, position_ids, self.first_position(past_length))
         additive_mask = None if attention_mask is None else F.padding_mask(
-            attention_mask, self.config.num_attention_heads, hidden.shape[1])
+            attention_mask, self.num_heads, hidden.shape[1])
         sequence_output = self.encoder(hidden, additive_mask, prefix_key_values)
         return sequence_output, self.pool(sequence_output)
 

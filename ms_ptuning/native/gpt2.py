@@ -88,6 +88,7 @@ class NativeGPT2(nn.Cell):
     def __init__(self, config):
         super().__init__()
         self.config = config
+        self.num_heads = config.num_attention_heads
         self.wte = Embedding(config.vocab_size, config.hidden_size)
         self.wpe = Embedding(config.max_position_embeddings, config.hidden_size)
         self.drop = Dropout(config.embd_pdrop)
@@ -128,7 +129,7 @@ class NativeGPT2(nn.Cell):
         hidden = self.drop(hidden)
         if attention_mask is None:
             attention_mask = ops.ones((batch, past_length + steps), hidden.dtype)
-        additive_mask = F.causal_padding_mask(attention_mask, self.config.num_attention_heads, steps)
+        additive_mask = F.causal_padding_mask(attention_mask, self.num_heads, steps)
         presents = ()
         for index, block in enumerate(self.h):
             past = (None, None) if past_key_values is None else past_key_values[index]
@@ -143,7 +144,7 @@ class NativeGPT2(nn.Cell):
         included; slot (S,): one-hot, where this token goes; past_key_values: L pairs (B, heads, S, d) →
         (hidden (B, 1, H), the caches with this token written in)."""
         hidden = self.drop(ops.add(self.wte(input_ids), self.wpe(position_ids)))
-        additive_mask = F.static_cache_mask(attention_mask, slot, self.config.num_attention_heads)
+        additive_mask = F.static_cache_mask(attention_mask, slot, self.num_heads)
         slot = ops.reshape(ops.cast(slot, mstype.bool_), (1, 1, -1, 1))
         presents = ()
         for index, block in enumerate(self.h):
@@ -153,9 +154,22 @@ class NativeGPT2(nn.Cell):
         return self.ln_f(hidden), presents
 
 
+class GPT2Prefill(nn.Cell):
+    """`NativeGPT2.decode` as a Cell, so GRAPH_MODE compiles it (once per shape): the prompt's forward pass
+    that fills the cache before `GPT2StaticStep` takes over."""
+
+    def __init__(self, model: NativeGPT2):
+        super().__init__()
+        self.model = model
+
+    def construct(self, input_ids, attention_mask, position_ids, past_key_values):
+        return self.model.decode(input_ids, None, attention_mask, None, position_ids, past_key_values)
+
+
 class GPT2StaticStep(nn.Cell):
     """`NativeGPT2.decode_static` as a Cell, so GRAPH_MODE compiles a decoding step once per (B, S): op-by-op
-    PyNative decoding of GPT-2-small measured over a second per token."""
+    PyNative decoding of GPT-2-small measured over a second per token. Pass the cache as
+    `mindspore.mutable(cache)`, or every step recompiles with the cache taken for a constant."""
 
     def __init__(self, model: NativeGPT2):
         super().__init__()
