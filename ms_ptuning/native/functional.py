@@ -4,7 +4,7 @@ Only `ops` functions and primitives, never Tensor methods or operators: the same
 (GRAPH_MODE) and op by op in PyNative after `import mindnlp` (see `ms_ptuning/layers.py`). Each function
 computes what the Hugging Face / torch module it replaces computes.
 
-Written around what MindSpore 2.7's CPU kernels do when compiled (measured, `benchmarks/native_probe.py`):
+Written around what MindSpore 2.7's CPU kernels do when compiled (measured op by op; a test guards it):
 an elementwise add/sub/mul that broadcasts a smaller operand, a Transpose, `ops.div` and the default
 backward of softmax and erf each keep 1.3–4 output-sized buffers alive outside the memory pool for as long as
 the graph exists, one set per call site: twelve BERT-base layers held ~10 GB that way. So every broadcast is
