@@ -5,6 +5,7 @@ underneath). Everything that touches the mindnlp stack imports it from here, so 
 MindSpore Cells and mindtorch modules lives in one place.
 """
 
+import contextlib
 import os
 import random
 
@@ -33,6 +34,19 @@ def set_device_target(target: str) -> None:
         return  # MindSpore refuses to set the device again once its runtime has started
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
     mindspore.set_device(target)
+
+
+@contextlib.contextmanager
+def graph_mode(jit_level: str = "O0"):
+    """Compile the Cells called inside (GRAPH_MODE, `jit_level` O0 or O1) and return to the mode before.
+
+    Each Cell compiles once per input shape; mindtorch/mindnlp eager code needs PyNative again afterwards."""
+    previous = mindspore.get_context("mode")
+    mindspore.set_context(mode=mindspore.GRAPH_MODE, jit_config={"jit_level": jit_level})
+    try:
+        yield
+    finally:
+        mindspore.set_context(mode=previous)
 
 
 def set_threads(num_threads: int) -> None:

@@ -1,0 +1,25 @@
+"""Native MindSpore BERT, RoBERTa and GPT-2 backbones that GRAPH_MODE compiles.
+
+mindnlp loads the model (config, tokenizer, safetensors weights); `to_native` moves its weights into these
+Cells, whose parameter names are Hugging Face's, so one checkpoint or adapter serves them, the eager mindnlp
+backbone and the torch reference alike. Every native backbone offers the backbone interface the P-tuning
+modes drive:
+
+- `config`: the Hugging Face config;
+- `embed_words(input_ids) -> (B, T, H)`: word embeddings alone (prompt mode puts its prompts in front);
+- `construct(input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None, position_ids=None,
+  prefix_key_values=None) -> (sequence_output (B, T, H), pooled (B, H) or None)`: `prefix_key_values` are
+  L pairs (key, value) of (B, heads, P, head_dim) in front of each layer's own; `attention_mask` then covers
+  P + T and default positions continue after P as Hugging Face's do after a past of length P;
+- `pool(sequence_output) -> (B, H) or None`;
+- GPT-2 only: `decode(...) -> (hidden, present_key_values)`, the same forward returning its key/value cache
+  (op by op in PyNative it is slow: over a second per GPT-2-small token); compiled, `GPT2Prefill` runs the
+  prompt and `GPT2StaticStep` each next token against a fixed-size cache (`fixed_size_cache`), one graph
+  per (batch, cache size).
+"""
+
+from .convert import NATIVE_MODEL_TYPES, build_native, check_native_config, to_native
+from .gpt2 import GPT2Prefill, GPT2StaticStep, fixed_size_cache
+
+__all__ = ["NATIVE_MODEL_TYPES", "GPT2Prefill", "GPT2StaticStep", "build_native", "check_native_config",
+           "fixed_size_cache", "to_native"]

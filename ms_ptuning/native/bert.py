@@ -1,0 +1,212 @@
+"""Native BERT and RoBERTa encoders: Hugging Face's `BertModel` / `RobertaModel` (eager attention, absolute
+positions) as MindSpore Cells that GRAPH_MODE compiles, with per-layer prefix keys/values (P-tuning v2).
+
+The Cell tree mirrors Hugging Face's module tree, so parameter names are Hugging Face's
+(`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`, `pooler.dense.weight`).
+Dropout sits where Hugging Face applies it: after the embedding LayerNorm, on the attention probabilities and
+after each of the two output projections (before their residual LayerNorm).
+"""
+
+import math
+
+from mindspore import nn, ops
+from mindspore import dtype as mstype
+
+from ..layers import Dropout
+from . import functional as F
+from .cells import Embedding, LayerNorm, Linear
+
+
+class BertEmbeddings(nn.Cell):
+    """(word or given input embeddings) + token type + position → LayerNorm → dropout.
+
+    `position_padding_idx`: RoBERTa's position table, like its word table, never trains its padding row."""
+
+    def __init__(self, config, position_padding_idx: int = None):
+        super().__init__()
+        hidden = config.hidden_size
+        self.word_embeddings = Embedding(config.vocab_size, hidden, config.pad_token_id)
+        self.position_embeddings = Embedding(config.max_position_embeddings, hidden, position_padding_idx)
+        self.token_type_embeddings = Embedding(config.type_vocab_size, hidden)
+        self.LayerNorm = LayerNorm(hidden, config.layer_norm_eps)  # Hugging Face's (TensorFlow's) spelling
+        self.dropout = Dropout(config.hidden_dropout_prob)
+
+    def construct(self, inputs_embeds, token_type_ids, position_ids, first_position: int):
+        """inputs_embeds (B, T, H); token types and positions (B, T) ids or None; None positions are
+        first_position … first_position+T−1 and None token types are 0, as Hugging Face's buffers give them."""
+        steps = inputs_embeds.shape[1]
+        if token_type_ids is None:  # row 0 copied out to (B, T, H): the lookup of all-zero ids
+            token_types = F.broadcast(self.token_type_embeddings.rows(0, 1), inputs_embeds)
+        else:
+            token_types = self.token_type_embeddings(token_type_ids)
+        embeddings = ops.add(inputs_embeds, token_types)
+        if position_ids is None:
+            positions = F.broadcast(self.position_embeddings.rows(first_position, steps), inputs_embeds)
+        else:
+            positions = self.position_embeddings(position_ids)
+        embeddings = ops.add(embeddings, positions)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class BertSelfAttention(nn.Cell):
+    """query/key/value projections; a layer's prefix keys/values go in front of its own."""
+
+    def __init__(self, config):
+        super().__init__()
+        hidden = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.scale = 1.0 / math.sqrt(hidden // self.num_heads)
+        self.query = Linear(hidden, hidden)
+        self.key = Linear(hidden, hidden)
+        self.value = Linear(hidden, hidden)
+        self.softmax = F.Softmax()
+        self.dropout = Dropout(config.attention_probs_dropout_prob)
+
+    def construct(self, hidden, additive_mask, prefix_key, prefix_value):
+        # hidden (B, T, H); additive_mask (B, heads, T, P+T) or None; prefix_key/value (B, heads, P, d) or None
+        query = F.split_heads(self.query(hidden), self.num_heads)
+        key = F.split_heads(self.key(hidden), self.num_heads)
+        value = F.split_heads(self.value(hidden), self.num_heads)
+        if prefix_key is not None:
+            key = ops.concat((prefix_key, key), 2)  # (B, heads, P+T, d)
+            value = ops.concat((prefix_value, value), 2)
+        context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.dropout)
+        return F.merge_heads(context)  # (B, T, H)
+
+
+class BertResidualOutput(nn.Cell):
+    """dense → dropout → LayerNorm(· + residual): Hugging Face's BertSelfOutput and BertOutput."""
+
+    def __init__(self, config, in_features: int):
+        super().__init__()
+        self.dense = Linear(in_features, config.hidden_size)
+        self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+
+    def construct(self, hidden, residual):
+        return self.LayerNorm(ops.add(self.dropout(self.dense(hidden)), residual))
+
+
+class BertAttention(nn.Cell):
+    def __init__(self, config):
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertResidualOutput(config, config.hidden_size)
+
+    def construct(self, hidden, additive_mask, prefix_key, prefix_value):
+        return self.output(self.self(hidden, additive_mask, prefix_key, prefix_value), hidden)
+
+
+class BertIntermediate(nn.Cell):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = Linear(config.hidden_size, config.intermediate_size)
+        self.activation = F.ACTIVATIONS[config.hidden_act]()
+
+    def construct(self, hidden):
+        return self.activation(self.dense(hidden))
+
+
+class BertLayer(nn.Cell):
+    def __init__(self, config):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertResidualOutput(config, config.intermediate_size)
+
+    def construct(self, hidden, additive_mask, prefix_key, prefix_value):
+        attended = self.attention(hidden, additive_mask, prefix_key, prefix_value)
+        return self.output(self.intermediate(attended), attended)
+
+
+class BertEncoder(nn.Cell):
+    def __init__(self, config):
+        super().__init__()
+        self.layer = nn.CellList([BertLayer(config) for _ in range(config.num_hidden_layers)])
+
+    def construct(self, hidden, additive_mask, prefix_key_values):
+        for index, layer in enumerate(self.layer):
+            if prefix_key_values is None:
+                hidden = layer(hidden, additive_mask, None, None)
+            else:
+                hidden = layer(hidden, additive_mask, prefix_key_values[index][0], prefix_key_values[index][1])
+        return hidden
+
+
+class BertPooler(nn.Cell):
+    """tanh(dense(hidden state of the first token))."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = Linear(config.hidden_size, config.hidden_size)
+
+    def construct(self, sequence_output):
+        first = ops.squeeze(ops.narrow(sequence_output, 1, 0, 1), 1)  # (B, H)
+        return ops.tanh(self.dense(first))
+
+
+class NativeBert(nn.Cell):
+    """The backbone interface over a BERT encoder (see `ms_ptuning.native`)."""
+
+    padded_positions = False  # whether position ids can be the padding id (RoBERTa)
+
+    def __init__(self, config, add_pooling_layer: bool = True):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.embeddings = BertEmbeddings(config, config.pad_token_id if self.padded_positions else None)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+
+    def embed_words(self, input_ids):
+        """(B, T) ids → (B, T, H) word embeddings alone."""
+        return self.embeddings.word_embeddings(input_ids)
+
+    def pool(self, sequence_output):
+        """(B, T, H) → (B, H), or None without a pooler."""
+        return None if self.pooler is None else self.pooler(sequence_output)
+
+    def default_positions(self, input_ids, past_length: int):
+        """None: BERT's positions past_length … past_length+T−1 (a slice of the table, no lookup)."""
+        return None
+
+    def construct(self, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None,
+                  position_ids=None, prefix_key_values=None):
+        """→ (sequence_output (B, T, H), pooled (B, H) or None); `attention_mask` (B, P+T) covers the prefix."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        past_length = 0 if prefix_key_values is None else prefix_key_values[0][0].shape[2]
+        if position_ids is None and input_ids is not None:
+            position_ids = self.default_positions(input_ids, past_length)
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_words(input_ids)
+        hidden = self.embeddings(inputs_embeds, token_type_ids, position_ids, self.first_position(past_length))
+        additive_mask = None if attention_mask is None else F.padding_mask(
+            attention_mask, self.num_heads, hidden.shape[1])
+        sequence_output = self.encoder(hidden, additive_mask, prefix_key_values)
+        return sequence_output, self.pool(sequence_output)
+
+    def first_position(self, past_length: int) -> int:
+        """The first default position when no ids say otherwise: BERT counts on from a prefix/cache."""
+        return past_length
+
+
+class NativeRoberta(NativeBert):
+    """RoBERTa: BERT's encoder with fairseq positions that count real tokens from padding_idx + 1."""
+
+    padded_positions = True
+
+    def __init__(self, config, add_pooling_layer: bool = True):
+        super().__init__(config, add_pooling_layer)
+        self.padding_idx = config.pad_token_id
+
+    def default_positions(self, input_ids, past_length: int):
+        """Hugging Face's create_position_ids_from_input_ids: padding keeps padding_idx, the k-th real token
+        gets padding_idx + past_length + k."""
+        real = ops.cast(ops.ne(input_ids, self.padding_idx), mstype.int32)
+        counted = ops.mul(ops.add(ops.cumsum(real, 1), past_length), real)
+        return ops.add(ops.cast(counted, mstype.int64), self.padding_idx)
+
+    def first_position(self, past_length: int) -> int:
+        """Given embeddings (no ids), Hugging Face numbers them padding_idx+1 … whatever the past length."""
+        return self.padding_idx + 1

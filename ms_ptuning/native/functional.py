@@ -1,0 +1,161 @@
+"""The transformer arithmetic of the native backbones, in `mindspore.ops` only.
+
+Only `ops` functions and primitives, never Tensor methods or operators: the same code then runs compiled
+(GRAPH_MODE) and op by op in PyNative after `import mindnlp` (see `ms_ptuning/layers.py`). Each function
+computes what the Hugging Face / torch module it replaces computes.
+
+Written around what MindSpore 2.7's CPU kernels do when compiled (measured op by op; a test guards it):
+an elementwise add/sub/mul that broadcasts a smaller operand, a Transpose, `ops.div` and the default
+backward of softmax and erf each keep 1.3–4 output-sized buffers alive outside the memory pool for as long as
+the graph exists, one set per call site: twelve BERT-base layers held ~10 GB that way. So every broadcast is
+explicit (`ops.broadcast_to`, or BiasAdd on a 2-D view), heads are split and merged with split/stack and
+unstack/concat instead of transposes, division by a constant is multiplication by its reciprocal, and softmax
+and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`).
+"""
+
+import math
+
+import numpy as np
+from mindspore import nn, ops
+from mindspore import dtype as mstype
+
+FLOAT32_MIN = float(np.finfo(np.float32).min)  # torch.finfo(float32).min: Hugging Face's additive mask value
+
+_MATMUL_NT = ops.MatMul(transpose_b=True)
+_MATMUL = ops.MatMul()
+_BIAS_ADD = ops.BiasAdd()
+_BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)
+_BATCH_MATMUL = ops.BatchMatMul()
+_MEAN = ops.ReduceMean(keep_dims=True)
+_SUM = ops.ReduceSum(keep_dims=True)
+_CUMSUM_FROM_END = ops.CumSum(reverse=True)
+
+
+def broadcast(small, like):
+    """`small` copied out to `like`'s shape, so the elementwise op that follows does not broadcast."""
+    return ops.broadcast_to(small, like.shape)
+
+
+def linear(x, weight, bias):
+    """torch's nn.Linear: x (..., in) · weight (out, in)ᵀ + bias (out,) → (..., out), one 2-D MatMul."""
+    leading = x.shape[:-1]
+    y = _BIAS_ADD(_MATMUL_NT(ops.reshape(x, (-1, x.shape[-1])), weight), bias)
+    return ops.reshape(y, leading + (weight.shape[0],))
+
+
+def conv1d(x, weight, bias):
+    """GPT-2's Conv1D (a linear layer stored transposed): x (..., in) · weight (in, out) + bias → (..., out)."""
+    leading = x.shape[:-1]
+    y = _BIAS_ADD(_MATMUL(ops.reshape(x, (-1, x.shape[-1])), weight), bias)
+    return ops.reshape(y, leading + (weight.shape[1],))
+
+
+def layer_norm(x, weight, bias, eps: float):
+    """torch's LayerNorm over the last axis (biased variance): (x − mean) / √(var + eps) · weight + bias."""
+    flat = ops.reshape(x, (-1, x.shape[-1]))  # (N, H)
+    centred = ops.sub(flat, broadcast(_MEAN(flat, -1), flat))
+    variance = _MEAN(ops.square(centred), -1)  # (N, 1)
+    normed = ops.mul(centred, broadcast(ops.rsqrt(ops.add(variance, eps)), flat))
+    return ops.reshape(_BIAS_ADD(ops.mul(normed, broadcast(weight, flat)), bias), x.shape)
+
+
+class Softmax(nn.Cell):
+    """Softmax over the last axis with its backward written out: y · (dy − Σ y·dy)."""
+
+    def construct(self, x):
+        return ops.softmax(x, -1)
+
+    def bprop(self, x, out, dout):
+        return (ops.mul(out, ops.sub(dout, broadcast(_SUM(ops.mul(out, dout), -1), dout))),)
+
+
+class Gelu(nn.Cell):
+    """Hugging Face "gelu" (torch's exact erf GELU), x · ½(1 + erf(x/√2)); derivative ½(1 + erf(x/√2)) + x·φ(x)."""
+
+    def construct(self, x):
+        return ops.mul(x, ops.mul(ops.add(ops.erf(ops.mul(x, 1.0 / math.sqrt(2.0))), 1.0), 0.5))
+
+    def bprop(self, x, out, dout):
+        cdf = ops.mul(ops.add(ops.erf(ops.mul(x, 1.0 / math.sqrt(2.0))), 1.0), 0.5)
+        density = ops.mul(ops.exp(ops.mul(ops.square(x), -0.5)), 1.0 / math.sqrt(2.0 * math.pi))
+        return (ops.mul(dout, ops.add(cdf, ops.mul(x, density))),)
+
+
+class GeluTanh(nn.Cell):
+    """Hugging Face "gelu_new" (GPT-2) / "gelu_pytorch_tanh": ½x(1 + tanh(√(2/π)(x + 0.044715x³)))."""
+
+    def construct(self, x):
+        return ops.mul(ops.mul(x, 0.5), ops.add(ops.tanh(self.inner(x)), 1.0))
+
+    def inner(self, x):
+        return ops.mul(ops.add(x, ops.mul(ops.mul(ops.square(x), x), 0.044715)), math.sqrt(2.0 / math.pi))
+
+    def bprop(self, x, out, dout):
+        tanh = ops.tanh(self.inner(x))
+        slope = ops.mul(ops.add(ops.mul(ops.square(x), 3 * 0.044715), 1.0), math.sqrt(2.0 / math.pi))
+        inner_grad = ops.mul(ops.mul(ops.sub(1.0, ops.square(tanh)), slope), ops.mul(x, 0.5))
+        return (ops.mul(dout, ops.add(ops.mul(ops.add(tanh, 1.0), 0.5), inner_grad)),)
+
+
+class Relu(nn.Cell):
+    def construct(self, x):
+        return ops.relu(x)
+
+
+ACTIVATIONS = {"gelu": Gelu, "gelu_new": GeluTanh, "gelu_pytorch_tanh": GeluTanh, "relu": Relu}
+
+
+def split_heads(x, num_heads: int):
+    """(B, T, H) → (B, heads, T, H / heads)."""
+    return ops.stack(ops.split(x, x.shape[-1] // num_heads, 2), 1)
+
+
+def merge_heads(x):
+    """(B, heads, T, head_dim) → (B, T, heads · head_dim)."""
+    return ops.concat(ops.unstack(x, 1), 2)
+
+
+def attend(query, key, value, additive_mask, scale: float, softmax, dropout):
+    """softmax(q kᵀ · scale + mask) v with dropout on the probabilities, as Hugging Face's eager attention
+    (which divides by 1/scale: the same up to one rounding).
+
+    query (B, heads, T, d), key/value (B, heads, S, d), additive_mask (B, heads, T, S) or None → (B, heads, T, d)."""
+    scores = ops.mul(_BATCH_MATMUL_NT(query, key), scale)
+    if additive_mask is not None:
+        scores = ops.add(scores, additive_mask)
+    return _BATCH_MATMUL(dropout(softmax(scores)), value)
+
+
+def padding_mask(attention_mask, num_heads: int, query_length: int):
+    """Hugging Face's extended encoder mask, (B, S) of 1/0 → (B, heads, T, S) of 0 / float32 min."""
+    keep = ops.cast(ops.expand_dims(ops.expand_dims(attention_mask, 1), 1), mstype.float32)  # (B, 1, 1, S)
+    batch, total = attention_mask.shape
+    return ops.broadcast_to(ops.mul(ops.sub(1.0, keep), FLOAT32_MIN), (batch, num_heads, query_length, total))
+
+
+def causal_padding_mask(attention_mask, num_heads: int, query_length: int):
+    """GPT-2's eager masks folded into one additive (B, heads, T, S) mask.
+
+    Query i (the last T of S positions) may see keys j ≤ S − T + i: earlier positions, a prefix or a cache,
+    are visible to every query. Hugging Face masks a future key twice (its causal `where` puts float32 min
+    there and its 4-D mask adds min again: −inf) and a visible padding key once (score + min), so a query
+    that sees only padding spreads its attention evenly over the keys it may see. −inf for the future plus
+    min for padding reproduces both."""
+    batch, total = attention_mask.shape
+    visible = ops.tril(ops.ones((query_length, total), mstype.float32), total - query_length)  # (T, S) 1/0
+    causal = ops.masked_fill(ops.zeros((query_length, total), mstype.float32), ops.equal(visible, 0.0),
+                             float("-inf"))
+    full = (batch, num_heads, query_length, total)
+    return ops.add(ops.broadcast_to(causal, full), padding_mask(attention_mask, num_heads, query_length))
+
+
+def static_cache_mask(attention_mask, slot, num_heads: int):
+    """The additive mask of one query against a fixed-size cache: (B, S) 1/0 and the query's one-hot slot
+    (S,) → (B, heads, 1, S). Slots after the query's are −inf (they do not exist for Hugging Face), visible
+    padding float32 min, as in `causal_padding_mask`."""
+    batch, total = attention_mask.shape
+    reached = _CUMSUM_FROM_END(ops.cast(slot, mstype.float32), 0)  # (S,): 1 up to the query's slot
+    causal = ops.masked_fill(ops.zeros((1, total), mstype.float32), ops.equal(ops.expand_dims(reached, 0), 0.0),
+                             float("-inf"))
+    full = (batch, num_heads, 1, total)
+    return ops.add(ops.broadcast_to(causal, full), padding_mask(attention_mask, num_heads, 1))

@@ -1,0 +1,187 @@
+"""Native GPT-2: Hugging Face's `GPT2Model` (eager attention) as MindSpore Cells that GRAPH_MODE compiles,
+with prefix keys/values (P-tuning v2) and a key/value cache for incremental decoding.
+
+Parameter names and layouts are Hugging Face's (`wte.weight`, `h.0.attn.c_attn.weight` as Conv1D's (in, out),
+`ln_f.weight`). Dropout sits where Hugging Face applies it: on the summed input embeddings (embd_pdrop), on the
+attention probabilities (attn_pdrop) and after each block's two output projections (resid_pdrop).
+"""
+
+import math
+
+from mindspore import dtype as mstype
+from mindspore import nn, ops
+
+from ..layers import Dropout
+from . import functional as F
+from .cells import Conv1D, Embedding, LayerNorm
+
+
+class GPT2Attention(nn.Cell):
+    def __init__(self, config, layer_index: int):
+        super().__init__()
+        hidden = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        divisor = math.sqrt(hidden // self.num_heads) if config.scale_attn_weights else 1.0
+        if config.scale_attn_by_inverse_layer_idx:
+            divisor *= layer_index + 1
+        self.scale = 1.0 / divisor
+        self.softmax = F.Softmax()
+        self.c_attn = Conv1D(hidden, 3 * hidden)
+        self.c_proj = Conv1D(hidden, hidden)
+        self.attn_dropout = Dropout(config.attn_pdrop)
+        self.resid_dropout = Dropout(config.resid_pdrop)
+
+    def construct(self, hidden, additive_mask, past_key, past_value, slot=None):
+        """hidden (B, T, H); past_key/value (B, heads, S−T, d) or None →
+        (output (B, T, H), key (B, heads, S, d), value): the keys/values so far, the next step's cache.
+
+        With `slot` ((1, 1, S, 1) bool, one True) the past is a fixed-size cache (B, heads, S, d) and this one
+        token's key/value are written into that slot instead of appended."""
+        query, key, value = ops.split(self.c_attn(hidden), hidden.shape[-1], 2)
+        query = F.split_heads(query, self.num_heads)
+        key = F.split_heads(key, self.num_heads)
+        value = F.split_heads(value, self.num_heads)
+        if slot is not None:
+            key = ops.where(F.broadcast(slot, past_key), F.broadcast(key, past_key), past_key)
+            value = ops.where(F.broadcast(slot, past_value), F.broadcast(value, past_value), past_value)
+        elif past_key is not None:
+            key = ops.concat((past_key, key), 2)
+            value = ops.concat((past_value, value), 2)
+        context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.attn_dropout)
+        return self.resid_dropout(self.c_proj(F.merge_heads(context))), key, value
+
+
+class GPT2MLP(nn.Cell):
+    def __init__(self, config):
+        super().__init__()
+        hidden = config.hidden_size
+        inner = config.n_inner if config.n_inner is not None else 4 * hidden
+        self.c_fc = Conv1D(hidden, inner)
+        self.c_proj = Conv1D(inner, hidden)
+        self.activation = F.ACTIVATIONS[config.activation_function]()
+        self.dropout = Dropout(config.resid_pdrop)
+
+    def construct(self, hidden):
+        return self.dropout(self.c_proj(self.activation(self.c_fc(hidden))))
+
+
+class GPT2Block(nn.Cell):
+    """Pre-norm block: x + attn(ln_1(x)), then · + mlp(ln_2(·))."""
+
+    def __init__(self, config, layer_index: int):
+        super().__init__()
+        hidden = config.hidden_size
+        self.ln_1 = LayerNorm(hidden, config.layer_norm_epsilon)
+        self.attn = GPT2Attention(config, layer_index)
+        self.ln_2 = LayerNorm(hidden, config.layer_norm_epsilon)
+        self.mlp = GPT2MLP(config)
+
+    def construct(self, hidden, additive_mask, past_key, past_value, slot=None):
+        attended, key, value = self.attn(self.ln_1(hidden), additive_mask, past_key, past_value, slot)
+        hidden = ops.add(attended, hidden)
+        return ops.add(hidden, self.mlp(self.ln_2(hidden))), key, value
+
+
+class NativeGPT2(nn.Cell):
+    """The backbone interface over GPT-2 (see `ms_ptuning.native`), plus `decode` with a key/value cache."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.wte = Embedding(config.vocab_size, config.hidden_size)
+        self.wpe = Embedding(config.max_position_embeddings, config.hidden_size)
+        self.drop = Dropout(config.embd_pdrop)
+        self.h = nn.CellList([GPT2Block(config, index) for index in range(config.num_hidden_layers)])
+        self.ln_f = LayerNorm(config.hidden_size, config.layer_norm_epsilon)
+
+    def embed_words(self, input_ids):
+        return self.wte(input_ids)
+
+    def pool(self, sequence_output):
+        return None  # GPT-2 has no pooler
+
+    def construct(self, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None,
+                  position_ids=None, prefix_key_values=None):
+        """→ (hidden states (B, T, H) after ln_f, None); `prefix_key_values` are a past of length P:
+        positions start at P and `attention_mask` (B, P+T) covers it."""
+        hidden, _ = self.decode(input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
+                                prefix_key_values)
+        return hidden, None
+
+    def decode(self, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None,
+               position_ids=None, past_key_values=None):
+        """→ (hidden (B, T, H), present_key_values): L pairs (key, value) (B, heads, S, d) of the past
+        followed by these T tokens, the `past_key_values` of the next call."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.wte(input_ids)
+        batch, steps = inputs_embeds.shape[0], inputs_embeds.shape[1]
+        past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        if position_ids is None:
+            positions = F.broadcast(self.wpe.rows(past_length, steps), inputs_embeds)
+        else:
+            positions = self.wpe(position_ids)
+        hidden = ops.add(inputs_embeds, positions)
+        if token_type_ids is not None:
+            hidden = ops.add(hidden, self.wte(token_type_ids))
+        hidden = self.drop(hidden)
+        if attention_mask is None:
+            attention_mask = ops.ones((batch, past_length + steps), hidden.dtype)
+        additive_mask = F.causal_padding_mask(attention_mask, self.num_heads, steps)
+        presents = ()
+        for index, block in enumerate(self.h):
+            past = (None, None) if past_key_values is None else past_key_values[index]
+            hidden, key, value = block(hidden, additive_mask, past[0], past[1])
+            presents = presents + ((key, value),)
+        return self.ln_f(hidden), presents
+
+    def decode_static(self, input_ids, position_ids, attention_mask, slot, past_key_values):
+        """One token per row against fixed-size caches (what `GPT2StaticStep` compiles once per (B, S)).
+
+        input_ids, position_ids (B, 1); attention_mask (B, S): 1 at the slots holding real tokens, this one
+        included; slot (S,): one-hot, where this token goes; past_key_values: L pairs (B, heads, S, d) →
+        (hidden (B, 1, H), the caches with this token written in)."""
+        hidden = self.drop(ops.add(self.wte(input_ids), self.wpe(position_ids)))
+        additive_mask = F.static_cache_mask(attention_mask, slot, self.num_heads)
+        slot = ops.reshape(ops.cast(slot, mstype.bool_), (1, 1, -1, 1))
+        presents = ()
+        for index, block in enumerate(self.h):
+            hidden, key, value = block(hidden, additive_mask, past_key_values[index][0], past_key_values[index][1],
+                                       slot)
+            presents = presents + ((key, value),)
+        return self.ln_f(hidden), presents
+
+
+class GPT2Prefill(nn.Cell):
+    """`NativeGPT2.decode` as a Cell, so GRAPH_MODE compiles it (once per shape): the prompt's forward pass
+    that fills the cache before `GPT2StaticStep` takes over."""
+
+    def __init__(self, model: NativeGPT2):
+        super().__init__()
+        self.model = model
+
+    def construct(self, input_ids, attention_mask, position_ids, past_key_values):
+        return self.model.decode(input_ids, None, attention_mask, None, position_ids, past_key_values)
+
+
+class GPT2StaticStep(nn.Cell):
+    """`NativeGPT2.decode_static` as a Cell, so GRAPH_MODE compiles a decoding step once per (B, S): op-by-op
+    PyNative decoding of GPT-2-small measured over a second per token. Pass the cache as
+    `mindspore.mutable(cache)`, or every step recompiles with the cache taken for a constant."""
+
+    def __init__(self, model: NativeGPT2):
+        super().__init__()
+        self.model = model
+
+    def construct(self, input_ids, position_ids, attention_mask, slot, past_key_values):
+        return self.model.decode_static(input_ids, position_ids, attention_mask, slot, past_key_values)
+
+
+def fixed_size_cache(present_key_values, size: int) -> tuple:
+    """`decode`'s cache (L pairs (B, heads, S0, d)) zero-padded to `size` slots for `GPT2StaticStep`."""
+    def pad(tensor):
+        batch, heads, filled, head_dim = tensor.shape
+        return ops.concat((tensor, ops.zeros((batch, heads, size - filled, head_dim), tensor.dtype)), 2)
+    return tuple((pad(key), pad(value)) for key, value in present_key_values)
