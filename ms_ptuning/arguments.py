@@ -11,6 +11,7 @@ from . import backend  # noqa: F401  (mindnlp must patch transformers before it 
 from transformers import TrainingArguments
 
 from .config import PTuningConfig
+from .execution import BACKEND_HELP
 
 
 @dataclass(kw_only=True)
@@ -24,6 +25,7 @@ class PTuningArguments:
     freeze_backbone: bool = field(default=False, metadata={
         "help": "finetune mode: train the head only, the backbone frozen (THUDM's fix_bert, which its NER, QA and "
                 "COPA fine-tuning applies); prefix/prompt modes freeze the backbone anyway"})
+    backend: str = field(default="auto", metadata={"help": BACKEND_HELP})
 
     def ptuning_config(self, dropout: float, num_labels: int = 2,
                        problem_type: str = "single_label_classification") -> PTuningConfig:

@@ -29,6 +29,7 @@ from .config import PTuningConfig
 from .models import HEADS
 from .backbones import input_positions, load_backbone, load_tokenizer
 from .deberta_prefix import DEBERTA_MODEL_TYPES
+from .execution import choose_backend
 from .tasks.custom import task_for
 from .training import DatasetMetrics, Trainer
 from .training.arguments import resolve_precision
@@ -91,15 +92,17 @@ def check_sequence_length(width: int, backbone_config, ptuning_config: PTuningCo
                          f"{limit - virtual} or less")
 
 
-def build_model(model_args: ModelArguments, task, mixed_precision: str, width: int):
-    """The task's head over the pretrained backbone in the mode the arguments ask for, checked to take
-    inputs of `width` tokens. Refusals (precision, length) come before any output is written."""
+def build_model(model_args: ModelArguments, task, mixed_precision: str, width: int) -> tuple:
+    """(the task's head over the pretrained backbone in the mode the arguments ask for, checked to take
+    inputs of `width` tokens; the Backend it runs on). Refusals (precision, length, backend) come before any
+    output is written."""
     compute_dtype = mixed_precision_dtype(mixed_precision)
     backbone = load_backbone(model_args.model_name_or_path, allow_pickle=model_args.allow_pickle,
                              hidden_dropout_prob=model_args.hidden_dropout_prob)
+    backend = choose_backend(model_args.backend, backbone.config.model_type)
     ptuning_config = model_args.ptuning_config(model_args.hidden_dropout_prob, task.num_labels, task.problem_type)
     check_sequence_length(width, backbone.config, ptuning_config, model_args.model_name_or_path)
-    return HEADS[task.head](backbone, ptuning_config, compute_dtype)
+    return HEADS[task.head](backend.backbone(backbone), ptuning_config, compute_dtype), backend
 
 
 def requested_test_splits(data_args: DataArguments, training_args: RunTrainingArguments, task) -> list:
@@ -142,13 +145,14 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
                      for split in test_splits}  # before training: errors come early
 
     width = max(dataset.columns["input_ids"].shape[-1] for dataset in (train_dataset, eval_dataset))
-    model = build_model(model_args, task, training_args.mixed_precision, width)
+    model, backend = build_model(model_args, task, training_args.mixed_precision, width)
     # join the msrun cluster only now: once it is joined, mindnlp's from_pretrained expects a mindtorch
     # process group (which MindSpore's own collectives do not need)
     parallel = DataParallel.from_environment()
     trainable, total = count_parameters(trainable_weights(model)), count_parameters(named_weights(model))
     workers = f"; {parallel.world_size} data-parallel workers" if parallel.world_size > 1 else ""
     if parallel.is_main:
+        print(backend.describe())
         print(f"[ms_ptuning] {task.name}: {model_args.mode} on {model_args.model_name_or_path}; trainable "
               f"parameters {trainable:,} of {total:,}; train {len(train_dataset)}, eval {len(eval_dataset)}{workers}")
 
@@ -159,8 +163,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
     trainer = Trainer(model, training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                       compute_metrics=DatasetMetrics(task.compute_metrics), test_datasets=test_datasets,
                       metadata_columns=task.metadata_columns, adapter_metadata=metadata, parallel=parallel,
-                      loss_scaler=default_loss_scaler(training_args.mixed_precision))
-    results = {"task": task.name, "mode": model_args.mode, "run_name": training_args.run_name,
+                      loss_scaler=default_loss_scaler(training_args.mixed_precision), steps=backend.steps)
+    results = {"task": task.name, "mode": model_args.mode, "backend": backend.name, "run_name": training_args.run_name,
                "trainable_parameters": trainable, "total_parameters": total}
     return train_and_report(trainer, training_args, metadata, results)
 

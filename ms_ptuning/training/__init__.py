@@ -5,9 +5,10 @@ from transformers import TrainingArguments
 
 from .eager_steps import EagerSteps
 from .evaluation import DatasetMetrics
+from .graph_steps import GraphSteps
 from .steps import StepResult
 from .trainer import Trainer
 
 TrainingArgs = TrainingArguments
 
-__all__ = ["DatasetMetrics", "EagerSteps", "StepResult", "Trainer", "TrainingArgs", "TrainingArguments"]
+__all__ = ["DatasetMetrics", "EagerSteps", "GraphSteps", "StepResult", "Trainer", "TrainingArgs", "TrainingArguments"]
