@@ -16,6 +16,12 @@ modes drive:
   (op by op in PyNative it is slow: over a second per GPT-2-small token); compiled, `GPT2Prefill` runs the
   prompt and `GPT2StaticStep` each next token against a fixed-size cache (`fixed_size_cache`), one graph
   per (batch, cache size).
+
+Compile Cells whose outputs are tensors only, not these backbones themselves (their `construct` returns a
+None pooled output for GPT-2, or BERT without a pooler): MindSpore 2.7 returns a None from a compiled graph
+through a Python fallback (a PyExecute node), the graph then runs as an AnyTypeKernelActor, and that actor
+cannot run the host-side Custom op behind `layers.Dropout` ("The prim is not a PrimitivePy. Prim name:
+Custom"). Heads, the step engines' graphs and the decoding Cells return tensors only.
 """
 
 from .convert import NATIVE_MODEL_TYPES, build_native, check_native_config, to_native

@@ -83,7 +83,8 @@ class GPT2Block(nn.Cell):
 
 
 class NativeGPT2(nn.Cell):
-    """The backbone interface over GPT-2 (see `ms_ptuning.native`), plus `decode` with a key/value cache."""
+    """The backbone interface over GPT-2 (see `ms_ptuning.native`): `decode` continues from a key/value cache
+    (`HFBackbone.decode`'s signature), `decode_static` writes into a fixed-size one."""
 
     def __init__(self, config):
         super().__init__()
@@ -95,24 +96,42 @@ class NativeGPT2(nn.Cell):
         self.h = nn.CellList([GPT2Block(config, index) for index in range(config.num_hidden_layers)])
         self.ln_f = LayerNorm(config.hidden_size, config.layer_norm_epsilon)
 
+    pooler = None  # GPT-2 has none
+
+    @property
+    def word_embedding_weight(self):
+        """The (V, H) token embeddings, which the tied LM head multiplies by."""
+        return self.wte.weight
+
+    def drop_pooler(self) -> None:
+        """Nothing to drop: GPT-2 has no pooler."""
+
     def embed_words(self, input_ids):
         return self.wte(input_ids)
 
     def pool(self, sequence_output):
-        return None  # GPT-2 has no pooler
+        return None
 
     def construct(self, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None,
                   position_ids=None, prefix_key_values=None):
         """→ (hidden states (B, T, H) after ln_f, None); `prefix_key_values` are a past of length P:
         positions start at P and `attention_mask` (B, P+T) covers it."""
-        hidden, _ = self.decode(input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
-                                prefix_key_values)
+        hidden, _ = self.forward_with_cache(input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
+                                            prefix_key_values)
         return hidden, None
 
-    def decode(self, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None,
-               position_ids=None, past_key_values=None):
+    def decode(self, input_ids=None, inputs_embeds=None, attention_mask=None, position_ids=None, cache=None,
+               prefix_key_values=None):
+        """Incremental decoding, `HFBackbone.decode`'s signature: `(hidden (B, T, H), cache)`. The first call
+        passes no `cache` (a prefix, if any, as `prefix_key_values`), later ones the returned cache: L pairs
+        (key, value) (B, heads, S, d) of every position so far."""
+        past = prefix_key_values if cache is None else cache
+        return self.forward_with_cache(input_ids, inputs_embeds, attention_mask, None, position_ids, past)
+
+    def forward_with_cache(self, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
+                           past_key_values):
         """→ (hidden (B, T, H), present_key_values): L pairs (key, value) (B, heads, S, d) of the past
-        followed by these T tokens, the `past_key_values` of the next call."""
+        followed by these T tokens."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
@@ -163,7 +182,7 @@ class GPT2Prefill(nn.Cell):
         self.model = model
 
     def construct(self, input_ids, attention_mask, position_ids, past_key_values):
-        return self.model.decode(input_ids, None, attention_mask, None, position_ids, past_key_values)
+        return self.model.decode(input_ids, None, attention_mask, position_ids, None, past_key_values)
 
 
 class GPT2StaticStep(nn.Cell):
