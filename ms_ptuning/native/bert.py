@@ -158,6 +158,15 @@ class NativeBert(nn.Cell):
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
 
+    @property
+    def word_embedding_weight(self):
+        """The (V, H) word embeddings, which a tied output layer (BERT's MLM decoder) multiplies by."""
+        return self.embeddings.word_embeddings.weight
+
+    def drop_pooler(self) -> None:
+        """For heads that read the sequence output only (as Hugging Face builds BertForMaskedLM)."""
+        self.pooler = None
+
     def embed_words(self, input_ids):
         """(B, T) ids → (B, T, H) word embeddings alone."""
         return self.embeddings.word_embeddings(input_ids)

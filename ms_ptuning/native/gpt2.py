@@ -95,11 +95,21 @@ class NativeGPT2(nn.Cell):
         self.h = nn.CellList([GPT2Block(config, index) for index in range(config.num_hidden_layers)])
         self.ln_f = LayerNorm(config.hidden_size, config.layer_norm_epsilon)
 
+    pooler = None  # GPT-2 has none
+
+    @property
+    def word_embedding_weight(self):
+        """The (V, H) token embeddings, which the tied LM head multiplies by."""
+        return self.wte.weight
+
+    def drop_pooler(self) -> None:
+        """Nothing to drop: GPT-2 has no pooler."""
+
     def embed_words(self, input_ids):
         return self.wte(input_ids)
 
     def pool(self, sequence_output):
-        return None  # GPT-2 has no pooler
+        return None
 
     def construct(self, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None,
                   position_ids=None, prefix_key_values=None):
