@@ -44,8 +44,10 @@ def table_row(r: dict) -> str:
         return f"| {r['case']} | {r['backend']} | not measured: {r['error']} |" + " |" * 11
     compile_seconds = ("n/a" if r["compile_train_s"] is None
                        else f"{r['compile_train_s']:.1f} / {_cell(r['compile_infer_s'], '.1f')}")
-    return (f"| {r['case']} | {r['backend']} | {r['ms_train_s']:.4f} | {r['torch_train_s']:.4f} | {r['train_ratio']:.2f} "
-            f"| {r['ms_infer_s']:.4f} | {r['torch_infer_s']:.4f} | {r['infer_ratio']:.2f} "
+    return (f"| {r['case']} | {r['backend']} | {r['ms_train_s']:.4f} | {r['torch_train_s']:.4f} "
+            f"| {r['train_ratio']:.2f} ({_cell(r['train_cpu_ratio'], '.2f')}) "
+            f"| {r['ms_infer_s']:.4f} | {r['torch_infer_s']:.4f} "
+            f"| {r['infer_ratio']:.2f} ({_cell(r['infer_cpu_ratio'], '.2f')}) "
             f"| {_cell(r['ms_infer_folded_s'], '.4f')} "
             f"| {r['ms_peak_rss_mb']:.0f} | {r['torch_peak_rss_mb']:.0f} | {r['rss_ratio']:.2f} | {compile_seconds} "
             f"| {r['round_steps']} |")
@@ -72,9 +74,9 @@ def target_lines(results: list) -> list:
 def markdown(results: list, run_header: str) -> str:
     versions = {name: v for r in results for name, v in r.get("versions", {}).items()}
     lines = [run_header, "", "Versions: " + ", ".join(f"{name} {v}" for name, v in sorted(versions.items())), "",
-             "| case | backend | ms train s/step | torch train s/step | ratio | ms infer s/batch | torch infer s/batch "
-             "| ratio | ms infer folded s/batch | ms peak RSS MB | torch peak RSS MB | ratio | compile s (train / infer) "
-             "| steps per round |",
+             "| case | backend | ms train s/step | torch train s/step | ratio (cpu-time ratio) | ms infer s/batch "
+             "| torch infer s/batch | ratio (cpu-time ratio) | ms infer folded s/batch | ms peak RSS MB "
+             "| torch peak RSS MB | ratio | compile s (train / infer) | steps per round |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [table_row(r) for r in results]
     targets = target_lines(results)

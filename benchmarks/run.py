@@ -10,7 +10,9 @@ that all see the same machine load; in a round each runs `round_steps` steps bac
 does (the case's default: 1 for the large cases, more for the millisecond-long tiny steps, which would
 otherwise time MindSpore's thread pool waking up after the other side's turn, not the step). After the
 warm-up rounds the median per-step time of the timed rounds is reported, with each worker's peak RSS and the
-graph backend's compile seconds (train: the step's graphs; inference: the eval graph). A side that fails to
+graph backend's compile seconds (train: the step's graphs; inference: the eval graph), and beside each ratio
+the ratio of process CPU seconds per step, which other jobs on the machine disturb less than wall time (torch's
+OpenMP threads spin while waiting, which counts as CPU time). A side that fails to
 build or run gets a row saying why. Prints the table and writes `results.md` / `results.json` to the output
 directory; `--update_results FILE` also replaces the generated section of FILE (benchmarks/RESULTS.md).
 """
@@ -79,20 +81,21 @@ def start_workers(case: str, sides: list, threads: int, log_dir: str) -> tuple:
 
 
 def timed_rounds(workers: dict, errors: dict, kind: str, rounds: int, warmup: int, round_steps: int) -> dict:
-    """side → median seconds per step over the timed rounds; the workers take turns round by round. A worker
-    that fails leaves the rotation with its error recorded."""
+    """side → (median wall seconds, median process CPU seconds) per step over the timed rounds; the workers
+    take turns round by round. A worker that fails leaves the rotation with its error recorded."""
     times = {side: [] for side in workers}
     for index in range(warmup + rounds):
         for side, worker in list(workers.items()):
             try:
-                seconds = worker.ask(f"{kind} {round_steps}")["seconds"]
+                answer = worker.ask(f"{kind} {round_steps}")
             except WorkerFailed as error:
                 errors[side] = f"{kind}: {error}"
                 workers.pop(side).close()
                 continue
             if index >= warmup:
-                times[side].append(seconds / round_steps)
-    return {side: statistics.median(values) for side, values in times.items() if side in workers}
+                times[side].append((answer["seconds"] / round_steps, answer["cpu_seconds"] / round_steps))
+    return {side: tuple(statistics.median(clock) for clock in zip(*values))
+            for side, values in times.items() if side in workers}
 
 
 def measure(case: str, backends: list, steps: int, warmup: int, threads: int, round_steps: int | None = None,
@@ -125,10 +128,13 @@ def row(case, backend, train, infer, folded, stats, errors, round_steps, version
     if values["error"] or backend not in stats:
         return values
     compile_seconds = stats[backend]["compile_seconds"]
+    for kind, times in (("train", train), ("infer", infer)):
+        (ms_wall, ms_cpu), (torch_wall, torch_cpu) = times[backend], times["torch"]
+        values.update({f"ms_{kind}_s": ms_wall, f"torch_{kind}_s": torch_wall, f"{kind}_ratio": ms_wall / torch_wall,
+                       f"ms_{kind}_cpu_s": ms_cpu, f"torch_{kind}_cpu_s": torch_cpu,
+                       f"{kind}_cpu_ratio": ms_cpu / torch_cpu if torch_cpu else None})
     values.update({
-        "ms_train_s": train[backend], "torch_train_s": train["torch"], "train_ratio": train[backend] / train["torch"],
-        "ms_infer_s": infer[backend], "torch_infer_s": infer["torch"], "infer_ratio": infer[backend] / infer["torch"],
-        "ms_infer_folded_s": folded.get(backend),
+        "ms_infer_folded_s": folded[backend][0] if backend in folded else None,
         "ms_peak_rss_mb": stats[backend]["peak_rss_mb"], "torch_peak_rss_mb": stats["torch"]["peak_rss_mb"],
         "rss_ratio": stats[backend]["peak_rss_mb"] / stats["torch"]["peak_rss_mb"],
         "compile_train_s": sum(s for label, s in compile_seconds.items() if not label.startswith("eval"))

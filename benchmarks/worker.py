@@ -8,7 +8,8 @@ backward, clipping to max_grad_norm 1, AdamW. The torch side runs the reference 
 and clip_grad_norm_.
 
 Reads commands from stdin, one per line, and answers one JSON line each:
-  `train N` / `infer N`  N steps back to back (one optimizer step / one eval-mode forward each): seconds
+  `train N` / `infer N`  N steps back to back (one optimizer step / one eval-mode forward each): wall and
+                         process CPU seconds
   `fold`                 fold the prefix/prompt encoder; later `infer` use the folded encoder
   `stats`                peak resident memory (MB) and, on graph, the compile seconds of each graph
   `quit`
@@ -139,9 +140,10 @@ def serve(train, infer, fold, compile_seconds) -> None:
                       "compile_seconds": compile_seconds()}
         else:
             step = train if command == "train" else infer
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             values = [step() for _ in range(int(count[0]) if count else 1)]
-            answer = {"seconds": time.perf_counter() - started, "value": values[-1]}
+            answer = {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started,
+                      "value": values[-1]}
         print(json.dumps(answer), flush=True)
 
 
