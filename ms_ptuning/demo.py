@@ -23,8 +23,8 @@ from .run import DataArguments, ModelArguments, RunTrainingArguments, run
 from .tasks import get_task
 
 # Per mode: learning rate, prefix/prompt length and epochs, chosen on this model and data (see README).
-MODE_SETTINGS = {"prefix": {"learning_rate": 1e-2, "pre_seq_len": 16, "epochs": 3},
-                 "prompt": {"learning_rate": 3e-2, "pre_seq_len": 16, "epochs": 3},
+MODE_SETTINGS = {"prefix": {"learning_rate": 3e-2, "pre_seq_len": 16, "epochs": 4},
+                 "prompt": {"learning_rate": 5e-2, "pre_seq_len": 16, "epochs": 4},
                  "finetune": {"learning_rate": 5e-5, "pre_seq_len": 16, "epochs": 2}}
 
 
