@@ -15,13 +15,17 @@ import time
 
 import numpy as np
 import mindspore
+from mindspore import ParameterTuple, Tensor, nn, ops
 from safetensors.numpy import load_file, save_file
 
-from .backend import torch
+from .backend import graph_mode, torch
 from .config import PTuningConfig
 from .backbones import build_backbone
+from .encoders.folding import compile_encoders
 from .models import HEADS
-from .weights import assign_weights, trainable_weights
+from .native import to_native
+from .training.graph_steps import ModelCall
+from .weights import assign_weights, named_weights, to_numpy, trainable_weights
 import transformers
 
 
@@ -56,6 +60,39 @@ def forward_and_grads(model, batch: dict):
     (loss, logits), grads = grad_fn(**inputs)
     logits = tuple(part.asnumpy() for part in logits) if isinstance(logits, tuple) else logits.asnumpy()
     return float(loss.asnumpy()), logits, {name: grad.asnumpy() for name, grad in zip(weights, grads)}
+
+
+class ValueAndGradients(nn.Cell):
+    """(loss, outputs) and the gradients of the loss w.r.t. `params`, of a model called with positional inputs."""
+
+    def __init__(self, call: ModelCall, params: list):
+        super().__init__(auto_prefix=False)
+        self.call, self.params = call, ParameterTuple(params)
+
+    def construct(self, *inputs):
+        return ops.value_and_grad(self.forward, None, self.params, has_aux=True)(inputs)
+
+    def forward(self, inputs):  # a tuple: value_and_grad takes no *varargs function
+        return self.call(*inputs)
+
+
+def compiled_forward_and_grads(model, batch: dict):
+    """`forward_and_grads` compiled as one GRAPH_MODE graph, for a model of native Cells (the graph backend)."""
+    model.set_train(False)
+    compile_encoders(model, enabled=False)  # the encoders' own `mindspore.jit` pieces are PyNative-only
+    weights = trainable_weights(model)
+    step = ValueAndGradients(ModelCall(model, tuple(batch)), list(weights.values()))
+    with graph_mode():
+        (loss, logits), grads = step(*(Tensor(np.ascontiguousarray(array)) for array in batch.values()))
+    logits = tuple(part.asnumpy() for part in logits) if isinstance(logits, tuple) else logits.asnumpy()
+    return float(loss.asnumpy()), logits, {name: grad.asnumpy() for name, grad in zip(weights, grads)}
+
+
+def native_twin(model, head: str, backbone_config, ptuning_config: PTuningConfig):
+    """The same head over the native backbone (the graph backend), holding a copy of `model`'s weights."""
+    twin = HEADS[head](to_native(build_backbone(backbone_config)), ptuning_config)
+    assign_weights(twin, to_numpy(named_weights(model)), source="the eager model's weights")
+    return twin
 
 
 def named_outputs(logits) -> dict:
@@ -153,7 +190,19 @@ def load_reference_model(workdir: str, head: str, backbone_config, ptuning_confi
 
 def differences(model, batch: dict, reference: dict) -> dict:
     """`compare`'s numbers for a model that already holds the reference's weights."""
-    loss, logits, grads = forward_and_grads(model, batch)
+    return output_differences(forward_and_grads(model, batch), reference)
+
+
+def as_reference(outputs: tuple) -> dict:
+    """(loss, logits, grads) in the reference's output format, to compare one backend with another."""
+    loss, logits, grads = outputs
+    return {"loss": np.array([loss]), **named_outputs(logits), **{f"grad.{name}": grad for name, grad in grads.items()}}
+
+
+def output_differences(outputs: tuple, reference: dict) -> dict:
+    """`compare`'s numbers for (loss, logits, grads) as `forward_and_grads` or `compiled_forward_and_grads`
+    return them."""
+    loss, logits, grads = outputs
     reference_grads = {k[len("grad."):]: v for k, v in reference.items() if k.startswith("grad.")}
     if set(reference_grads) != set(grads):
         raise AssertionError(f"trainable parameters differ: only ms {sorted(set(grads) - set(reference_grads))}, "

@@ -1,10 +1,13 @@
 """Same start, same batches → same training curve: N optimizer steps of ms_ptuning's Trainer against the torch
-reference training with `torch.optim.AdamW`, `transformers.get_scheduler` and `clip_grad_norm_`.
+reference training with `torch.optim.AdamW`, `transformers.get_scheduler` and `clip_grad_norm_` (or, with
+settings `optim="adam_l2"` and `lr_decay_per_epoch`, THUDM/P-tuning's `torch.optim.Adam` with L2 weight decay
+and `ExponentialLR` stepped per epoch).
 
 The reference (`python -m ms_ptuning.reference.train`) initialises the model, writes its weights, trains on the
 micro-batches this side says the Trainer will draw, and writes its per-step losses, gradient norms and final
 trainable weights. This side loads the same initial weights and runs the real `Trainer.train()` (dropout 0),
-whose per-step losses come from its metrics log. `scripts/compare_torch.sh --train_steps N` prints the table.
+whose per-step losses come from its metrics log, on either backend (eager: the mindnlp model; graph: the
+native Cells and the compiled step engine). `scripts/compare_torch.sh --train_steps N` prints the table.
 """
 
 import argparse
@@ -21,11 +24,14 @@ from . import backend  # noqa: F401  (mindnlp must patch transformers before it 
 import transformers
 from transformers.trainer_callback import PrinterCallback
 
+from .arguments import RunTrainingArguments
 from .config import PTuningConfig
 from .data.dataset import ArrayDataset, batch_indices, epoch_order
-from .parity import load_reference_model, reference_command, write_case
-from .training import Trainer, TrainingArguments
+from .parity import load_reference_model, native_twin, reference_command, write_case
+from .training import EagerSteps, GraphSteps, Trainer
 from .weights import to_numpy, trainable_weights
+
+ENGINES = {"eager": EagerSteps, "graph": GraphSteps}
 
 # What both sides train with: warmup then linear decay, clipping, accumulation, decoupled weight decay.
 SETTINGS = dict(learning_rate=5e-3, lr_scheduler_type="linear", warmup_steps=5, max_grad_norm=0.5,
@@ -55,12 +61,12 @@ def micro_batch_order(num_examples: int, settings: dict, steps: int) -> np.ndarr
     return np.stack(order[:steps * accumulation]).reshape(steps, accumulation, batch)
 
 
-def trainer_run(model, columns: dict, settings: dict, steps: int, output_dir: str):
+def trainer_run(model, columns: dict, settings: dict, steps: int, output_dir: str, engine=EagerSteps):
     """ms_ptuning's side: the real Trainer for `steps` optimizer steps; (per-step losses, per-step gradient
     norms before clipping, final trainable weights). The one place that knows how the Trainer reports steps."""
-    args = TrainingArguments(output_dir=output_dir, max_steps=steps, logging_steps=1, eval_strategy="no",
-                             save_strategy="no", report_to=[], disable_tqdm=True, **settings)
-    trainer = Trainer(model, args, train_dataset=ArrayDataset(columns))
+    args = RunTrainingArguments(output_dir=output_dir, max_steps=steps, logging_steps=1, eval_strategy="no",
+                                save_strategy="no", report_to=[], disable_tqdm=True, **settings)
+    trainer = Trainer(model, args, train_dataset=ArrayDataset(columns), steps=engine)
     trainer.remove_callback(PrinterCallback)  # the table is the output, not every step's log line
     trainer.train()
     with open(os.path.join(output_dir, "metrics.jsonl")) as handle:
@@ -72,22 +78,38 @@ def trainer_run(model, columns: dict, settings: dict, steps: int, output_dir: st
 def compare_training(head: str, backbone_config, ptuning_config: PTuningConfig, columns: dict, steps: int,
                      settings: dict = SETTINGS) -> dict:
     """Both sides trained `steps` optimizer steps from the same weights on the same micro-batches;
-    `training_differences` of the outcome."""
+    `training_differences` of the outcome (the eager backend)."""
+    return compare_backends_training(head, backbone_config, ptuning_config, columns, steps, settings,
+                                     ("eager",))["eager"]
+
+
+def compare_backends_training(head: str, backbone_config, ptuning_config: PTuningConfig, columns: dict, steps: int,
+                              settings: dict, backends: tuple) -> dict:
+    """{backend: `training_differences`} of `compare_training` on each backend ("eager", "graph"), against one
+    torch run."""
+    num_examples = len(next(iter(columns.values())))
     with tempfile.TemporaryDirectory(prefix="ms_ptuning_training_") as workdir:
-        order = micro_batch_order(len(next(iter(columns.values()))), settings, steps)
+        order = micro_batch_order(num_examples, settings, steps)
         write_case(workdir, head, backbone_config, ptuning_config, {}, seed=0)
         save_file({"order": order, **{f"data.{name}": np.ascontiguousarray(v) for name, v in columns.items()}},
                   os.path.join(workdir, "training_data.safetensors"))
         with open(os.path.join(workdir, "training.json"), "w") as handle:
-            json.dump({"steps": steps, **settings}, handle)
+            json.dump({"steps": steps, "steps_per_epoch": num_examples // order.shape[1] // order.shape[2],
+                       **settings}, handle)
         argv, env = reference_command([workdir], module="ms_ptuning.reference.train")
         result = subprocess.run(argv, env=env, capture_output=True, text=True)
         if result.returncode:
             raise RuntimeError(f"torch reference training failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
         reference = load_file(os.path.join(workdir, "reference_training.safetensors"))
-        model = load_reference_model(workdir, head, backbone_config, ptuning_config)
-        losses, norms, weights = trainer_run(model, columns, settings, steps, os.path.join(workdir, "run"))
-    return training_differences(losses, norms, weights, reference, settings["max_grad_norm"])
+        outcomes = {}
+        for backend in backends:
+            model = load_reference_model(workdir, head, backbone_config, ptuning_config)
+            if backend == "graph":
+                model = native_twin(model, head, backbone_config, ptuning_config)
+            losses, norms, weights = trainer_run(model, columns, settings, steps, os.path.join(workdir, backend),
+                                                 ENGINES[backend])
+            outcomes[backend] = training_differences(losses, norms, weights, reference, settings["max_grad_norm"])
+    return outcomes
 
 
 def training_differences(losses, norms, weights: dict, reference: dict, max_grad_norm: float) -> dict:
@@ -107,7 +129,7 @@ def training_differences(losses, norms, weights: dict, reference: dict, max_grad
             "weights_rel": max(difference.values()) / max(largest.values()), "tensor_rel": tensor_rel,
             "tensor_max": largest, "grad_norm_max_rel": float((np.abs(norms - reference["grad_norm"])
                                                                / reference["grad_norm"]).max()),
-            "clipped_steps": int((reference["grad_norm"] > max_grad_norm).sum()),
+            "clipped_steps": int((reference["grad_norm"] > max_grad_norm).sum()) if max_grad_norm > 0 else 0,
             "first_loss": float(reference["loss"][0]), "last_loss": float(reference["loss"][-1])}
 
 

@@ -22,10 +22,13 @@ None pooled output for GPT-2, or BERT without a pooler): MindSpore 2.7 returns a
 through a Python fallback (a PyExecute node), the graph then runs as an AnyTypeKernelActor, and that actor
 cannot run the host-side Custom op behind `layers.Dropout` ("The prim is not a PrimitivePy. Prim name:
 Custom"). Heads, the step engines' graphs and the decoding Cells return tensors only.
+
+`set_compute_dtype(backbone, float16)` runs a native backbone in mixed precision (`precision.py`).
 """
 
 from .convert import NATIVE_MODEL_TYPES, build_native, check_native_config, to_native
 from .gpt2 import GPT2Prefill, GPT2StaticStep, fixed_size_cache
+from .precision import set_compute_dtype
 
 __all__ = ["NATIVE_MODEL_TYPES", "GPT2Prefill", "GPT2StaticStep", "build_native", "check_native_config",
-           "fixed_size_cache", "to_native"]
+           "fixed_size_cache", "set_compute_dtype", "to_native"]

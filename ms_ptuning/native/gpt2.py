@@ -17,6 +17,8 @@ from .cells import Conv1D, Embedding, LayerNorm
 
 
 class GPT2Attention(nn.Cell):
+    compute_dtype = None  # float16 under mixed precision (native.precision)
+
     def __init__(self, config, layer_index: int):
         super().__init__()
         hidden = config.hidden_size
@@ -47,7 +49,8 @@ class GPT2Attention(nn.Cell):
         elif past_key is not None:
             key = ops.concat((past_key, key), 2)
             value = ops.concat((past_value, value), 2)
-        context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.attn_dropout)
+        context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.attn_dropout,
+                           self.compute_dtype)
         return self.resid_dropout(self.c_proj(F.merge_heads(context))), key, value
 
 
