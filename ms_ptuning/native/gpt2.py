@@ -202,8 +202,10 @@ class GPT2StaticStep(nn.Cell):
 
 
 def fixed_size_cache(present_key_values, size: int) -> tuple:
-    """`decode`'s cache (L pairs (B, heads, S0, d)) zero-padded to `size` slots for `GPT2StaticStep`."""
+    """`decode`'s cache (L pairs (B, heads, S0, d)) zero-padded to `size` ≥ S0 slots for `GPT2StaticStep`."""
     def pad(tensor):
         batch, heads, filled, head_dim = tensor.shape
+        if size == filled:
+            return tensor
         return ops.concat((tensor, ops.zeros((batch, heads, size - filled, head_dim), tensor.dtype)), 2)
     return tuple((pad(key), pad(value)) for key, value in present_key_values)
