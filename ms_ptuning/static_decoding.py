@@ -22,6 +22,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from .backend import graph_mode
+from .encoders.folding import compile_encoders
 from .native import fixed_size_cache
 
 WIDTH_STEP = 64  # prompt widths are rounded up to a multiple of this: fewer distinct graphs
@@ -63,8 +64,10 @@ class Step(nn.Cell):
 def compiled_cells(model, cache_size: int) -> tuple:
     """The (Prefill, Step) Cells of `model` for `cache_size`, kept on the model so that later calls reuse
     their compiled graphs (MindSpore caches a graph per Cell instance and input shapes)."""
-    cells = model.__dict__.setdefault("_static_decoding_cells", {})  # a plain dict: no Cell attribute, no cycle in cells_and_names
+    # a plain dict in __dict__: not a Cell attribute, so no cycle in the model's cells_and_names
+    cells = model.__dict__.setdefault("_static_decoding_cells", {})
     if cache_size not in cells:
+        compile_encoders(model, enabled=False)  # their PyNative-only `mindspore.jit` pieces: the graphs hold them
         cells[cache_size] = (Prefill(model, cache_size), Step(model))
     return cells[cache_size]
 
