@@ -113,7 +113,7 @@ def compare_backends_training(head: str, backbone_config, ptuning_config: PTunin
 
 
 def training_differences(losses, norms, weights: dict, reference: dict, max_grad_norm: float) -> dict:
-    """`losses`: this side's per-step losses. `loss_max_rel`: the largest |loss_ms − loss_torch| / |loss_torch| over the steps. `weights_rel`: the
+    """`loss_max_rel`: the largest |loss_ms − loss_torch| / |loss_torch| over the steps. `weights_rel`: the
     final trainable weights as one vector, max |w_ms − w_torch| / max |w_torch|. `tensor_rel`: per tensor,
     max |Δ| / max |w_torch| of that tensor; it is large for tensors that stay near zero (a balanced classifier's
     bias, attention key biases, whose gradient is zero by construction) while their |Δ| stays tiny."""
@@ -125,7 +125,7 @@ def training_differences(losses, norms, weights: dict, reference: dict, max_grad
     largest = {name: float(np.abs(ref).max()) for name, ref in reference_weights.items()}
     difference = {name: float(np.abs(weights[name] - ref).max()) for name, ref in reference_weights.items()}
     tensor_rel = {name: difference[name] / max(largest[name], 1e-30) for name in difference}
-    return {"steps": len(losses), "losses": np.asarray(losses), "loss_max_rel": float(loss_rel.max()),
+    return {"steps": len(losses), "loss_max_rel": float(loss_rel.max()),
             "weights_rel": max(difference.values()) / max(largest.values()), "tensor_rel": tensor_rel,
             "tensor_max": largest, "grad_norm_max_rel": float((np.abs(norms - reference["grad_norm"])
                                                                / reference["grad_norm"]).max()),

@@ -1,7 +1,7 @@
 """Multi-step parity: 50 optimizer steps of ms_ptuning's Trainer against a torch loop with torch.optim.AdamW,
 transformers.get_scheduler (5 warmup steps, then linear decay) and clip_grad_norm_, gradient accumulation 2,
 from the same initial weights on the same micro-batches (dropout 0). Tiny BERT in prefix, prompt and finetune
-mode; tiny GPT-2 with a prefix runs in test_gpt2_parity.py, on both backends against one torch run.
+mode, tiny GPT-2 with a prefix.
 
 Bounds: the loss within 1e-4 relative at every step; the final trainable weights within 1e-4 relative as one
 vector (max |Δ| / max |w|), and per tensor for every tensor of magnitude ≥ 0.01. Tensors that stay near zero
@@ -20,13 +20,13 @@ from ms_ptuning.parity_training import (VARIANTS, compare_training, micro_batch_
                                         tiny_backbone_config, training_data, trainer_run)
 from tiny_runs import tiny_classifier
 
-CASES = [("bert", "prefix"), ("bert", "prompt"), ("bert", "finetune")]
+CASES = [("bert", "prefix"), ("bert", "prompt"), ("bert", "finetune"), ("gpt2", "prefix")]
 SUBSTANTIAL = 0.01  # tensors at least this large are held to the relative bound one by one
 
 
 @pytest.mark.parametrize("model_type, variant", CASES)
 def test_fifty_steps_follow_the_torch_training_curve(model_type, variant):
-    head = "sequence_classification"
+    head = "causal_lm" if model_type == "gpt2" else "sequence_classification"
     config = tiny_backbone_config(model_type)
     ptuning = PTuningConfig(pre_seq_len=4, prefix_hidden_size=32, prefix_dropout=0.0, classifier_dropout=0.0,
                             **VARIANTS[variant])
