@@ -19,13 +19,10 @@ import subprocess
 import sys
 import time
 
+from benchmarks.configs import BERT_BASE, GPT2_SMALL, TINY_BERT
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-BERT_BASE = dict(model_type="bert", vocab_size=21128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                 intermediate_size=3072, max_position_embeddings=512)
-GPT2_SMALL = dict(model_type="gpt2", vocab_size=21128, n_embd=768, n_layer=12, n_head=12, n_positions=1024)
-TINY_BERT = dict(model_type="bert", vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                 intermediate_size=64, max_position_embeddings=64)
 CASES = {
     "bert_base_prefix": dict(backbone=BERT_BASE, pre_seq_len=16, batch_size=8, seq_len=128),
     "gpt2_small_prefix": dict(backbone=GPT2_SMALL, pre_seq_len=16, batch_size=2, seq_len=256),
