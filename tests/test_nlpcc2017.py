@@ -167,6 +167,17 @@ def test_generation_returns_text_with_articles_in_the_samples(trained):
     assert all(s["generated"] and "[" not in s["generated"] and " " not in s["generated"] for s in samples)
 
 
+def test_fp16_trains_and_generates_on_the_graph_backend(small_tokenizer_dir, tmp_path):
+    """--mixed_precision fp16 on the native GPT-2: MatMuls in float16 through the compiled steps, loss
+    scaling, generation on the static cache in float16."""
+    results = summarization.run(*summarization.parse(
+        ["--train_file", SMALL, "--tokenizer_name", small_tokenizer_dir, "--output_dir", str(tmp_path), *TINY_MODEL,
+         *DECODING, "--max_steps", "3", "--per_device_train_batch_size", "8", "--mixed_precision", "fp16"]))
+    assert results["backend"] == "graph" and results["global_step"] == 3 and np.isfinite(results["eval_loss"])
+    with open(tmp_path / "samples.jsonl", encoding="utf-8") as handle:
+        assert all(json.loads(line)["generated"] for line in handle)
+
+
 @pytest.mark.parametrize("backend", ["graph", "eager"])
 def test_generate_only_from_the_saved_adapter_reproduces_the_summaries(trained, tmp_path, backend):
     """Tokenizer, max_length, loss masking and model config all come from the adapter directory; the adapter
