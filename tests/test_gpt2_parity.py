@@ -121,6 +121,14 @@ def test_graph_beam_search_is_token_identical_to_eager(cases, twins, mode):
     assert len({tuple(tokens) for tokens in eager}) == len(prompts)
 
 
+@pytest.mark.parametrize("backend", ["eager", "graph"])
+def test_prompts_running_past_the_positions_are_refused(cases, twins, backend):
+    model = on_backend(cases, twins, "prefix", backend)  # 4 virtual tokens, n_positions 64
+    with pytest.raises(ValueError, match="need 65 positions, the model embeds 64"):
+        generate(model, [[7] * 52, [8]], GenerationConfig(max_new_tokens=10, eos_token_id=EOS))
+    assert len(generate(model, [[7] * 51], GenerationConfig(max_new_tokens=10, eos_token_id=EOS))) == 1
+
+
 def test_fifty_prefix_steps_on_graph_follow_the_eager_backend(tmp_path):
     """test_training_parity's tiny GPT-2 prefix run (dropout 0, clipping, accumulation, warmup; eager against
     torch there) through the real Trainer on both step engines from the same weights: the graph backend's
