@@ -9,11 +9,9 @@ import pytest
 from ms_ptuning.backend import seed_everything, torch
 import transformers
 
-from ms_ptuning.backbones import build_backbone
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.generation import GenerationConfig, banned_tokens, generate
 from transformers.generation.logits_process import _calc_banned_ngram_tokens
-from ms_ptuning.models import CausalLM
 from ms_ptuning.parity import (as_reference, build_model, compiled_forward_and_grads, differences, forward_and_grads,
                                load_case, native_twin, output_differences, run_reference, write_case)
 from ms_ptuning.parity_training import settings_for, tiny_backbone_config, trainer_run, training_data
