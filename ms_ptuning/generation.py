@@ -2,7 +2,9 @@
 
 The prefix (P-tuning v2) or the prompts (P-tuning v1) enter once, in the first forward pass over the
 prompt tokens, and then live in the cache for every later step. Search bookkeeping is numpy; only the
-model runs on MindSpore. Generated ids exclude the prompt and the stop token.
+model runs on MindSpore: op by op with a growing cache over a mindnlp GPT-2 (`CachedDecoder`, the eager
+backend), or as two compiled graphs against a fixed-size cache over the native GPT-2 (`static_decoding`,
+the graph backend; token for token the same search). Generated ids exclude the prompt and the stop token.
 
 `no_repeat_ngram_size` bans any token that would repeat an n-gram of the whole sequence so far, prompt
 included, as Hugging Face's `generate` counts them (its left padding excepted: a batch decodes as each
@@ -11,10 +13,12 @@ argmax); beam search ranks equal candidates by beam, then token id (a stable sor
 """
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from .backend import torch
+from .static_decoding import static_decoder_factory, uses_static_cache
 
 
 @dataclass
@@ -41,16 +45,34 @@ def generate(model, prompts, config: GenerationConfig) -> list:
     """Token ids generated after each prompt (a list of id lists), in the order of `prompts`."""
     if any(len(prompt) == 0 for prompt in prompts):
         raise ValueError("every prompt needs at least one token")
+    check_positions(model, prompts, config)
     model.set_train(False)
+    if uses_static_cache(model):
+        new_decoder = static_decoder_factory(model, prompts, config)
+    else:
+        new_decoder = partial(CachedDecoder, model, pad_token_id=config.pad_token_id)
     search = _greedy if config.num_beams == 1 else _beam_search
     outputs = []
     for start in range(0, len(prompts), config.batch_size):
-        outputs.extend(search(model, [list(p) for p in prompts[start:start + config.batch_size]], config))
+        outputs.extend(search(new_decoder, [list(p) for p in prompts[start:start + config.batch_size]], config))
     return outputs
 
 
-class _Decoder:
-    """Runs the model over a growing batch of rows: the left-padded prompts first, then one token a step."""
+def check_positions(model, prompts, config: GenerationConfig) -> None:
+    """Refuse prompts whose tokens, with the virtual ones in front and max_new_tokens after, would run
+    past the positions GPT-2 embeds (n_positions)."""
+    limit = getattr(model.backbone.config, "n_positions", None)
+    needed = model.config.num_virtual_tokens + max(len(prompt) for prompt in prompts) + config.max_new_tokens - 1
+    if limit is not None and needed > limit:
+        raise ValueError(f"a prompt of {max(len(p) for p in prompts)} tokens + {config.max_new_tokens - 1} generated "
+                         f"+ {model.config.num_virtual_tokens} virtual tokens need {needed} positions, the model "
+                         f"embeds {limit}: shorten the prompts or max_new_tokens")
+
+
+class CachedDecoder:
+    """Runs the model over a growing batch of rows: the left-padded prompts first, then one token a step,
+    with the backbone's growing key/value cache (eager backend). `logits` (rows, V) are the next-token
+    logits; `reorder(rows)` keeps beam search's surviving rows; `step(tokens)` appends a token per row."""
 
     def __init__(self, model, prompts, pad_token_id):
         self.model = model
@@ -107,8 +129,8 @@ def _mask_scores(scores, histories, step: int, config: GenerationConfig):
     return scores
 
 
-def _greedy(model, prompts, config):
-    decoder = _Decoder(model, prompts, config.pad_token_id)
+def _greedy(new_decoder, prompts, config):
+    decoder = new_decoder(prompts)
     generated = [[] for _ in prompts]
     finished = np.zeros(len(prompts), dtype=bool)
     for step in range(config.max_new_tokens):
@@ -181,10 +203,10 @@ def _extend_beams(candidates, first_row: int, sequences, hypotheses: _Hypotheses
     return chosen
 
 
-def _beam_search(model, prompts, config):
+def _beam_search(new_decoder, prompts, config):
     beams = config.num_beams
     # every beam of a prompt starts from the same prompt; rows are prompt-major: row = prompt·beams + beam
-    decoder = _Decoder(model, [prompt for prompt in prompts for _ in range(beams)], config.pad_token_id)
+    decoder = new_decoder([prompt for prompt in prompts for _ in range(beams)])
     sequences = [[] for _ in range(len(prompts) * beams)]
     scores = np.full((len(prompts), beams), -np.inf)
     scores[:, 0] = 0.0  # identical beams at the start: expand only the first

@@ -5,6 +5,9 @@ project's Trainer, evaluates loss and perplexity every epoch, then summarizes th
 scores them with character-level ROUGE. The backbone is a local pretrained GPT-2 directory
 (`--model_name_or_path`) or, as in the MindNLP tutorial, a GPT-2 built from a config (vocabulary 21128).
 With `--adapter_dir` a trained model is loaded instead and only the generation/evaluation runs.
+`--backend auto` (the default) runs GPT-2 on the graph backend: the native GPT-2, training and evaluation
+through the compiled step engine, generation on the static cache (`ms_ptuning.static_decoding`);
+`--backend eager` runs the mindnlp model op by op. An adapter saved on one backend loads on the other.
 
 Writes to `--output_dir`: metrics.jsonl, curves.png, checkpoints, best_model/, adapter/ (the Trainer's),
 results.json (data counts, eval loss/perplexity, ROUGE-1/2/L) and samples.jsonl (article / reference /
@@ -28,6 +31,7 @@ from .adapters import load_adapter, read_adapter_config, save_adapter
 from .arguments import PTuningArguments, RunTrainingArguments
 from .backbones import build_backbone, load_backbone
 from .config import PTuningConfig
+from .execution import Backend, choose_backend
 from .data.nlpcc2017 import (NLPCC2017_URL, LoadReport, decode_summary, generation_prompts, iter_records,
                              lm_dataset, load_tokenizer, read_records, resolve_data_file, split_examples,
                              tokenize_records)
@@ -112,9 +116,10 @@ def gpt2_config(model_args: ModelArguments, tokenizer) -> "transformers.GPT2Conf
 
 
 def build_model(model_args: ModelArguments, tokenizer, max_length: int, saved: dict = None,
-                mixed_precision: str = "no") -> CausalLM:
-    """A new model, or from `saved` (the adapter's config) a trained one; checked against the tokenizer and
-    max_length. `mixed_precision` (--mixed_precision) is refused before anything loads if the device lacks it."""
+                mixed_precision: str = "no") -> tuple[CausalLM, Backend]:
+    """(a new model, or from `saved` (the adapter's config) a trained one, checked against the tokenizer and
+    max_length; the Backend it runs on, `--backend`). `mixed_precision` (--mixed_precision) is refused before
+    anything loads if the device lacks it."""
     compute_dtype = mixed_precision_dtype(mixed_precision)
     saved = saved or {}
     ptuning = (PTuningConfig.from_dict(saved["ptuning_config"]) if saved else
@@ -139,10 +144,11 @@ def build_model(model_args: ModelArguments, tokenizer, max_length: int, saved: d
     if max_length + ptuning.num_virtual_tokens > config.n_positions:
         raise ValueError(f"max_length {max_length} + {ptuning.num_virtual_tokens} virtual tokens exceed the "
                          f"model's n_positions {config.n_positions}")
-    model = CausalLM(backbone, ptuning, compute_dtype, return_logits=False)
+    backend = choose_backend(model_args.backend, config.model_type)
+    model = CausalLM(backend.backbone(backbone), ptuning, compute_dtype, return_logits=False)
     if saved:
         load_adapter(model, model_args.adapter_dir)
-    return model
+    return model, backend
 
 
 def perplexity_metrics(predictions, dataset) -> dict:
@@ -179,6 +185,15 @@ def write_samples(path: str, data_file: str, examples, generated) -> None:
                                      **rouge_scores(summary, example.summary)}, ensure_ascii=False) + "\n")
 
 
+def announce(model, backend: Backend, train_dataset, eval_dataset) -> tuple:
+    """Print the backend (one line) and what trains; return (trainable, total) parameter counts."""
+    trainable, total = count_parameters(trainable_weights(model)), count_parameters(named_weights(model))
+    print(f"{backend.describe()}; generation {'compiled on a fixed-size cache' if backend.is_graph else 'op by op'}")
+    print(f"[ms_ptuning] GPT-2 summarization, {model.config.mode}: trainable parameters {trainable:,} of {total:,}; "
+          f"train {len(train_dataset)}, eval {len(eval_dataset)} examples")
+    return trainable, total
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, gen_args: GenerationArguments,
         training_args: RunTrainingArguments) -> dict:
     set_device_target(model_args.device_target)
@@ -193,17 +208,15 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     train_examples, eval_examples, report, data_file = load_data(data_args, tokenizer, max_length)
     train_dataset = lm_dataset(train_examples, tokenizer, max_length, summary_only)
     eval_dataset = lm_dataset(eval_examples, tokenizer, max_length, summary_only)
-    model = build_model(model_args, tokenizer, max_length, saved, training_args.mixed_precision)
-    trainable, total = count_parameters(trainable_weights(model)), count_parameters(named_weights(model))
-    print(f"[ms_ptuning] GPT-2 summarization, {model.config.mode}: trainable parameters {trainable:,} of {total:,}; "
-          f"train {len(train_dataset)}, eval {len(eval_dataset)} examples")
+    model, backend = build_model(model_args, tokenizer, max_length, saved, training_args.mixed_precision)
+    trainable, total = announce(model, backend, train_dataset, eval_dataset)
     to_summarize = eval_examples[:gen_args.max_generate_samples]
     references = [e.summary for e in to_summarize]
     results = {"mode": model.config.mode, "data_file": data_file, "kept_records": report.kept,
                "skipped_lines": report.skipped, "first_skipped_lines": report.skipped_lines,
                "train_examples": len(train_dataset), "eval_examples": len(eval_dataset),
                "trainable_parameters": trainable, "total_parameters": total,
-               "generation": asdict(gen_args), "max_length": max_length}
+               "generation": asdict(gen_args), "max_length": max_length, "backend": backend.name}
     if gen_args.rouge_before_training:
         results["before_training"] = corpus_rouge(summarize(model, tokenizer, to_summarize, gen_args, max_length),
                                                   references)
@@ -211,7 +224,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
                 "max_length": max_length, "summary_only_loss": summary_only}
     trainer = Trainer(model, training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                       compute_metrics=DatasetMetrics(perplexity_metrics), adapter_metadata=metadata,
-                      loss_scaler=default_loss_scaler(training_args.mixed_precision))
+                      loss_scaler=default_loss_scaler(training_args.mixed_precision), steps=backend.steps)
     if not model_args.adapter_dir:
         train_output = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
         save_adapter(model, os.path.join(training_args.output_dir, "adapter"), **metadata)

@@ -6,13 +6,14 @@
 #   TRAIN_FILE   the same train_with_summ.txt (or the TRAIN_FILE environment variable): its held-out part
 #                (the last 10%, unshuffled) is summarized.
 #   Defaults are the tutorial's decoding (5 beams, no_repeat_ngram_size 2, 50 new tokens); further flags go to
-#   'python -m ms_ptuning.summarization', e.g. --num_beams 1 (greedy), --max_generate_samples 100.
+#   'python -m ms_ptuning.summarization', e.g. --num_beams 1 (greedy), --max_generate_samples 100, --backend eager
+#   (default auto: GPT-2 generates on the graph backend's static cache; an adapter loads on either backend).
 #   OUTPUT_DIR (environment) defaults to ADAPTER_DIR/../generated; DRY_RUN=1 prints the command only.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 if [ $# -eq 0 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
   [ $# -eq 0 ] && exit 2 || exit 0
 fi
 ADAPTER_DIR="$1"
@@ -25,6 +26,6 @@ if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then TRAIN_FILE="$1"; shift; fi
 command=("$ROOT/.venv/bin/python" -m ms_ptuning.summarization
   --adapter_dir "$ADAPTER_DIR" --train_file "$TRAIN_FILE"
   --output_dir "${OUTPUT_DIR:-$(dirname "$ADAPTER_DIR")/generated}"
-  --num_beams 5 --no_repeat_ngram_size 2 --max_new_tokens 50 --per_device_eval_batch_size 4 "$@")
+  --num_beams 5 --no_repeat_ngram_size 2 --max_new_tokens 50 --per_device_eval_batch_size 4 --backend auto "$@")
 
 run_or_print "${command[@]}"

@@ -149,6 +149,7 @@ def test_training_lowers_the_loss_and_writes_results(trained):
         losses = [record["loss"] for record in map(json.loads, handle) if "loss" in record]
     assert len(losses) == 24 and np.mean(losses[-4:]) < np.mean(losses[:4]) - 1.0
     assert (results["train_examples"], results["eval_examples"], results["skipped_lines"]) == (32, 4, 0)
+    assert results["backend"] == "graph"  # --backend auto: GPT-2 trains and generates on the graph backend
     assert np.isclose(results["eval_perplexity"], np.exp(results["eval_token_nll"]))
     with open(os.path.join(output_dir, "results.json")) as handle:
         saved = json.load(handle)
@@ -166,13 +167,26 @@ def test_generation_returns_text_with_articles_in_the_samples(trained):
     assert all(s["generated"] and "[" not in s["generated"] and " " not in s["generated"] for s in samples)
 
 
-def test_generate_only_from_the_saved_adapter_reproduces_the_summaries(trained, tmp_path):
-    """Tokenizer, max_length, loss masking and model config all come from the adapter directory."""
+def test_fp16_trains_and_generates_on_the_graph_backend(small_tokenizer_dir, tmp_path):
+    """--mixed_precision fp16 on the native GPT-2: MatMuls in float16 through the compiled steps, loss
+    scaling, generation on the static cache in float16."""
+    results = summarization.run(*summarization.parse(
+        ["--train_file", SMALL, "--tokenizer_name", small_tokenizer_dir, "--output_dir", str(tmp_path), *TINY_MODEL,
+         *DECODING, "--max_steps", "3", "--per_device_train_batch_size", "8", "--mixed_precision", "fp16"]))
+    assert results["backend"] == "graph" and results["global_step"] == 3 and np.isfinite(results["eval_loss"])
+    with open(tmp_path / "samples.jsonl", encoding="utf-8") as handle:
+        assert all(json.loads(line)["generated"] for line in handle)
+
+
+@pytest.mark.parametrize("backend", ["graph", "eager"])
+def test_generate_only_from_the_saved_adapter_reproduces_the_summaries(trained, tmp_path, backend):
+    """Tokenizer, max_length, loss masking and model config all come from the adapter directory; the adapter
+    trained on the graph backend loads on either backend and gives the same summaries."""
     output_dir, results = trained
     again = summarization.run(*summarization.parse(
         ["--train_file", SMALL, "--output_dir", str(tmp_path), *DECODING,
-         "--adapter_dir", os.path.join(output_dir, "adapter")]))
-    assert "global_step" not in again and again["max_length"] == 64
+         "--adapter_dir", os.path.join(output_dir, "adapter"), "--backend", backend]))
+    assert "global_step" not in again and again["max_length"] == 64 and again["backend"] == backend
     with open(os.path.join(output_dir, "samples.jsonl")) as first, open(tmp_path / "samples.jsonl") as second:
         assert [json.loads(line)["generated"] for line in first] == [json.loads(line)["generated"] for line in second]
     assert again["eval_loss"] == pytest.approx(results["eval_loss"], abs=1e-5)
@@ -195,14 +209,17 @@ def test_run_script_passes_the_tutorial_hyperparameters_and_later_flags_win():
     assert (training_args.learning_rate, training_args.warmup_steps, training_args.max_grad_norm) == (1.5e-4, 2000, 1.0)
     assert training_args.per_device_train_batch_size == 4
     assert (gen_args.num_beams, gen_args.no_repeat_ngram_size, gen_args.max_new_tokens) == (5, 2, 50)
+    assert model_args.backend == "auto"
+    argv = shlex.split(dry_run("run_nlpcc2017_gpt2.sh", SMALL, "--backend", "eager").stdout)
+    assert summarization.parse(argv[3:])[0].backend == "eager"
 
 
 def test_generate_script_needs_an_adapter_and_a_data_file(tmp_path):
     assert "no adapter_config.json" in dry_run("generate_summaries.sh", str(tmp_path)).stderr
     (tmp_path / "adapter_config.json").write_text("{}")
     assert "TRAIN_FILE is not set" in dry_run("generate_summaries.sh", str(tmp_path)).stderr
-    result = dry_run("generate_summaries.sh", str(tmp_path), SMALL, "--num_beams", "1")
+    result = dry_run("generate_summaries.sh", str(tmp_path), SMALL, "--num_beams", "1", "--backend", "eager")
     argv = shlex.split(result.stdout)
-    _, data_args, gen_args, training_args = summarization.parse(argv[3:])
-    assert (data_args.train_file, gen_args.num_beams) == (SMALL, 1)
+    model_args, data_args, gen_args, training_args = summarization.parse(argv[3:])
+    assert (data_args.train_file, gen_args.num_beams, model_args.backend) == (SMALL, 1, "eager")
     assert training_args.output_dir == os.path.join(os.path.dirname(str(tmp_path)), "generated")

@@ -55,6 +55,13 @@ class PromptedBackbone(nn.Cell):
         mask, positions = self.behind_virtual_tokens(attention_mask, position_ids)
         return self.backbone.decode(input_ids, None, mask, positions, cache)
 
+    def decode_static(self, input_ids, attention_mask, position_ids, slot, cache):
+        """One token per row against a fixed-size cache that `decode` filled (native GPT-2's
+        `decode_static`): `attention_mask` (B, S − V) covers the cache's real slots (1 where a real token
+        is, this one's slot included), `slot` (S,) is one-hot over all S slots, the V virtual ones first."""
+        attention_mask, position_ids = self.behind_virtual_tokens(attention_mask, position_ids)
+        return self.backbone.decode_static(input_ids, position_ids, attention_mask, slot, cache)
+
     def behind_virtual_tokens(self, attention_mask, position_ids):
         """The (B, T) mask and positions of the real tokens → those of the P + T positions the backbone
         attends over: the virtual ones are always attended to, the real positions shift by P."""

@@ -86,7 +86,8 @@ class GPT2Block(nn.Cell):
 
 
 class NativeGPT2(nn.Cell):
-    """The backbone interface over GPT-2 (see `ms_ptuning.native`), plus `decode` with a key/value cache."""
+    """The backbone interface over GPT-2 (see `ms_ptuning.native`): `decode` continues from a key/value cache
+    (`HFBackbone.decode`'s signature), `decode_static` writes into a fixed-size one."""
 
     def __init__(self, config):
         super().__init__()
@@ -118,14 +119,22 @@ class NativeGPT2(nn.Cell):
                   position_ids=None, prefix_key_values=None):
         """→ (hidden states (B, T, H) after ln_f, None); `prefix_key_values` are a past of length P:
         positions start at P and `attention_mask` (B, P+T) covers it."""
-        hidden, _ = self.decode(input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
-                                prefix_key_values)
+        hidden, _ = self.forward_with_cache(input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
+                                            prefix_key_values)
         return hidden, None
 
-    def decode(self, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None,
-               position_ids=None, past_key_values=None):
+    def decode(self, input_ids=None, inputs_embeds=None, attention_mask=None, position_ids=None, cache=None,
+               prefix_key_values=None):
+        """Incremental decoding, `HFBackbone.decode`'s signature: `(hidden (B, T, H), cache)`. The first call
+        passes no `cache` (a prefix, if any, as `prefix_key_values`), later ones the returned cache: L pairs
+        (key, value) (B, heads, S, d) of every position so far."""
+        past = prefix_key_values if cache is None else cache
+        return self.forward_with_cache(input_ids, inputs_embeds, attention_mask, None, position_ids, past)
+
+    def forward_with_cache(self, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids,
+                           past_key_values):
         """→ (hidden (B, T, H), present_key_values): L pairs (key, value) (B, heads, S, d) of the past
-        followed by these T tokens, the `past_key_values` of the next call."""
+        followed by these T tokens."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
@@ -176,7 +185,7 @@ class GPT2Prefill(nn.Cell):
         self.model = model
 
     def construct(self, input_ids, attention_mask, position_ids, past_key_values):
-        return self.model.decode(input_ids, None, attention_mask, None, position_ids, past_key_values)
+        return self.model.decode(input_ids, None, attention_mask, position_ids, None, past_key_values)
 
 
 class GPT2StaticStep(nn.Cell):
@@ -193,8 +202,10 @@ class GPT2StaticStep(nn.Cell):
 
 
 def fixed_size_cache(present_key_values, size: int) -> tuple:
-    """`decode`'s cache (L pairs (B, heads, S0, d)) zero-padded to `size` slots for `GPT2StaticStep`."""
+    """`decode`'s cache (L pairs (B, heads, S0, d)) zero-padded to `size` ≥ S0 slots for `GPT2StaticStep`."""
     def pad(tensor):
         batch, heads, filled, head_dim = tensor.shape
+        if size == filled:
+            return tensor
         return ops.concat((tensor, ops.zeros((batch, heads, size - filled, head_dim), tensor.dtype)), 2)
     return tuple((pad(key), pad(value)) for key, value in present_key_values)
