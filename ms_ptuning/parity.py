@@ -2,7 +2,10 @@
 
 The reference runs in a subprocess (`python -m ms_ptuning.reference.run`), initialises the model, writes
 its weights as safetensors; this side loads those weights, computes logits, loss and trainable gradients
-in eval mode (no dropout) and reports the largest differences.
+in eval mode (no dropout) and reports the largest differences. `backend` says which of ms_ptuning's
+backends is measured: `eager` (the mindnlp model op by op) or `graph` (the weights in the native Cells,
+loss and gradients as one GRAPH_MODE graph); with both, the graph's numbers are also compared with the
+eager ones on the same weights, by the same metric.
 """
 
 import argparse
@@ -15,14 +18,19 @@ import time
 
 import numpy as np
 import mindspore
+from mindspore import ParameterTuple, Tensor, nn, ops
 from safetensors.numpy import load_file, save_file
 
-from .backend import torch
+from .backend import graph_mode, torch
 from .config import PTuningConfig
 from .backbones import build_backbone
+from .execution import choose_backend
 from .models import HEADS
+from .training.graph_steps import ModelCall
 from .weights import assign_weights, trainable_weights
 import transformers
+
+BACKENDS = ("eager", "graph")
 
 
 def reference_command(workdirs, threads: int = 1, module: str = "ms_ptuning.reference.run"):
@@ -38,12 +46,33 @@ def run_reference(*workdirs: str, threads: int = 1) -> None:
         raise RuntimeError(f"torch reference failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
 
 
-def build_model(head: str, backbone_config, ptuning_config: PTuningConfig):
-    return HEADS[head](build_backbone(backbone_config), ptuning_config)
+def build_model(head: str, backbone_config, ptuning_config: PTuningConfig, backend: str = "eager"):
+    """The head over a randomly initialised backbone: the mindnlp model (eager) or its native Cell (graph)."""
+    backbone = choose_backend(backend, backbone_config.model_type).backbone(build_backbone(backbone_config))
+    return HEADS[head](backbone, ptuning_config)
 
 
-def forward_and_grads(model, batch: dict):
-    """Eval-mode loss, logits and {name: grad} for the trainable weights, all as numpy."""
+class LossAndGradients(nn.Cell):
+    """`((loss, outputs), gradients of params)` of `model(**inputs)`, inputs given positionally in `names`
+    order: what `forward_and_grads` computes op by op, as one graph."""
+
+    def __init__(self, model, names: tuple, params: list):
+        super().__init__(auto_prefix=False)
+        self.call = ModelCall(model, names)
+        self.grad_fn = ops.value_and_grad(self.outputs, None, ParameterTuple(params), has_aux=True)
+
+    def outputs(self, inputs):  # a tuple: value_and_grad takes no *varargs function
+        return self.call(*inputs)
+
+    def construct(self, *inputs):
+        return self.grad_fn(inputs)
+
+
+def forward_and_grads(model, batch: dict, backend: str = "eager"):
+    """Eval-mode loss, logits and {name: grad} for the trainable weights, all as numpy; on `graph` computed by
+    one compiled graph (the model must hold a native backbone)."""
+    if backend == "graph":
+        return compiled_forward_and_grads(model, batch)
     model.set_train(False)
     weights = trainable_weights(model)
     inputs = {name: torch.tensor(array) for name, array in batch.items()}
@@ -54,8 +83,28 @@ def forward_and_grads(model, batch: dict):
 
     grad_fn = mindspore.value_and_grad(loss_fn, None, list(weights.values()), has_aux=True)
     (loss, logits), grads = grad_fn(**inputs)
+    return as_numpy(loss, logits, weights, grads)
+
+
+def compiled_forward_and_grads(model, batch: dict):
+    """`forward_and_grads` as one GRAPH_MODE graph (compiled for this batch's shapes)."""
+    model.set_train(False)
+    weights = trainable_weights(model)
+    graph = LossAndGradients(model, tuple(batch), list(weights.values()))
+    with graph_mode():
+        (loss, logits), grads = graph(*[Tensor(np.ascontiguousarray(array)) for array in batch.values()])
+    return as_numpy(loss, logits, weights, grads)
+
+
+def as_numpy(loss, logits, weights: dict, grads) -> tuple:
     logits = tuple(part.asnumpy() for part in logits) if isinstance(logits, tuple) else logits.asnumpy()
     return float(loss.asnumpy()), logits, {name: grad.asnumpy() for name, grad in zip(weights, grads)}
+
+
+def as_reference(loss: float, logits, grads: dict) -> dict:
+    """Measured numbers in the reference's output format, so one backend can serve as the other's reference."""
+    return {"loss": np.array([loss], np.float32), **named_outputs(logits),
+            **{f"grad.{name}": grad for name, grad in grads.items()}}
 
 
 def named_outputs(logits) -> dict:
@@ -86,10 +135,15 @@ def run_with_reference(head: str, backbone_config, ptuning_config: PTuningConfig
         return load_case(workdir, head, backbone_config, ptuning_config, generate is not None)
 
 
-def compare_many(cases: list) -> list:
-    """`compare` for each (head, backbone_config, ptuning_config, batch) case, with one reference process
-    for all of them (its start-up, importing torch and transformers, costs more than a tiny case) that
-    runs ahead of this side: each case is compared as soon as the reference has written it."""
+def compare_many(cases: list, backends: tuple = ("eager",)) -> list:
+    """For each (head, backbone_config, ptuning_config, batch) case, {backend: `compare`'s numbers} for each of
+    `backends`, and with both backends "graph_vs_eager": the graph's numbers against the eager ones on the
+    same weights (the eager side as the reference). One reference process serves all cases (its start-up,
+    importing torch and transformers, costs more than a tiny case) and runs ahead of this side: each case
+    is compared as soon as the reference has written it."""
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        raise ValueError(f"unknown backends {sorted(unknown)}; parity covers {', '.join(BACKENDS)}")
     with tempfile.TemporaryDirectory(prefix="ms_ptuning_parity_") as root:
         workdirs = [os.path.join(root, str(i)) for i in range(len(cases))]
         for workdir, case in zip(workdirs, cases):
@@ -103,13 +157,26 @@ def compare_many(cases: list) -> list:
             results = []
             for workdir, (head, backbone_config, ptuning_config, batch) in zip(workdirs, cases):
                 _wait_for_outputs(process, workdir, log_path)
-                model, reference, _ = load_case(workdir, head, backbone_config, ptuning_config)
-                results.append(differences(model, batch, reference))
+                results.append(compare_backends(workdir, head, backbone_config, ptuning_config, batch, backends))
         finally:
             if process.poll() is None:
                 process.kill()
             process.wait()
     return results
+
+
+def compare_backends(workdir: str, head: str, backbone_config, ptuning_config: PTuningConfig, batch: dict,
+                     backends: tuple) -> dict:
+    """`compare_many`'s result for one case whose reference outputs are in `workdir`."""
+    reference = load_file(os.path.join(workdir, "reference_outputs.safetensors"))
+    measured, result = {}, {}
+    for backend in backends:
+        model = load_reference_model(workdir, head, backbone_config, ptuning_config, backend)
+        measured[backend] = forward_and_grads(model, batch, backend)
+        result[backend] = differences_from(*measured[backend], reference)
+    if {"eager", "graph"} <= set(measured):
+        result["graph_vs_eager"] = differences_from(*measured["graph"], as_reference(*measured["eager"]))
+    return result
 
 
 def _wait_for_outputs(process, workdir: str, log_path: str) -> None:
@@ -134,26 +201,32 @@ def write_case(workdir: str, head: str, backbone_config, ptuning_config: PTuning
     save_file({k: np.ascontiguousarray(v) for k, v in batch.items()}, os.path.join(workdir, "batch.safetensors"))
 
 
-def load_case(workdir: str, head: str, backbone_config, ptuning_config: PTuningConfig, generated: bool = False):
+def load_case(workdir: str, head: str, backbone_config, ptuning_config: PTuningConfig, generated: bool = False,
+              backend: str = "eager"):
     """(this side's model holding the reference's weights, the reference's outputs, its generations or None)."""
     reference = load_file(os.path.join(workdir, "reference_outputs.safetensors"))
     generations = None
     if generated:
         with open(os.path.join(workdir, "reference_generations.json")) as handle:
             generations = json.load(handle)
-    return load_reference_model(workdir, head, backbone_config, ptuning_config), reference, generations
+    return load_reference_model(workdir, head, backbone_config, ptuning_config, backend), reference, generations
 
 
-def load_reference_model(workdir: str, head: str, backbone_config, ptuning_config: PTuningConfig):
-    """This side's model holding the weights the reference initialised (its weights.safetensors)."""
-    model = build_model(head, backbone_config, ptuning_config)
+def load_reference_model(workdir: str, head: str, backbone_config, ptuning_config: PTuningConfig,
+                         backend: str = "eager"):
+    """This side's model on `backend` holding the weights the reference initialised (its weights.safetensors)."""
+    model = build_model(head, backbone_config, ptuning_config, backend)
     assign_weights(model, load_file(os.path.join(workdir, "weights.safetensors")), source="reference weights")
     return model
 
 
-def differences(model, batch: dict, reference: dict) -> dict:
+def differences(model, batch: dict, reference: dict, backend: str = "eager") -> dict:
     """`compare`'s numbers for a model that already holds the reference's weights."""
-    loss, logits, grads = forward_and_grads(model, batch)
+    return differences_from(*forward_and_grads(model, batch, backend), reference)
+
+
+def differences_from(loss: float, logits, grads: dict, reference: dict) -> dict:
+    """`compare`'s numbers for measured (loss, logits, {name: grad}) against a reference's outputs."""
     reference_grads = {k[len("grad."):]: v for k, v in reference.items() if k.startswith("grad.")}
     if set(reference_grads) != set(grads):
         raise AssertionError(f"trainable parameters differ: only ms {sorted(set(grads) - set(reference_grads))}, "
@@ -169,16 +242,31 @@ def differences(model, batch: dict, reference: dict) -> dict:
             "num_trainable_tensors": len(grads)}
 
 
+ENCODER_HEADS = ("sequence_classification", "token_classification", "question_answering", "multiple_choice")
+NUM_CHOICES = 2
+
+
 def random_batch(head: str, model_type: str, vocab_size: int, batch_size: int, seq_len: int, num_labels: int,
                  seed: int = 0) -> dict:
-    """A padded batch with labels for the sequence-classification parity report."""
+    """A padded batch (the last row half padding) with labels for one of the encoder heads: a class per
+    row (multiple choice: among NUM_CHOICES sequences), a tag per token (some -100), or answer spans."""
     rng = np.random.default_rng(seed)
-    mask = np.ones((batch_size, seq_len), np.int64)
-    mask[-1, seq_len // 2:] = 0
-    batch = {"input_ids": rng.integers(3, vocab_size, (batch_size, seq_len)).astype(np.int64), "attention_mask": mask,
-             "labels": rng.integers(0, num_labels, batch_size).astype(np.int64)}
+    shape = (batch_size, NUM_CHOICES, seq_len) if head == "multiple_choice" else (batch_size, seq_len)
+    mask = np.ones(shape, np.int64)
+    mask[-1, ..., seq_len // 2:] = 0
+    batch = {"input_ids": rng.integers(3, vocab_size, shape).astype(np.int64), "attention_mask": mask}
     if model_type == "bert":
-        batch["token_type_ids"] = np.zeros((batch_size, seq_len), np.int64)
+        batch["token_type_ids"] = np.zeros(shape, np.int64)
+    if head == "token_classification":
+        labels = rng.integers(0, num_labels, shape).astype(np.int64)
+        labels[:, 0] = -100
+        batch["labels"] = labels
+    elif head == "question_answering":
+        start = rng.integers(0, seq_len // 2, batch_size).astype(np.int64)
+        batch.update(start_positions=start, end_positions=start + rng.integers(0, 3, batch_size))
+    else:
+        batch["labels"] = rng.integers(0, NUM_CHOICES if head == "multiple_choice" else num_labels,
+                                       batch_size).astype(np.int64)
     return batch
 
 
@@ -188,42 +276,66 @@ REPORT_VARIANTS = {"prefix": dict(mode="prefix"), "prefix+projection": dict(mode
                    "finetune-head-only": dict(mode="finetune", freeze_backbone=True)}
 
 
+def report_config(model_type: str, config_from: str | None):
+    """The backbone config of the report: a real model's sizes, or a tiny one; dropout off."""
+    if config_from:
+        config = transformers.AutoConfig.from_pretrained(config_from)
+    else:
+        config = transformers.AutoConfig.for_model(model_type, vocab_size=200, hidden_size=64, num_hidden_layers=2,
+                                                   num_attention_heads=4, intermediate_size=128,
+                                                   max_position_embeddings=128)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    return config
+
+
+def report_row(names: tuple, result: dict, backend: str) -> str:
+    """One line of the table: the measured backend against torch (and, on graph, against eager)."""
+    measured = result[backend]
+    row = (f"{names[0]:<10} {names[1]:<24} {names[2]:<18} {measured['logits_max_abs']:>10.2e} "
+           f"{measured['loss_abs']:>9.2e} {measured['grad_max_rel']:>10.2e}")
+    if "graph_vs_eager" in result:
+        row += f" {result['graph_vs_eager']['logits_max_abs']:>10.2e} {result['graph_vs_eager']['grad_max_rel']:>10.2e}"
+    return f"{row}  {measured['grad_worst_param']}"
+
+
 def main(argv=None) -> int:
-    """`scripts/compare_torch.sh`: a parity table for sequence classification."""
+    """`scripts/compare_torch.sh`: a parity table, head × backbone × variant, on one backend."""
     parser = argparse.ArgumentParser(description="ms_ptuning vs the PyTorch reference, same weights")
     parser.add_argument("--model_types", default="bert,roberta")
+    parser.add_argument("--heads", default="sequence_classification", help=f"comma-separated, or all: {ENCODER_HEADS}")
     parser.add_argument("--variants", default=",".join(REPORT_VARIANTS))
+    parser.add_argument("--backend", default="eager", choices=BACKENDS,
+                        help="the backend measured; graph is also compared with eager on the same weights")
     parser.add_argument("--config_from", default=None,
                         help="local model directory whose config (sizes) to use instead of the tiny one")
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--seq_len", type=int, default=16)
     parser.add_argument("--pre_seq_len", type=int, default=8)
     options = parser.parse_args(argv)
+    heads = ENCODER_HEADS if options.heads == "all" else options.heads.split(",")
     cases, names = [], []
     for model_type in options.model_types.split(","):
-        if options.config_from:
-            config = transformers.AutoConfig.from_pretrained(options.config_from)
-        else:
-            config = transformers.AutoConfig.for_model(model_type, vocab_size=200, hidden_size=64, num_hidden_layers=2,
-                                                       num_attention_heads=4, intermediate_size=128,
-                                                       max_position_embeddings=128)
-        config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
-        for variant in options.variants.split(","):
-            ptuning = PTuningConfig(pre_seq_len=options.pre_seq_len, prefix_hidden_size=128, prefix_dropout=0.0,
-                                    classifier_dropout=0.0, **REPORT_VARIANTS[variant])
-            batch = random_batch("sequence_classification", config.model_type, config.vocab_size,
-                                 options.batch_size, options.seq_len, ptuning.num_labels)
-            cases.append(("sequence_classification", config, ptuning, batch))
-            names.append((config.model_type, variant))
-    print(f"{'backbone':<10} {'variant':<18} {'logits max-abs':>15} {'loss abs':>10} {'grad max-rel':>13}  worst gradient")
-    worst_logits = worst_grad = 0.0
-    for (model_type, variant), result in zip(names, compare_many(cases)):
-        worst_logits = max(worst_logits, result["logits_max_abs"])
-        worst_grad = max(worst_grad, result["grad_max_rel"])
-        print(f"{model_type:<10} {variant:<18} {result['logits_max_abs']:>15.2e} {result['loss_abs']:>10.2e} "
-              f"{result['grad_max_rel']:>13.2e}  {result['grad_worst_param']}")
-    passed = worst_logits <= 1e-5 and worst_grad <= 1e-4
-    print(f"worst: logits {worst_logits:.2e} (limit 1e-5), gradients {worst_grad:.2e} (limit 1e-4): "
+        config = report_config(model_type, options.config_from)
+        for head in heads:
+            for variant in options.variants.split(","):
+                ptuning = PTuningConfig(pre_seq_len=options.pre_seq_len, prefix_hidden_size=128, prefix_dropout=0.0,
+                                        classifier_dropout=0.0, **REPORT_VARIANTS[variant])
+                batch = random_batch(head, config.model_type, config.vocab_size, options.batch_size,
+                                     options.seq_len, ptuning.num_labels)
+                cases.append((head, config, ptuning, batch))
+                names.append((config.model_type, head, variant))
+    backends = ("eager", "graph") if options.backend == "graph" else ("eager",)
+    print(f"{'backbone':<10} {'head':<24} {'variant':<18} {'logits':>10} {'loss':>9} {'grad rel':>10}"
+          + (f" {'vs eager:':>10} {'grad rel':>10}" if options.backend == "graph" else "") + "  worst gradient")
+    worst = {"logits_max_abs": 0.0, "grad_max_rel": 0.0}
+    for case_names, result in zip(names, compare_many(cases, backends)):
+        print(report_row(case_names, result, options.backend))
+        for compared in (options.backend, "graph_vs_eager"):
+            for key in worst:
+                worst[key] = max(worst[key], result.get(compared, {key: 0.0})[key])
+    passed = worst["logits_max_abs"] <= 1e-5 and worst["grad_max_rel"] <= 1e-4
+    print(f"worst ({options.backend}{' and graph vs eager' if options.backend == 'graph' else ''}): logits "
+          f"{worst['logits_max_abs']:.2e} (limit 1e-5), gradients {worst['grad_max_rel']:.2e} (limit 1e-4): "
           f"{'PASS' if passed else 'FAIL'}")
     return 0 if passed else 1
 

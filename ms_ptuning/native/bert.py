@@ -149,6 +149,7 @@ class NativeBert(nn.Cell):
     """The backbone interface over a BERT encoder (see `ms_ptuning.native`)."""
 
     padded_positions = False  # whether position ids can be the padding id (RoBERTa)
+    compute_dtype = None  # float32 throughout (the Backbone interface's precision; see hf_backbone)
 
     def __init__(self, config, add_pooling_layer: bool = True):
         super().__init__()
@@ -157,6 +158,16 @@ class NativeBert(nn.Cell):
         self.embeddings = BertEmbeddings(config, config.pad_token_id if self.padded_positions else None)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
+
+    @property
+    def word_embedding_weight(self):
+        """The (V, H) input embedding, which tied output layers (BERT's MLM decoder) multiply by."""
+        return self.embeddings.word_embeddings.weight
+
+    def drop_pooler(self) -> None:
+        """Remove the pooler, as Hugging Face builds BERT for token classification and QA: its weights would
+        otherwise count, and in finetune mode train, without ever receiving a gradient."""
+        self.pooler = None
 
     def embed_words(self, input_ids):
         """(B, T) ids → (B, T, H) word embeddings alone."""
