@@ -12,6 +12,7 @@ from transformers import TrainingArguments
 
 from .config import PTuningConfig
 from .execution import BACKEND_HELP
+from .training.optim import L2_WEIGHT_DECAY
 
 
 @dataclass(kw_only=True)
@@ -59,10 +60,25 @@ class RunTrainingArguments(TrainingArguments):
     logging_steps: float = 10
     save_total_limit: int | None = 2
     report_to: str = "none"
+    optim: str = field(default="adamw_torch", metadata={
+        "help": "adamw_torch | adamw_torch_fused (torch's AdamW) | adam_l2 (torch.optim.Adam: weight_decay added to "
+                "every gradient as L2, THUDM/P-tuning's LAMA optimizer)"})
     resume: bool = field(default=False, metadata={
         "help": "continue from the latest complete checkpoint in output_dir (refused if the run's settings differ)"})
     lr_decay_per_epoch: float | None = field(default=None, metadata={
         "help": "instead of lr_scheduler_type: lr × gamma^epoch (the reference's ExponentialLR for NER/SRL/QA)"})
+    ties_are_improvements: bool = field(default=False, metadata={
+        "help": "a dev metric equal to the best so far is a new best (the later evaluation is kept) and restarts "
+                "early stopping's patience, as THUDM/P-tuning's LAMA loop (>=); default: strictly better, as HF"})
     mixed_precision: str = field(default="no", metadata={
         "help": "no (float32) | fp16 (dynamic loss scaling) | bf16: the frozen backbone computes in that dtype, "
                 "trainable weights stay float32; for GPU/Ascend (on CPU fp16 runs but is slower, bf16 has no kernels)"})
+
+    def __post_init__(self):
+        # Hugging Face's own check knows no torch Adam: it sees adamw_torch, and adam_l2 is put back after it
+        l2 = getattr(self.optim, "value", self.optim) == L2_WEIGHT_DECAY
+        if l2:
+            self.optim = "adamw_torch"
+        super().__post_init__()
+        if l2:
+            self.optim = L2_WEIGHT_DECAY

@@ -161,30 +161,6 @@ def install_reproducible_dropout() -> None:
 install_reproducible_dropout()
 
 
-def _cpu_bce_with_logits(input, target, weight, posWeight, reduction):  # noqa: A002, N803  (mindtorch's signature)
-    """mindtorch's CPU `binary_cross_entropy_with_logits` composed from softplus, as torch defines it:
-    (1 − y)·x + (1 + (pos_weight − 1)·y)·softplus(−x), times `weight`, then reduced.
-
-    MindSpore 2.7's CPU BCEWithLogitsLoss backward divides a mean by the element count of the first shape
-    the cached kernel ran on: after a (4, 2) batch, a (3, 3) one got gradients 8/9 of the true ones, and a
-    short last batch of a multi-label run is mis-scaled the same way. The loss values were right.
-    """
-    softplus_neg = ops.softplus(ops.neg(input))  # −log σ(x), exact gradient σ(x) − 1 everywhere
-    if posWeight is not None:
-        softplus_neg = ops.mul(ops.add(ops.mul(ops.sub(posWeight, 1.0), target), 1.0), softplus_neg)
-    loss = ops.add(ops.mul(ops.sub(1.0, target), input), softplus_neg)
-    if weight is not None:
-        loss = ops.mul(loss, weight)
-    return {"mean": ops.mean, "sum": ops.sum}[reduction](loss) if reduction != "none" else loss
-
-
-def install_cpu_bce_with_logits() -> None:
-    mindtorch_cpu_api.binary_cross_entropy_with_logits = _cpu_bce_with_logits
-
-
-install_cpu_bce_with_logits()
-
-
 _cpu_embedding = mindtorch_cpu_api.embedding
 
 

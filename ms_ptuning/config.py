@@ -62,3 +62,10 @@ class PTuningConfig:
         if unknown:
             raise ValueError(f"unknown PTuningConfig fields {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+
+def uses_roberta_classification_head(model_type: str, config: PTuningConfig) -> bool:
+    """THUDM fine-tunes (neither --prefix nor --prompt) through `AutoModelForSequenceClassification`, which for
+    RoBERTa is `RobertaForSequenceClassification`: no pooler, a `RobertaClassificationHead` instead. Its
+    prefix/prompt models and every other backbone classify the pooled output."""
+    return config.mode == "finetune" and model_type == "roberta"

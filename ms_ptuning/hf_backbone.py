@@ -24,6 +24,7 @@ from transformers.cache_utils import DynamicCache
 
 from .backend import to_mindtorch, torch
 from .deberta_prefix import DEBERTA_MODEL_TYPES, forward_with_prefix
+from .native import set_compute_dtype
 
 
 def freeze(module) -> None:
@@ -160,14 +161,17 @@ class HFBackbone(nn.Cell):
 
 def as_backbone(backbone, trainable: bool = True, compute_dtype=None):
     """A model behind the Backbone interface: a mindnlp model is wrapped in `HFBackbone`; a Cell that already
-    implements the interface (the native backbones) is frozen when asked and must have been built with the
-    same `compute_dtype`."""
+    implements the interface (the native backbones) is frozen when asked, then set to `compute_dtype`
+    (its frozen weights stored in it, `native.set_compute_dtype`)."""
     if not hasattr(backbone, "embed_words"):
         return HFBackbone(backbone, trainable, compute_dtype)
-    if getattr(backbone, "compute_dtype", None) != compute_dtype:
-        raise ValueError(f"{type(backbone).__name__} computes in {getattr(backbone, 'compute_dtype', None)}, "
-                         f"the model asks for {compute_dtype}: build the backbone with that compute_dtype")
+    current = getattr(backbone, "compute_dtype", None)
+    if current is not None and current != compute_dtype:
+        raise ValueError(f"{type(backbone).__name__} computes in {current} already, the model asks for "
+                         f"{compute_dtype}: a backbone's precision is set once")
     if not trainable:
         for parameter in backbone.get_parameters():
             parameter.requires_grad = False
+    if compute_dtype is not None and current is None:
+        set_compute_dtype(backbone, compute_dtype)
     return backbone

@@ -26,8 +26,9 @@ from .config import PTuningConfig
 from .backbones import build_backbone
 from .execution import choose_backend
 from .models import HEADS
+from .native import to_native
 from .training.graph_steps import ModelCall
-from .weights import assign_weights, trainable_weights
+from .weights import assign_weights, named_weights, to_numpy, trainable_weights
 import transformers
 
 BACKENDS = ("eager", "graph")
@@ -87,7 +88,8 @@ def forward_and_grads(model, batch: dict, backend: str = "eager"):
 
 
 def compiled_forward_and_grads(model, batch: dict):
-    """`forward_and_grads` as one GRAPH_MODE graph (compiled for this batch's shapes)."""
+    """`forward_and_grads` as one GRAPH_MODE graph (compiled for this batch's shapes), for a model of native
+    Cells (the graph backend)."""
     model.set_train(False)
     weights = trainable_weights(model)
     graph = LossAndGradients(model, tuple(batch), list(weights.values()))
@@ -101,10 +103,11 @@ def as_numpy(loss, logits, weights: dict, grads) -> tuple:
     return float(loss.asnumpy()), logits, {name: grad.asnumpy() for name, grad in zip(weights, grads)}
 
 
-def as_reference(loss: float, logits, grads: dict) -> dict:
-    """Measured numbers in the reference's output format, so one backend can serve as the other's reference."""
-    return {"loss": np.array([loss], np.float32), **named_outputs(logits),
-            **{f"grad.{name}": grad for name, grad in grads.items()}}
+def native_twin(model, head: str, backbone_config, ptuning_config: PTuningConfig):
+    """The same head over the native backbone (the graph backend), holding a copy of `model`'s weights."""
+    twin = HEADS[head](to_native(build_backbone(backbone_config)), ptuning_config)
+    assign_weights(twin, to_numpy(named_weights(model)), source="the eager model's weights")
+    return twin
 
 
 def named_outputs(logits) -> dict:
@@ -173,9 +176,9 @@ def compare_backends(workdir: str, head: str, backbone_config, ptuning_config: P
     for backend in backends:
         model = load_reference_model(workdir, head, backbone_config, ptuning_config, backend)
         measured[backend] = forward_and_grads(model, batch, backend)
-        result[backend] = differences_from(*measured[backend], reference)
+        result[backend] = output_differences(measured[backend], reference)
     if {"eager", "graph"} <= set(measured):
-        result["graph_vs_eager"] = differences_from(*measured["graph"], as_reference(*measured["eager"]))
+        result["graph_vs_eager"] = output_differences(measured["graph"], as_reference(measured["eager"]))
     return result
 
 
@@ -222,11 +225,19 @@ def load_reference_model(workdir: str, head: str, backbone_config, ptuning_confi
 
 def differences(model, batch: dict, reference: dict, backend: str = "eager") -> dict:
     """`compare`'s numbers for a model that already holds the reference's weights."""
-    return differences_from(*forward_and_grads(model, batch, backend), reference)
+    return output_differences(forward_and_grads(model, batch, backend), reference)
 
 
-def differences_from(loss: float, logits, grads: dict, reference: dict) -> dict:
-    """`compare`'s numbers for measured (loss, logits, {name: grad}) against a reference's outputs."""
+def as_reference(outputs: tuple) -> dict:
+    """(loss, logits, grads) in the reference's output format, to compare one backend with another."""
+    loss, logits, grads = outputs
+    return {"loss": np.array([loss]), **named_outputs(logits), **{f"grad.{name}": grad for name, grad in grads.items()}}
+
+
+def output_differences(outputs: tuple, reference: dict) -> dict:
+    """`compare`'s numbers for (loss, logits, grads) as `forward_and_grads` or `compiled_forward_and_grads`
+    return them."""
+    loss, logits, grads = outputs
     reference_grads = {k[len("grad."):]: v for k, v in reference.items() if k.startswith("grad.")}
     if set(reference_grads) != set(grads):
         raise AssertionError(f"trainable parameters differ: only ms {sorted(set(grads) - set(reference_grads))}, "

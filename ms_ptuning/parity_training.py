@@ -1,5 +1,7 @@
 """Same start, same batches → same training curve: N optimizer steps of ms_ptuning's Trainer against the torch
-reference training with `torch.optim.AdamW`, `transformers.get_scheduler` and `clip_grad_norm_`.
+reference training with `torch.optim.AdamW`, `transformers.get_scheduler` and `clip_grad_norm_` (or, with
+settings `optim="adam_l2"` and `lr_decay_per_epoch`, THUDM/P-tuning's `torch.optim.Adam` with L2 weight decay
+and `ExponentialLR` stepped per epoch).
 
 The reference (`python -m ms_ptuning.reference.train`) initialises the model, writes its weights, trains on the
 micro-batches this side says the Trainer will draw, and writes its per-step losses, gradient norms and final
@@ -23,11 +25,12 @@ from . import backend  # noqa: F401  (mindnlp must patch transformers before it 
 import transformers
 from transformers.trainer_callback import PrinterCallback
 
+from .arguments import RunTrainingArguments
 from .config import PTuningConfig
 from .data.dataset import ArrayDataset, batch_indices, epoch_order
 from .execution import choose_backend
 from .parity import BACKENDS, load_reference_model, reference_command, write_case
-from .training import EagerSteps, Trainer, TrainingArguments
+from .training import EagerSteps, Trainer
 from .weights import to_numpy, trainable_weights
 
 # What both sides train with: warmup then linear decay, clipping, accumulation, decoupled weight decay.
@@ -62,8 +65,8 @@ def trainer_run(model, columns: dict, settings: dict, steps: int, output_dir: st
     """ms_ptuning's side: the real Trainer on step engine `engine` for `steps` optimizer steps; (per-step
     losses, per-step gradient norms before clipping, final trainable weights). The one place that knows how
     the Trainer reports steps."""
-    args = TrainingArguments(output_dir=output_dir, max_steps=steps, logging_steps=1, eval_strategy="no",
-                             save_strategy="no", report_to=[], disable_tqdm=True, **settings)
+    args = RunTrainingArguments(output_dir=output_dir, max_steps=steps, logging_steps=1, eval_strategy="no",
+                                save_strategy="no", report_to=[], disable_tqdm=True, **settings)
     trainer = Trainer(model, args, train_dataset=ArrayDataset(columns), steps=engine)
     trainer.remove_callback(PrinterCallback)  # the table is the output, not every step's log line
     trainer.train()
@@ -78,13 +81,15 @@ def compare_training(head: str, backbone_config, ptuning_config: PTuningConfig, 
     """Both sides trained `steps` optimizer steps from the same weights on the same micro-batches:
     {backend: `training_differences` against torch} for each of `backends`, and with both
     "graph_vs_eager": the graph's run against the eager one."""
+    num_examples = len(next(iter(columns.values())))
     with tempfile.TemporaryDirectory(prefix="ms_ptuning_training_") as workdir:
-        order = micro_batch_order(len(next(iter(columns.values()))), settings, steps)
+        order = micro_batch_order(num_examples, settings, steps)
         write_case(workdir, head, backbone_config, ptuning_config, {}, seed=0)
         save_file({"order": order, **{f"data.{name}": np.ascontiguousarray(v) for name, v in columns.items()}},
                   os.path.join(workdir, "training_data.safetensors"))
         with open(os.path.join(workdir, "training.json"), "w") as handle:
-            json.dump({"steps": steps, **settings}, handle)
+            json.dump({"steps": steps, "steps_per_epoch": num_examples // order.shape[1] // order.shape[2],
+                       **settings}, handle)
         argv, env = reference_command([workdir], module="ms_ptuning.reference.train")
         result = subprocess.run(argv, env=env, capture_output=True, text=True)
         if result.returncode:
@@ -121,7 +126,7 @@ def training_differences(losses, norms, weights: dict, reference: dict, max_grad
             "weights_rel": max(difference.values()) / max(largest.values()), "tensor_rel": tensor_rel,
             "tensor_max": largest, "grad_norm_max_rel": float((np.abs(norms - reference["grad_norm"])
                                                                / reference["grad_norm"]).max()),
-            "clipped_steps": int((reference["grad_norm"] > max_grad_norm).sum()),
+            "clipped_steps": int((reference["grad_norm"] > max_grad_norm).sum()) if max_grad_norm > 0 else 0,
             "first_loss": float(reference["loss"][0]), "last_loss": float(reference["loss"][-1])}
 
 

@@ -40,36 +40,6 @@ def test_dropout_masks_depend_only_on_seed_and_step():
     assert 0 < (first[0] == 0).mean() < 1
 
 
-
-def bce_loss_and_grad(x: np.ndarray, y: np.ndarray, pos_weight=None):
-    weights = mindspore.Parameter(Tensor(x), name="logits")
-    extra = {} if pos_weight is None else {"pos_weight": torch.tensor(pos_weight)}
-    loss, (grad,) = mindspore.value_and_grad(
-        lambda target: F.binary_cross_entropy_with_logits(ops.mul(weights, 1.0), target, **extra), None,
-        [weights])(torch.tensor(y))
-    return float(loss.asnumpy()), grad.asnumpy()
-
-
-def test_bce_with_logits_gradient_follows_every_batch_shape():
-    """MindSpore's CPU kernel scaled the mean's gradient by the first shape's element count (a (3, 3) batch
-    after a (4, 2) one got 8/9 of its gradient); torch's values for each shape, in one process."""
-    rng = np.random.default_rng(0)
-    for shape in ((4, 2), (3, 3), (2, 2), (4, 2)):
-        x = rng.normal(size=shape).astype(np.float32)
-        y = rng.integers(0, 2, size=shape).astype(np.float32)
-        loss, grad = bce_loss_and_grad(x, y)
-        probability = 1 / (1 + np.exp(-x.astype(np.float64)))
-        expected_loss = -np.mean(y * np.log(probability) + (1 - y) * np.log(1 - probability))
-        assert abs(loss - expected_loss) <= 1e-6
-        np.testing.assert_allclose(grad, (probability - y) / x.size, rtol=1e-5, atol=1e-8)
-    pos_weight = np.array([2.0, 0.5], np.float32)
-    loss, grad = bce_loss_and_grad(x, y, pos_weight)
-    expected = -np.mean(pos_weight * y * np.log(probability) + (1 - y) * np.log(1 - probability))
-    assert abs(loss - expected) <= 1e-6
-    np.testing.assert_allclose(grad, (pos_weight * y * (probability - 1) + (1 - y) * probability) / x.size,
-                               rtol=1e-5, atol=1e-8)
-
-
 def embedding_gradient(ids: np.ndarray, padding_idx):
     """The gradient of Σ embedding(ids) · r with respect to a (6, 3) table, through mindtorch's F.embedding."""
     table = mindspore.Parameter(Tensor(np.arange(18, dtype=np.float32).reshape(6, 3)), name="table")

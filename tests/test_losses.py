@@ -168,3 +168,21 @@ def test_a_batch_without_counted_labels_gives_nan_as_torch():
                     .asnumpy())
     assert np.isnan(sequence_classification_loss(Tensor(np.zeros((2, 1), np.float32)),
                                                  Tensor(np.full(2, np.nan, np.float32)), "regression").asnumpy())
+
+
+def test_multi_label_gradient_follows_every_batch_shape():
+    """MindSpore 2.7's CPU BCEWithLogitsLoss with a mean reduction scales its backward by the element count of
+    the first shape the kernel ran on (a (3, 3) batch after a (4, 2) one got 8/9 of its gradient); the loss
+    takes it element-wise and averages itself, so every shape in one process gets torch's values."""
+    rng = np.random.default_rng(0)
+    for shape in ((4, 2), (3, 3), (2, 2), (4, 2)):
+        x = rng.normal(size=shape).astype(np.float32)
+        y = rng.integers(0, 2, size=shape).astype(np.float32)
+        logits = mindspore.Parameter(Tensor(x), name="logits")
+        loss, (grad,) = mindspore.value_and_grad(
+            lambda: sequence_classification_loss(ops.mul(logits, 1.0), Tensor(y), "multi_label_classification"),
+            None, [logits])()
+        probability = 1 / (1 + np.exp(-x.astype(np.float64)))
+        expected_loss = -np.mean(y * np.log(probability) + (1 - y) * np.log(1 - probability))
+        assert abs(float(loss.asnumpy()) - expected_loss) <= 1e-6
+        np.testing.assert_allclose(grad.asnumpy(), (probability - y) / x.size, rtol=1e-5, atol=1e-8)

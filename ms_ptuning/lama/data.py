@@ -258,7 +258,7 @@ def encode_facts(facts: list, builder, tokenizer) -> ArrayDataset:
         queries.append(builder.build(fact.subject))
         labels.append(label)
     length = max(len(query.input_ids) for query in queries)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.unk_token_id
+    pad_id = padding_id(tokenizer)
     input_ids = np.full((len(queries), length), pad_id, dtype=np.int64)
     attention_mask = np.zeros((len(queries), length), dtype=np.int64)
     prompt_index = np.full((len(queries), length), -1, dtype=np.int64)
@@ -270,3 +270,20 @@ def encode_facts(facts: list, builder, tokenizer) -> ArrayDataset:
     return ArrayDataset({"input_ids": input_ids, "attention_mask": attention_mask, "prompt_index": prompt_index,
                          "answer_position": np.array([q.answer_position for q in queries], dtype=np.int64),
                          "labels": np.array(labels, dtype=np.int64)})
+
+
+def padding_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.unk_token_id
+
+
+def pad_to_width(dataset: ArrayDataset, width: int, pad_id: int) -> ArrayDataset:
+    """`encode_facts`' columns right-padded to `width` positions (padding is masked, or after the answer for
+    a causal LM, so no logit changes): splits of one width share one compiled graph."""
+    filler = {"input_ids": pad_id, "attention_mask": 0, "prompt_index": -1}
+    columns = dict(dataset.columns)
+    for name, value in filler.items():
+        gap = width - columns[name].shape[1]
+        if gap < 0:
+            raise ValueError(f"column {name} is {columns[name].shape[1]} wide, more than {width}")
+        columns[name] = np.pad(columns[name], ((0, 0), (0, gap)), constant_values=value)
+    return ArrayDataset(columns)

@@ -1,18 +1,27 @@
 """P-tuning one LAMA relation at a time, as THUDM/P-tuning does, and the summary table across relations.
 
-    python -m ms_ptuning.lama.train --model_dir DIR --data_dir DIR --relation P19 --output_dir OUT
+    python -m ms_ptuning.lama.train --model_dir DIR --data_dir DIR --relation P19 --output_dir OUT [--backend graph]
     python -m ms_ptuning.lama.train --summarize OUT
 
-Training follows the reference: Adam (torch.optim.Adam: weight decay as an L2 term on the gradient, not
-AdamW's decoupled decay) at lr 1e-5, weight decay 5e-4, the learning rate multiplied by 0.98 after every
-epoch, batch 8 (last partial batch dropped), dev P@1 before training (epoch 0, logged, never chosen) and
-after every epoch, the best trained epoch kept (ties go to the later epoch), early stop after 20 epochs
-without improvement. P@1 and P@10 are ranked over the shared vocabulary (`--vocab_file`, the reference's
-29k-vocab.json, and/or `--shared_model_dir`) on the test facts that survive it, with the best epoch's
-prompts. The project `Trainer` is not used: its optimizer is AdamW (decoupled decay) and it has no early
-stopping; its AdamW serves here with zero decoupled decay plus the L2 term, which is exactly Adam. The
-manual-template baseline is scored on the same test facts by the same model and code (its queries have no
-pseudo tokens, so the prompt encoder plays no part).
+The prompt encoder trains through the project's `Trainer`, on either backend (`--backend auto|graph|eager`:
+the native BERT / GPT-2 with the whole step compiled, or the mindnlp model op by op), with the reference's
+recipe as options of it:
+- `optim="adam_l2"`: torch.optim.Adam, the weight decay (5e-4) added to the gradient as L2 (not AdamW's
+  decoupled decay), lr 1e-5, no clipping;
+- `lr_decay_per_epoch=0.98`: torch's ExponentialLR stepped after every epoch;
+- batch 8 with the last partial batch dropped, at most 100 epochs;
+- `eval_on_start`: dev P@1 of the untrained prompts (epoch 0) is logged but never chosen; dev P@1 after
+  every epoch; `ties_are_improvements`: the best epoch is the last at the best dev P@1 (the reference's >=),
+  and the test split is scored at each new best (`test_datasets`), so P-tuning's test P@1 is the best epoch's;
+- `EarlyStoppingCallback` (patience 20): stop after 20 epochs without reaching the best again;
+- a checkpoint after every epoch in `OUT/<relation>/`, so `--resume` continues a killed run exactly.
+P@1 and P@10 are ranked over the shared vocabulary (`--vocab_file`, the reference's 29k-vocab.json, and/or
+`--shared_model_dir`) on the test facts that survive it. The manual-template baseline is scored on the same
+test facts by the same model and code (its queries have no pseudo tokens, so the prompt encoder plays no
+part). Every split is padded to one width, so a compiled backend builds one train and one eval graph.
+
+Differences from the reference loop: it evaluates before each of its 100 epochs, so its last epoch is never
+evaluated (here every trained epoch is); its data order comes from torch's shuffle, here from (seed, epoch).
 """
 
 import argparse
@@ -21,26 +30,25 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 
-import mindspore
 import numpy as np
-from mindspore import ops
 
-from ..backend import seed_everything, seed_step, torch
-from ..arguments import PTuningArguments
+from ..backend import seed_everything
+from ..arguments import PTuningArguments, RunTrainingArguments
 from ..backbones import load_backbone, load_tokenizer
 from ..config import PTuningConfig
-from ..data.dataset import batch_indices, epoch_order
-from ..encoders.folding import fold_encoders
+from ..execution import BACKEND_HELP, choose_backend
 from ..models.lama_probe import LamaProbe
 from ..models.pretraining_heads import load_pretrained_heads
 from ..safe_loading import load_safetensors
-from ..training.optim import AdamW
-from ..weights import assign_weights, to_numpy, trainable_weights
-from .data import SPLITS, DropReport, VocabFilter, encode_facts, load_relations, load_split, read_vocab_file
-from .metrics import precision_at_k
+from ..training import EarlyStoppingCallback, Trainer
+from ..training.optim import L2_WEIGHT_DECAY
+from .data import (SPLITS, DropReport, VocabFilter, encode_facts, load_relations, load_split, pad_to_width, padding_id,
+                   read_vocab_file)
+from .metrics import RankMetrics
 from .templates import MASKED, QueryBuilder, effective_template, model_kind, parse_template
 
 MODEL = "model"  # the probed model's name in the vocabulary filter
+MANUAL = "manual"  # the dataset of the test facts in the manual template
 
 
 @dataclass
@@ -55,6 +63,17 @@ class LamaArgs:
     early_stop: int = 20
     seed: int = 34
     prompt_encoder_type: str = "lstm"
+    backend: str = "auto"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Where one relation's Trainer run lives (`OUT/<relation>/`: metrics.jsonl, checkpoints, best_model/) and
+    what to do with a run already there: continue it (`resume`) or replace it (`overwrite`); else refused."""
+
+    path: str
+    resume: bool = False
+    overwrite: bool = False
 
 
 def probe_config(args: LamaArgs, kind: str) -> PTuningConfig:
@@ -64,15 +83,17 @@ def probe_config(args: LamaArgs, kind: str) -> PTuningConfig:
     return tuning.ptuning_config(dropout=0.0)  # the probe has no classifier; its LM keeps its own dropout
 
 
-def load_probe(model_dir: str, args: LamaArgs) -> LamaProbe:
-    """A pretrained LM from a local directory (config.json, *.safetensors) wrapped as a P-tuning probe;
-    BERT's MLM head (`cls.predictions.*`) comes from the same checkpoint."""
-    backbone = load_backbone(model_dir)
-    seed_everything(args.seed)  # the prompt encoder's initialisation
-    model = LamaProbe(backbone, probe_config(args, model_kind(backbone.config.model_type)))
+def load_probe(model_dir: str, args: LamaArgs) -> tuple:
+    """(LamaProbe, Backend): a pretrained LM from a local directory (config.json, *.safetensors), on the
+    backend `args.backend` picks, wrapped as a P-tuning probe; BERT's MLM head (`cls.predictions.*`) comes
+    from the same checkpoint."""
+    loaded = load_backbone(model_dir)
+    backend = choose_backend(args.backend, loaded.config.model_type)
+    seed_everything(args.seed)  # dropout sites and the prompt encoder's initialisation
+    model = LamaProbe(backend.backbone(loaded), probe_config(args, model_kind(loaded.config.model_type)))
     if model.kind == MASKED:
         load_pretrained_heads(model, read_head_tensors(model_dir), source=model_dir)
-    return model
+    return model, backend
 
 
 def read_head_tensors(model_dir: str) -> dict:
@@ -85,100 +106,57 @@ def read_head_tensors(model_dir: str) -> dict:
     return tensors
 
 
-def to_inputs(batch: dict) -> dict:
-    return {name: torch.tensor(values) for name, values in batch.items()}
-
-
-def predict_logits(model, dataset, batch_size: int) -> np.ndarray:
-    """Eval-mode logits (N, V) at the answer position, in dataset order. The prompt encoder is folded
-    meanwhile: its output is computed once instead of once per batch."""
-    model.set_train(False)
-    fold_encoders(model)
-    try:
-        outputs = [model(**to_inputs(dataset.batch(indices)))[1].asnumpy()
-                   for indices in batch_indices(np.arange(len(dataset)), batch_size)]
-    finally:
-        fold_encoders(model, fold=False)
-    return np.concatenate(outputs)
-
-
-def evaluate(model, dataset, candidates: np.ndarray, batch_size: int) -> dict:
-    return precision_at_k(predict_logits(model, dataset, batch_size), dataset.columns["labels"], candidates)
-
-
-def adam_l2_step(optimizer: AdamW, grads: dict, lr: float, weight_decay: float) -> None:
-    """torch.optim.Adam's step: weight decay enters the gradient (g + wd·p) before the moments. `optimizer`
-    is an AdamW built with weight_decay=0, whose update is then exactly Adam's."""
-    optimizer.step({name: ops.add(grad, ops.mul(optimizer.params[name], weight_decay))
-                    for name, grad in grads.items()}, lr)
-
-
-class BestDevEpoch:
-    """The reference's choice of epoch: epoch 0 (the untrained prompt encoder) is evaluated but never
-    chosen; a trained epoch whose dev P@1 is at least the best so far becomes the best (ties go to the
-    later epoch); `should_stop` after `patience` trained epochs in a row without one."""
-
-    def __init__(self, patience: int):
-        self.patience = patience
-        self.epoch, self.score, self.epochs_without_gain = None, None, 0
-
-    def update(self, epoch: int, score: float) -> bool:
-        """Record one evaluation; True when it is the new best."""
-        if epoch == 0:
-            return False
-        if self.score is None or score >= self.score:
-            self.epoch, self.score, self.epochs_without_gain = epoch, score, 0
-            return True
-        self.epochs_without_gain += 1
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        return self.epochs_without_gain >= self.patience
-
-
-def train_epoch(model, grad_fn, optimizer: AdamW, train_set, args: LamaArgs, epoch: int) -> float:
-    """One epoch of Adam steps at lr·decay^(epoch−1); the mean training loss."""
-    model.set_train(True)
-    params = optimizer.params
-    lr = args.lr * args.decay_rate ** (epoch - 1)
-    drop_last = len(train_set) >= args.batch_size
-    losses = []
-    for step, indices in enumerate(batch_indices(epoch_order(len(train_set), args.seed, epoch), args.batch_size,
-                                                 drop_last=drop_last)):
-        seed_step(args.seed, epoch * 1_000_003 + step)
-        loss, grads = grad_fn(**to_inputs(train_set.batch(indices)))
-        adam_l2_step(optimizer, dict(zip(params, grads)), lr, args.weight_decay)
-        losses.append(float(loss.asnumpy()))
-    return float(np.mean(losses))
-
-
-def train_prompts(model, train_set, dev_set, candidates: np.ndarray, args: LamaArgs, log=print) -> dict:
-    """Train the trainable weights (the prompt encoder) with early stopping on dev P@1; the model ends
-    holding the best trained epoch's weights (`BestDevEpoch`)."""
+def training_arguments(args: LamaArgs, run_dir: RunDir, num_train: int) -> RunTrainingArguments:
+    """The reference's recipe as TrainingArguments (see the module docstring)."""
     if args.max_epochs < 1:
         raise ValueError(f"max_epochs must be >= 1 (epoch 0 is the untrained encoder), got {args.max_epochs}")
-    params = trainable_weights(model)
-    optimizer = AdamW(params, lr=args.lr, weight_decay=0.0)
-    grad_fn = mindspore.value_and_grad(lambda **inputs: model(**inputs)[0], None, list(params.values()))
-    untrained = evaluate(model, dev_set, candidates, args.eval_batch_size)["P@1"]
-    log(f"epoch 0 (untrained prompts): dev P@1 {untrained:.4f}")
-    best, best_weights, epoch = BestDevEpoch(args.early_stop), None, 0
-    for epoch in range(1, args.max_epochs + 1):
-        loss = train_epoch(model, grad_fn, optimizer, train_set, args, epoch)
-        dev_p1 = evaluate(model, dev_set, candidates, args.eval_batch_size)["P@1"]
-        log(f"epoch {epoch}: train loss {loss:.4f}, dev P@1 {dev_p1:.4f}")
-        if best.update(epoch, dev_p1):
-            best_weights = to_numpy(params)
-        elif best.should_stop:
-            log(f"early stop after epoch {epoch}: no dev gain for {args.early_stop} epochs")
-            break
-    assign_weights(model, best_weights, strict=False, source=f"best epoch {best.epoch}")
-    return {"best_epoch": best.epoch, "best_dev_P@1": best.score, "epoch0_dev_P@1": untrained, "epochs_run": epoch}
+    return RunTrainingArguments(
+        output_dir=run_dir.path, overwrite_output_dir=run_dir.overwrite, optim=L2_WEIGHT_DECAY, learning_rate=args.lr,
+        weight_decay=args.weight_decay, max_grad_norm=0.0, lr_decay_per_epoch=args.decay_rate,
+        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.eval_batch_size,
+        dataloader_drop_last=num_train >= args.batch_size, num_train_epochs=args.max_epochs, seed=args.seed,
+        eval_strategy="epoch", eval_on_start=True, metric_for_best_model="P@1", greater_is_better=True,
+        ties_are_improvements=True, load_best_model_at_end=True, save_strategy="epoch", save_total_limit=1,
+        restore_callback_states_from_checkpoint=True, logging_strategy="epoch", disable_tqdm=True)
+
+
+def encode_splits(kept: dict, tokenizer, kind: str, manual_template: str, template: str) -> dict:
+    """The P-tuning queries of every split and the manual-template queries of the test facts (MANUAL),
+    all padded to one width."""
+    ptuning = QueryBuilder(tokenizer, kind, template=template)
+    datasets = {split: encode_facts(kept[split], ptuning, tokenizer) for split in SPLITS}
+    datasets[MANUAL] = encode_facts(kept["test"], QueryBuilder(tokenizer, kind, manual=manual_template), tokenizer)
+    width = max(dataset.columns["input_ids"].shape[1] for dataset in datasets.values())
+    return {name: pad_to_width(dataset, width, padding_id(tokenizer)) for name, dataset in datasets.items()}
+
+
+def train_prompts(model, steps, datasets: dict, candidates: np.ndarray, args: LamaArgs, run_dir: RunDir,
+                  callbacks=()) -> tuple:
+    """The manual baseline on the test facts, then the prompts trained with early stopping on dev P@1;
+    (manual test metrics, training summary with the best epoch's test metrics). `steps`: the backend's
+    step engine; `callbacks`: more Trainer callbacks."""
+    metrics = RankMetrics(candidates)
+    trainer = Trainer(model, training_arguments(args, run_dir, len(datasets["train"])),
+                      train_dataset=datasets["train"], eval_dataset=datasets["dev"], compute_metrics=metrics,
+                      preprocess_logits_for_metrics=metrics.ranks, test_datasets={"test": datasets["test"]},
+                      callbacks=[EarlyStoppingCallback(args.early_stop), *callbacks], steps=steps)
+    manual = unprefixed(trainer.predict(datasets[MANUAL], metric_key_prefix=MANUAL).metrics, MANUAL)
+    trainer.train(resume_from_checkpoint=True if run_dir.resume else None)
+    best = trainer.best_evaluation
+    untrained = next(record["eval_P@1"] for record in trainer.state.log_history
+                     if record["step"] == 0 and "eval_P@1" in record)
+    return manual, {"ptuning": unprefixed(best["test_metrics"]["test"], "test"), "best_epoch": round(best["epoch"]),
+                    "best_dev_P@1": best["value"], "epoch0_dev_P@1": untrained,
+                    "epochs_run": round(trainer.state.epoch)}
+
+
+def unprefixed(metrics: dict, prefix: str) -> dict:
+    """{"<prefix>_P@k": value} → {"P@k": value}: the precision metrics alone."""
+    return {name[len(prefix) + 1:]: value for name, value in metrics.items() if name.startswith(f"{prefix}_P@")}
 
 
 def probe_relation(model, tokenizer, vocab_filter: VocabFilter, relation: str, manual_template: str,
-                   facts: dict, args: LamaArgs, log=print) -> dict:
+                   facts: dict, args: LamaArgs, run_dir: RunDir, steps=None, callbacks=(), log=print) -> dict:
     """Manual-template baseline and P-tuning on one relation. `facts`: {split: [Fact]} for train/dev/test.
     Returns the relation's row: fact counts with drop reasons, manual and P-tuning P@1/P@10 on test."""
     kept, reports = {}, {}
@@ -186,23 +164,20 @@ def probe_relation(model, tokenizer, vocab_filter: VocabFilter, relation: str, m
         kept[split], reports[split] = vocab_filter.filter(facts[split])
         log(f"{relation} {split}: {reports[split].summary()}")
     candidates = vocab_filter.candidate_ids(MODEL)
-    manual = QueryBuilder(tokenizer, model.kind, manual=manual_template)
-    ptuning = QueryBuilder(tokenizer, model.kind, template=args.template)
-    if ptuning.num_pseudo_tokens != model.config.pre_seq_len:
-        raise ValueError(f"template {args.template} has {ptuning.num_pseudo_tokens} pseudo tokens for a {model.kind} "
+    num_pseudo = QueryBuilder(tokenizer, model.kind, template=args.template).num_pseudo_tokens
+    if num_pseudo != model.config.pre_seq_len:
+        raise ValueError(f"template {args.template} has {num_pseudo} pseudo tokens for a {model.kind} "
                          f"LM but the probe's prompt encoder has {model.config.pre_seq_len} rows")
-    manual_metrics = evaluate(model, encode_facts(kept["test"], manual, tokenizer), candidates, args.eval_batch_size)
-    log(f"{relation} manual template: test {manual_metrics}")
-    datasets = {split: encode_facts(kept[split], ptuning, tokenizer) for split in SPLITS}
-    training = train_prompts(model, datasets["train"], datasets["dev"], candidates, args, log)
-    ptuning_metrics = evaluate(model, datasets["test"], candidates, args.eval_batch_size)
-    log(f"{relation} P-tuning {args.template}: test {ptuning_metrics} (best dev epoch {training['best_epoch']})")
+    datasets = encode_splits(kept, tokenizer, model.kind, manual_template, args.template)
+    manual, training = train_prompts(model, steps, datasets, candidates, args, run_dir, callbacks)
+    log(f"{relation} manual template: test {manual}")
+    log(f"{relation} P-tuning {args.template}: test {training['ptuning']} (best dev epoch {training['best_epoch']})")
     all_splits = DropReport()
     for split in SPLITS:
         all_splits.add(reports[split])
     return {"relation": relation, "template": args.template, "num_candidates": int(len(candidates)),
             "facts": {split: reports[split].to_dict() for split in SPLITS}, "facts_all": all_splits.to_dict(),
-            "manual": manual_metrics, "ptuning": ptuning_metrics, **training, "args": asdict(args)}
+            "manual": manual, **training, "args": asdict(args)}
 
 
 def summary_table(results: list) -> str:
@@ -237,8 +212,13 @@ def parse_args(argv=None):
     parser.add_argument("--vocab_key", help="which list of --vocab_file is this model's (default: the one named "
                         "like --model_dir, else gpt2-xl for GPT-2 as the reference)")
     parser.add_argument("--summarize", metavar="OUTPUT_DIR", help="print the table of the results in OUTPUT_DIR")
+    parser.add_argument("--resume", action="store_true", help="continue the relation's run in OUTPUT_DIR/<relation>/ "
+                        "from its latest checkpoint (refused if its settings differ)")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="replace a run already in OUTPUT_DIR/<relation>/")
     for name, value in asdict(defaults).items():
-        parser.add_argument(f"--{name}", type=type(value), default=value)
+        parser.add_argument(f"--{name}", type=type(value), default=value,
+                            help=BACKEND_HELP if name == "backend" else None)
     args = parser.parse_args(argv)
     if not args.summarize:
         missing = [name for name in ("model_dir", "data_dir", "relation", "output_dir") if not getattr(args, name)]
@@ -271,14 +251,17 @@ def main(argv=None) -> int:
     tokenizers = {MODEL: tokenizer}
     tokenizers.update({os.path.basename(os.path.normpath(d)): load_tokenizer(d) for d in args.shared_model_dir})
     facts = {split: load_split(args.data_dir, args.relation, split) for split in SPLITS}
-    model = load_probe(args.model_dir, lama_args)
+    model, backend = load_probe(args.model_dir, lama_args)
+    print(backend.describe())
     allowed, key = None, None
     if args.vocab_file:
         allowed, key = read_vocab_file(args.vocab_file, tokenizer, args.model_dir, model.backbone.config.model_type,
                                        args.vocab_key)
+    run_dir = RunDir(os.path.join(args.output_dir, args.relation), args.resume, args.overwrite_output_dir)
     result = probe_relation(model, tokenizer, VocabFilter(tokenizers, allowed), args.relation,
-                            relations[args.relation], facts, lama_args)
+                            relations[args.relation], facts, lama_args, run_dir, backend.steps)
     result["vocabulary"] = {"vocab_file": args.vocab_file, "vocab_key": key, "shared_model_dirs": args.shared_model_dir}
+    result["backend"] = backend.name
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, f"{args.relation}.json"), "w") as handle:
         json.dump(result, handle, indent=1)

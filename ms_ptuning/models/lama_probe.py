@@ -11,16 +11,27 @@
   `use_lm_finetune` with the original template).
 
 BERT's answer logits come from `BertOnlyMLMHead` (HF names `cls.predictions.*`, decoder tied to the word
-embeddings); GPT-2's from the tied token embedding, as `GPT2LMHeadModel` computes them.
+embeddings); GPT-2's from the tied token embedding, as `GPT2LMHeadModel` computes them. Tensor code is
+`mindspore.ops` only, so the probe compiles in GRAPH_MODE on the native backbones (the prompt encoder's
+LSTM inside the compiled step) and runs op by op on the mindnlp ones.
 """
 
-from ..backend import to_mindtorch, torch
+from mindspore import ops
+
 from ..config import PTuningConfig
 from ..lama.templates import MASKED, model_kind
+from ..losses import cross_entropy
 from .base import PTuningHead
 from .pretraining_heads import BertOnlyMLMHead, freeze_cells
 
-F = torch.nn.functional
+_MATMUL_NT = ops.MatMul(transpose_b=True)
+
+
+def rows_at(hidden, positions):
+    """hidden (B, T, H) at one position per row, positions (B,) → (B, H)."""
+    batch, _, width = hidden.shape
+    index = ops.broadcast_to(ops.reshape(positions, (batch, 1, 1)), (batch, 1, width))
+    return ops.squeeze(ops.gather_elements(hidden, 1, index), 1)
 
 
 class LamaProbe(PTuningHead):
@@ -32,25 +43,26 @@ class LamaProbe(PTuningHead):
                              f"got {config.mode!r}")
         super().__init__(backbone, config, compute_dtype, sequence_output_only=True)  # as BertForMaskedLM
         self.kind = model_kind(self.backbone.config.model_type)
+        self.template_prompts = config.mode == "prompt"
+        self.cls = None
         if self.kind == MASKED:
             self.cls = BertOnlyMLMHead(self.backbone.config)
-            if config.mode == "prompt":
+            if self.template_prompts:
                 freeze_cells(self.cls)
 
     def answer_logits(self, hidden):
         """(B, H) → (B, V) through the LM's own output layer."""
         word_embeddings = self.backbone.word_embedding_weight
-        if self.kind == MASKED:
-            return to_mindtorch(self.cls(hidden, word_embeddings), like=word_embeddings)
-        return F.linear(hidden, word_embeddings)
+        if self.cls is not None:
+            return self.cls(hidden, word_embeddings)
+        return _MATMUL_NT(hidden, word_embeddings)
 
     def construct(self, input_ids, attention_mask, prompt_index, answer_position, labels=None):
-        if self.config.mode == "prompt":
+        if self.template_prompts:
             hidden = self.encoder.forward_with_template_prompts(input_ids, attention_mask, prompt_index)
         else:
             hidden, _ = self.encoder(input_ids, attention_mask)  # (B, T, H)
-        index = answer_position.long().reshape(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
-        logits = self.answer_logits(hidden.gather(1, index).squeeze(1))  # (B, V)
+        logits = self.answer_logits(rows_at(hidden, answer_position))  # (B, V)
         if labels is None:
             return None, logits
-        return F.cross_entropy(logits, labels.long()), logits
+        return cross_entropy(logits, labels), logits

@@ -4,41 +4,39 @@ Parameter names equal Hugging Face's (`cls.predictions.transform.dense.weight`, 
 `cls.seq_relationship.weight`, ...), so the `cls.*` tensors of an HF checkpoint load as they are. The MLM
 decoder is tied to the backbone's word embeddings: it owns no weight and receives the embedding matrix at
 call time, which is what keeps it tied while the embeddings change (fine-tuning) or are loaded.
-"""
 
-import math
+Tensor code is `mindspore.ops` only (losses from `ms_ptuning.losses`), so the heads compile in GRAPH_MODE on
+the native backbones and run op by op on the mindnlp ones alike. The (B·T, V) decoder avoids what keeps
+extra output-sized buffers alive in compiled CPU graphs (see `native.functional`): it is one MatMul against
+the embeddings untransposed plus BiasAdd on a 2-D view; the activation is the native backbones' own Cell.
+"""
 
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from ..backend import to_mindtorch, torch
 from ..config import PTuningConfig
 from ..layers import LayerNorm, Linear
+from ..losses import IGNORE_INDEX, cross_entropy
+from ..native.functional import ACTIVATIONS
 from ..weights import assign_weights, named_weights
 from .base import PTuningHead
 
-F = torch.nn.functional
-IGNORE_INDEX = -100  # label of positions the MLM loss skips, as in Hugging Face
+_MATMUL_NT = ops.MatMul(transpose_b=True)
+_BIAS_ADD = ops.BiasAdd()
 
 
-def gelu(x):
-    """Exact (erf) GELU from primitives; `ops.gelu` uses Tensor operators, which break after `import mindnlp`."""
-    return ops.mul(ops.mul(x, 0.5), ops.add(ops.erf(ops.mul(x, 1.0 / math.sqrt(2.0))), 1.0))
-
-
-def gelu_tanh(x):
-    return ops.gelu(x, approximate="tanh")  # a single primitive, unlike the exact branch
-
-
-ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "relu": ops.relu,
-               "tanh": ops.tanh}
-
-
-def activation(name: str):
+def activation(name: str) -> nn.Cell:
     if name not in ACTIVATIONS:
         raise ValueError(f"hidden_act {name!r} is not supported by the pre-training heads; "
                          f"known: {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
+    return ACTIVATIONS[name]()
+
+
+def tied_decoder(hidden_states, word_embeddings, bias):
+    """hidden (..., H) · E (V, H)ᵀ + bias (V,) → (..., V)."""
+    leading = hidden_states.shape[:-1]
+    flat = ops.reshape(hidden_states, (-1, hidden_states.shape[-1]))
+    return ops.reshape(_BIAS_ADD(_MATMUL_NT(flat, word_embeddings), bias), leading + (word_embeddings.shape[0],))
 
 
 class BertPredictionHeadTransform(nn.Cell):
@@ -64,8 +62,7 @@ class BertLMPredictionHead(nn.Cell):
 
     def construct(self, hidden_states, word_embeddings):
         # hidden_states (..., H), word_embeddings (V, H) -> (..., V)
-        hidden_states = self.transform(hidden_states)
-        return ops.add(ops.matmul(hidden_states, ops.transpose(word_embeddings, (1, 0))), self.bias)
+        return tied_decoder(self.transform(hidden_states), word_embeddings, self.bias)
 
 
 class BertOnlyMLMHead(nn.Cell):
@@ -98,16 +95,15 @@ def pretraining_loss(prediction_scores, seq_relationship_score, labels=None, nex
     Hugging Face adds the two when both labels are given; here each term is also usable alone (MLM-only
     corpora), and the sum of both equals Hugging Face's `total_loss`. None when no label is given.
     """
-    terms = []
+    loss = None
     if labels is not None:
         vocab_size = prediction_scores.shape[-1]
-        terms.append(F.cross_entropy(prediction_scores.reshape(-1, vocab_size), labels.reshape(-1).long(),
-                                     ignore_index=IGNORE_INDEX))
+        loss = cross_entropy(ops.reshape(prediction_scores, (-1, vocab_size)), ops.reshape(labels, (-1,)),
+                             IGNORE_INDEX)
     if next_sentence_label is not None:
-        terms.append(F.cross_entropy(seq_relationship_score.reshape(-1, 2), next_sentence_label.reshape(-1).long()))
-    if not terms:
-        return None
-    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+        nsp = cross_entropy(ops.reshape(seq_relationship_score, (-1, 2)), ops.reshape(next_sentence_label, (-1,)))
+        loss = nsp if loss is None else ops.add(loss, nsp)
+    return loss
 
 
 class BertForPreTraining(PTuningHead):
@@ -121,17 +117,15 @@ class BertForPreTraining(PTuningHead):
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
         super().__init__(backbone, config, compute_dtype)
         if self.backbone.pooler is None:
-            raise ValueError(f"{type(self.backbone.model).__name__} has no pooler; the next-sentence head needs one")
+            raise ValueError("the backbone has no pooler; the next-sentence head needs one")
         self.cls = BertPreTrainingHeads(self.backbone.config)
         if config.mode != "finetune":
             freeze_cells(self.cls)
 
     def construct(self, input_ids, attention_mask, token_type_ids=None, labels=None, next_sentence_label=None):
         sequence_output, pooled_output = self.encoder(input_ids, attention_mask, token_type_ids)
-        word_embeddings = self.backbone.word_embedding_weight
-        prediction_scores, seq_relationship_score = self.cls(sequence_output, pooled_output, word_embeddings)
-        prediction_scores = to_mindtorch(prediction_scores, like=word_embeddings)
-        seq_relationship_score = to_mindtorch(seq_relationship_score, like=word_embeddings)
+        prediction_scores, seq_relationship_score = self.cls(sequence_output, pooled_output,
+                                                             self.backbone.word_embedding_weight)
         loss = pretraining_loss(prediction_scores, seq_relationship_score, labels, next_sentence_label)
         return loss, (prediction_scores, seq_relationship_score)
 

@@ -16,10 +16,13 @@ modes drive:
   (op by op in PyNative it is slow: over a second per GPT-2-small token); compiled, `GPT2Prefill` runs the
   prompt and `GPT2StaticStep` each next token against a fixed-size cache (`fixed_size_cache`), one graph
   per (batch, cache size).
+
+`set_compute_dtype(backbone, float16)` runs a native backbone in mixed precision (`precision.py`).
 """
 
 from .convert import NATIVE_MODEL_TYPES, build_native, check_native_config, to_native
 from .gpt2 import GPT2Prefill, GPT2StaticStep, fixed_size_cache
+from .precision import set_compute_dtype
 
 __all__ = ["NATIVE_MODEL_TYPES", "GPT2Prefill", "GPT2StaticStep", "build_native", "check_native_config",
-           "fixed_size_cache", "to_native"]
+           "fixed_size_cache", "set_compute_dtype", "to_native"]

@@ -51,6 +51,8 @@ class BertEmbeddings(nn.Cell):
 class BertSelfAttention(nn.Cell):
     """query/key/value projections; a layer's prefix keys/values go in front of its own."""
 
+    compute_dtype = None  # float16 under mixed precision (native.precision)
+
     def __init__(self, config):
         super().__init__()
         hidden = config.hidden_size
@@ -70,7 +72,8 @@ class BertSelfAttention(nn.Cell):
         if prefix_key is not None:
             key = ops.concat((prefix_key, key), 2)  # (B, heads, P+T, d)
             value = ops.concat((prefix_value, value), 2)
-        context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.dropout)
+        context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.dropout,
+                           self.compute_dtype)
         return F.merge_heads(context)  # (B, T, H)
 
 

@@ -3,6 +3,9 @@
 Their parameters start uninitialised (MindSpore allocates an initializer's tensor only when it is first
 used): `convert.to_native` moves the loaded model's weights into them one tensor at a time, so building a
 native backbone never holds a second copy of the weights. Used without conversion they hold zeros.
+
+`compute_dtype` (None: float32) is set by `native.precision.set_compute_dtype` for mixed precision: Linear and
+Conv1D multiply in it; every Cell hands on float32 whatever dtype its weights are stored in.
 """
 
 from mindspore import Parameter, nn, ops
@@ -19,13 +22,15 @@ def empty_parameter(shape: tuple, name: str) -> Parameter:
 class Embedding(nn.Cell):
     """torch's nn.Embedding: weight (num, dim); the row `padding_idx` gets no gradient, as in torch."""
 
+    compute_dtype = None
+
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int = None):
         super().__init__()
         self.padding_idx = padding_idx
         self.weight = empty_parameter((num_embeddings, embedding_dim), "weight")
 
     def construct(self, indices):
-        rows = ops.gather(self.weight, indices, 0)  # (..., dim)
+        rows = self.float32(ops.gather(self.weight, indices, 0))  # (..., dim)
         if self.padding_idx is None:
             return rows
         # the same values; the gradient reaches the table only through the rows of other ids
@@ -34,11 +39,17 @@ class Embedding(nn.Cell):
 
     def rows(self, start: int, count: int):
         """Rows start … start+count−1, (count, dim): the lookup of a run of consecutive ids, without the gather."""
-        return ops.narrow(self.weight, 0, start, count)
+        return self.float32(ops.narrow(self.weight, 0, start, count))
+
+    def float32(self, rows):
+        """Rows of a table stored in float16 (a frozen one under mixed precision) as float32."""
+        return rows if self.compute_dtype is None else ops.cast(rows, mstype.float32)
 
 
 class Linear(nn.Cell):
     """torch's nn.Linear: weight (out, in), bias (out,)."""
+
+    compute_dtype = None
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
@@ -46,11 +57,13 @@ class Linear(nn.Cell):
         self.bias = empty_parameter((out_features,), "bias")
 
     def construct(self, x):
-        return F.linear(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias, self.compute_dtype)
 
 
 class Conv1D(nn.Cell):
     """Hugging Face's GPT-2 Conv1D: weight (in, out), bias (out,)."""
+
+    compute_dtype = None
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
@@ -58,11 +71,13 @@ class Conv1D(nn.Cell):
         self.bias = empty_parameter((out_features,), "bias")
 
     def construct(self, x):
-        return F.conv1d(x, self.weight, self.bias)
+        return F.conv1d(x, self.weight, self.bias, self.compute_dtype)
 
 
 class LayerNorm(nn.Cell):
-    """torch's nn.LayerNorm over the last axis: weight, bias (hidden,)."""
+    """torch's nn.LayerNorm over the last axis: weight, bias (hidden,); computed in float32 always."""
+
+    compute_dtype = None
 
     def __init__(self, hidden_size: int, eps: float):
         super().__init__()
@@ -71,4 +86,7 @@ class LayerNorm(nn.Cell):
         self.bias = empty_parameter((hidden_size,), "bias")
 
     def construct(self, x):
-        return F.layer_norm(x, self.weight, self.bias, self.eps)
+        if self.compute_dtype is None:
+            return F.layer_norm(x, self.weight, self.bias, self.eps)
+        weight, bias = ops.cast(self.weight, mstype.float32), ops.cast(self.bias, mstype.float32)
+        return F.layer_norm(x, weight, bias, self.eps)

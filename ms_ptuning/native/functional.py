@@ -36,17 +36,27 @@ def broadcast(small, like):
     return ops.broadcast_to(small, like.shape)
 
 
-def linear(x, weight, bias):
+def low_precision_product(matmul, a, b, compute_dtype):
+    """`matmul(a, b)`, in `compute_dtype` (float16) when given, the product returned as float32: under mixed
+    precision only MatMuls run in the low dtype (autocast's rule); the rest of the backbone stays float32."""
+    if compute_dtype is None:
+        return matmul(a, b)
+    return ops.cast(matmul(ops.cast(a, compute_dtype), ops.cast(b, compute_dtype)), mstype.float32)
+
+
+def linear(x, weight, bias, compute_dtype=None):
     """torch's nn.Linear: x (..., in) · weight (out, in)ᵀ + bias (out,) → (..., out), one 2-D MatMul."""
     leading = x.shape[:-1]
-    y = _BIAS_ADD(_MATMUL_NT(ops.reshape(x, (-1, x.shape[-1])), weight), bias)
+    product = low_precision_product(_MATMUL_NT, ops.reshape(x, (-1, x.shape[-1])), weight, compute_dtype)
+    y = _BIAS_ADD(product, bias if compute_dtype is None else ops.cast(bias, mstype.float32))
     return ops.reshape(y, leading + (weight.shape[0],))
 
 
-def conv1d(x, weight, bias):
+def conv1d(x, weight, bias, compute_dtype=None):
     """GPT-2's Conv1D (a linear layer stored transposed): x (..., in) · weight (in, out) + bias → (..., out)."""
     leading = x.shape[:-1]
-    y = _BIAS_ADD(_MATMUL(ops.reshape(x, (-1, x.shape[-1])), weight), bias)
+    product = low_precision_product(_MATMUL, ops.reshape(x, (-1, x.shape[-1])), weight, compute_dtype)
+    y = _BIAS_ADD(product, bias if compute_dtype is None else ops.cast(bias, mstype.float32))
     return ops.reshape(y, leading + (weight.shape[1],))
 
 
@@ -115,15 +125,16 @@ def merge_heads(x):
     return ops.concat(ops.unstack(x, 1), 2)
 
 
-def attend(query, key, value, additive_mask, scale: float, softmax, dropout):
+def attend(query, key, value, additive_mask, scale: float, softmax, dropout, compute_dtype=None):
     """softmax(q kᵀ · scale + mask) v with dropout on the probabilities, as Hugging Face's eager attention
-    (which divides by 1/scale: the same up to one rounding).
+    (which divides by 1/scale: the same up to one rounding). With `compute_dtype` the two products run in it,
+    the mask and softmax in float32.
 
     query (B, heads, T, d), key/value (B, heads, S, d), additive_mask (B, heads, T, S) or None → (B, heads, T, d)."""
-    scores = ops.mul(_BATCH_MATMUL_NT(query, key), scale)
+    scores = ops.mul(low_precision_product(_BATCH_MATMUL_NT, query, key, compute_dtype), scale)
     if additive_mask is not None:
         scores = ops.add(scores, additive_mask)
-    return _BATCH_MATMUL(dropout(softmax(scores)), value)
+    return low_precision_product(_BATCH_MATMUL, dropout(softmax(scores)), value, compute_dtype)
 
 
 def padding_mask(attention_mask, num_heads: int, query_length: int):

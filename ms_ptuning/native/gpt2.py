@@ -17,6 +17,8 @@ from .cells import Conv1D, Embedding, LayerNorm
 
 
 class GPT2Attention(nn.Cell):
+    compute_dtype = None  # float16 under mixed precision (native.precision)
+
     def __init__(self, config, layer_index: int):
         super().__init__()
         hidden = config.hidden_size
@@ -47,7 +49,8 @@ class GPT2Attention(nn.Cell):
         elif past_key is not None:
             key = ops.concat((past_key, key), 2)
             value = ops.concat((past_value, value), 2)
-        context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.attn_dropout)
+        context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.attn_dropout,
+                           self.compute_dtype)
         return self.resid_dropout(self.c_proj(F.merge_heads(context))), key, value
 
 
@@ -95,11 +98,21 @@ class NativeGPT2(nn.Cell):
         self.h = nn.CellList([GPT2Block(config, index) for index in range(config.num_hidden_layers)])
         self.ln_f = LayerNorm(config.hidden_size, config.layer_norm_epsilon)
 
+    pooler = None  # GPT-2 has none
+
+    @property
+    def word_embedding_weight(self):
+        """The (V, H) token embeddings, which the tied LM head multiplies by."""
+        return self.wte.weight
+
+    def drop_pooler(self) -> None:
+        """Nothing to drop: GPT-2 has no pooler."""
+
     def embed_words(self, input_ids):
         return self.wte(input_ids)
 
     def pool(self, sequence_output):
-        return None  # GPT-2 has no pooler
+        return None
 
     def construct(self, input_ids=None, inputs_embeds=None, attention_mask=None, token_type_ids=None,
                   position_ids=None, prefix_key_values=None):

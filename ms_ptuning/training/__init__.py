@@ -3,6 +3,7 @@
 from .. import backend  # noqa: F401  (mindnlp must patch transformers before it is imported)
 from transformers import TrainingArguments
 
+from .callbacks import EarlyStoppingCallback
 from .eager_steps import EagerSteps
 from .evaluation import DatasetMetrics
 from .graph_steps import GraphSteps
@@ -11,4 +12,5 @@ from .trainer import Trainer
 
 TrainingArgs = TrainingArguments
 
-__all__ = ["DatasetMetrics", "EagerSteps", "GraphSteps", "StepResult", "Trainer", "TrainingArgs", "TrainingArguments"]
+__all__ = ["DatasetMetrics", "EagerSteps", "EarlyStoppingCallback", "GraphSteps", "StepResult", "Trainer",
+           "TrainingArgs", "TrainingArguments"]

@@ -9,6 +9,7 @@ tests/test_trainer_contract.py enumerates the dataclass fields, so a transformer
 from .. import backend  # noqa: F401  (mindnlp before transformers)
 from transformers import TrainingArguments
 
+from .optim import OPTIMIZERS
 from .schedules import SCHEDULES
 
 HONOURED = {
@@ -24,9 +25,10 @@ HONOURED = {
     "gradient_accumulation_steps": "micro-batches per optimizer step; each micro-batch loss is divided by it",
     "eval_accumulation_steps": "predictions move to host memory after every batch, what 1 asks for",
     "eval_delay": "no evaluation before this many steps/epochs (DefaultFlowCallback)",
-    "learning_rate": "AdamW's peak learning rate",
-    "weight_decay": "torch AdamW's decoupled decay, not on biases and LayerNorm weights",
-    "adam_beta1": "AdamW beta1", "adam_beta2": "AdamW beta2", "adam_epsilon": "AdamW epsilon",
+    "learning_rate": "the optimizer's peak learning rate",
+    "weight_decay": "torch AdamW's decoupled decay, not on biases and LayerNorm weights; with optim adam_l2 "
+                    "torch Adam's L2 term added to the gradient of every trainable weight",
+    "adam_beta1": "Adam(W) beta1", "adam_beta2": "Adam(W) beta2", "adam_epsilon": "Adam(W) epsilon",
     "max_grad_norm": "global-norm clipping as torch.nn.utils.clip_grad_norm_ (0 turns it off)",
     "num_train_epochs": "epochs (fractional: ceil(epochs x steps per epoch) steps)",
     "max_steps": "optimizer steps; overrides num_train_epochs when > 0",
@@ -58,7 +60,8 @@ HONOURED = {
     "load_best_model_at_end": "the best dev checkpoint (best_model/) is loaded when training ends",
     "metric_for_best_model": "the dev metric that picks the best model and triggers the test-split scoring",
     "greater_is_better": "direction of metric_for_best_model",
-    "optim": "adamw_torch or adamw_torch_fused (torch's AdamW formula); anything else is refused",
+    "optim": "adamw_torch or adamw_torch_fused (torch's AdamW formula), or adam_l2 (torch.optim.Adam with L2 "
+             "weight decay; ms_ptuning's RunTrainingArguments accepts the name); anything else is refused",
     "report_to": "none or tensorboard (needs the tensorboardX package); 'all' = tensorboard when installed",
     "resume_from_checkpoint": "a checkpoint directory to resume from (Trainer.train and ms_ptuning.run)",
     "include_inputs_for_metrics": "EvalPrediction.inputs holds the input_ids (deprecated HF spelling)",
@@ -69,7 +72,7 @@ HONOURED = {
     "_n_gpu": "not a flag: TrainingArguments computes it",
 }
 
-USE_ADAMW = "the step engines implement torch.optim.AdamW only; leave it unset"
+USE_ADAMW = "the step engines implement torch's AdamW and Adam (optim adam_l2) only; leave it unset"
 NO_HUB = "ms_ptuning never pushes to the Hugging Face Hub; copy output_dir/adapter yourself"
 NO_DATALOADER = "there is no torch DataLoader: batches are numpy slices of in-memory columns; leave it unset"
 USE_MSRUN = "data parallelism is MindSpore's msrun (scripts/run_distributed.sh); leave it unset"
@@ -130,7 +133,6 @@ REFUSED = {
     "average_tokens_across_devices": "the loss is averaged per example over the global batch",
 }
 
-SUPPORTED_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused")
 SUPPORTED_REPORTS = ("none", "tensorboard", "all")
 
 
@@ -145,8 +147,8 @@ def refused_settings(args) -> list:
     baseline = TrainingArguments(output_dir=args.output_dir)
     problems = [f"{name}={value(args, name)!r}: {reason}" for name, reason in REFUSED.items()
                 if value(args, name) != value(baseline, name)]
-    if value(args, "optim") not in SUPPORTED_OPTIMIZERS:
-        problems.append(f"optim={value(args, 'optim')!r}: supported are {', '.join(SUPPORTED_OPTIMIZERS)}")
+    if value(args, "optim") not in OPTIMIZERS:
+        problems.append(f"optim={value(args, 'optim')!r}: supported are {', '.join(OPTIMIZERS)}")
     unknown_reports = [name for name in args.report_to or [] if name not in SUPPORTED_REPORTS]
     if unknown_reports:
         problems.append(f"report_to={unknown_reports}: supported are {', '.join(SUPPORTED_REPORTS)}")

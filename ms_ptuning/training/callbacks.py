@@ -9,8 +9,8 @@ import importlib
 
 from .. import backend  # noqa: F401  (mindnlp before transformers)
 from transformers.integrations import TensorBoardCallback as HFTensorBoardCallback
-from transformers.trainer_callback import (DefaultFlowCallback, ExportableState, PrinterCallback, ProgressCallback,
-                                           TrainerControl)
+from transformers.trainer_callback import (DefaultFlowCallback, EarlyStoppingCallback as HFEarlyStoppingCallback,
+                                           ExportableState, PrinterCallback, ProgressCallback, TrainerControl)
 
 TENSORBOARD_PACKAGE = "tensorboardX"  # torch.utils.tensorboard is real torch's; mindnlp's torch has none
 
@@ -23,6 +23,27 @@ class TensorBoardCallback(HFTensorBoardCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         kwargs.pop("model", None)
         super().on_train_begin(args, state, control, **kwargs)
+
+
+class EarlyStoppingCallback(HFEarlyStoppingCallback):
+    """transformers' EarlyStoppingCallback, which also honours ms_ptuning's `ties_are_improvements`: a dev
+    metric equal to the best so far then restarts the patience, as the Trainer then makes it the new best
+    (THUDM/P-tuning's LAMA loop compares with >=). Without that flag it is transformers' callback unchanged."""
+
+    def check_metric_value(self, args, state, control, metric_value):
+        if getattr(args, "ties_are_improvements", False) and metric_value == state.best_metric:
+            self.early_stopping_patience_counter = 0
+        else:
+            super().check_metric_value(args, state, control, metric_value)
+
+
+def check_callbacks(args, callbacks: list) -> None:
+    """transformers' own EarlyStoppingCallback would count a tie as no improvement while the Trainer, with
+    `ties_are_improvements`, makes it the new best: refused, naming the one that agrees."""
+    if getattr(args, "ties_are_improvements", False) and any(
+            type(callback) is HFEarlyStoppingCallback for callback in callbacks):
+        raise ValueError("ties_are_improvements=True: transformers' EarlyStoppingCallback counts a tie as no "
+                         "improvement; use ms_ptuning.training.EarlyStoppingCallback, which agrees with the Trainer")
 
 
 def tensorboard_installed() -> bool:

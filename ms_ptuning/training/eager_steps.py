@@ -13,7 +13,7 @@ import numpy as np
 from mindspore import ops
 
 from ..backend import seed_step, torch
-from .optim import AdamW, clip_by_global_norm, global_norm
+from .optim import build_optimizer, clip_by_global_norm, global_norm
 from .steps import StepResult
 
 
@@ -21,8 +21,7 @@ class EagerSteps:
     def __init__(self, model, params: dict, args, loss_scaler, parallel):
         self.model, self.params, self.args = model, params, args
         self.loss_scaler, self.parallel = loss_scaler, parallel
-        self.optimizer = AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                               eps=args.adam_epsilon, weight_decay=args.weight_decay)
+        self.optimizer = build_optimizer(params, args)
         self.grad_fn = mindspore.value_and_grad(self._scaled_loss, None, list(params.values()))
 
     # ---- training -------------------------------------------------------------------------------
@@ -30,7 +29,7 @@ class EagerSteps:
         self.model.set_train(True)
         loss, grads = self._accumulate(micro_batches, seeds)
         loss, grads = self._sum_over_workers(loss, grads)
-        grads = self.loss_scaler.unscale(grads)  # clipping and AdamW see the true gradients
+        grads = self.loss_scaler.unscale(grads)  # clipping and the optimizer see the true gradients
         norm = global_norm(grads)
         grad_norm = float(norm.asnumpy())
         step_loss = float(loss.asnumpy()) / self.loss_scaler.loss_scale

@@ -8,8 +8,8 @@ two with the model once per input shape (one log line per compilation):
               parameters only, added to accumulator Parameters;
   reduce      the accumulated loss and gradients summed over the workers (one all-reduce), unscaled, and
               the gradients' global norm;
-  update      clipping with torch's clip_grad_norm_ formula and AdamW with torch's formula (optim.AdamW's
-              fused kernel and scalars), then the accumulators cleared;
+  update      clipping with torch's clip_grad_norm_ formula and AdamW (or Adam with L2 decay, optim="adam_l2")
+              with torch's formula (optim.AdamW's fused kernel and scalars), then the accumulators cleared;
   clear       the accumulators cleared without an update (a non-finite step);
   forward     the eval-mode forward.
 Between reduce and update the host reads the loss and the norm (the Trainer logs both), decides whether
@@ -30,9 +30,10 @@ import mindspore
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
+from ..encoders.folding import compile_encoders
 from ..layers import DROPOUT_KEY
 from ..losses import LABEL_COLUMNS, ignored_label
-from .optim import AdamW, decays
+from .optim import AdamW, build_optimizer, with_l2
 from .steps import StepResult
 
 JIT_CONFIG = mindspore.JitConfig(jit_level="O0")  # O1 adds nothing on CPU and compiles longer
@@ -153,8 +154,8 @@ class Clear(nn.Cell):
 
 
 class Update(nn.Cell):
-    """Clip (when max_grad_norm > 0), AdamW's fused step per parameter (no decay on biases/LayerNorms),
-    then clear the accumulators."""
+    """Clip (when max_grad_norm > 0), the optimizer's fused step per parameter (decoupled decay where
+    `AdamW.decay_factor` says, or the L2 term added to the gradient), then clear the accumulators."""
 
     def __init__(self, optimizer: AdamW, accumulators: list, max_grad_norm: float, clear: Clear):
         super().__init__(auto_prefix=False)
@@ -163,7 +164,8 @@ class Update(nn.Cell):
         self.exp_avg = ParameterTuple([optimizer.exp_avg[name] for name in names])
         self.exp_avg_sq = ParameterTuple([optimizer.exp_avg_sq[name] for name in names])
         self.accumulators, self.clear = ParameterTuple(accumulators), clear
-        self.decay_factors = tuple(1.0 if decays(name) else 0.0 for name in names)
+        self.decay_factors = tuple(optimizer.decay_factor(name) for name in names)
+        self.l2 = optimizer.l2
         self.beta1, self.beta2 = optimizer.betas
         self.max_grad_norm = float(max_grad_norm or 0.0)
         self.adam = ops.AdamWeightDecay()
@@ -173,6 +175,7 @@ class Update(nn.Cell):
         coefficient = ops.clamp(ops.div(self.max_grad_norm, ops.add(norm, 1e-6)), max=1.0) if clip else None
         for index in range(len(self.params)):
             grad = ops.mul(self.accumulators[index], coefficient) if clip else self.accumulators[index]
+            grad = with_l2(grad, self.params[index], self.l2)
             self.adam(self.params[index], self.exp_avg[index], self.exp_avg_sq[index], lr, self.beta1, self.beta2,
                       eps, ops.mul(decay, self.decay_factors[index]), grad)
         return self.clear()
@@ -184,8 +187,8 @@ class GraphSteps:
     def __init__(self, model, params: dict, args, loss_scaler, parallel):
         self.model, self.params, self.args = model, params, args
         self.loss_scaler, self.parallel = loss_scaler, parallel
-        self.optimizer = AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                               eps=args.adam_epsilon, weight_decay=args.weight_decay)
+        compile_encoders(model, enabled=False)  # their PyNative-only `mindspore.jit` pieces: the graphs hold them
+        self.optimizer = build_optimizer(params, args)
         self.accumulators = [Parameter(ops.zeros(tuple(p.shape), p.dtype), name=f"accumulated_grad.{name}",
                                        requires_grad=False) for name, p in params.items()]
         self.loss_sum = Parameter(Tensor(0.0, mindspore.float32), name="accumulated_loss", requires_grad=False)
@@ -194,6 +197,7 @@ class GraphSteps:
         self.update = Update(self.optimizer, self.accumulators, args.max_grad_norm, self.clear)
         self.accumulate_graphs, self.forward_graphs = {}, {}  # by input column names
         self.compiled = set()  # (graph, input shapes and dtypes) already compiled
+        self.compile_seconds = {}  # label of each compiled graph → seconds its compilation took
 
     # ---- training -------------------------------------------------------------------------------
     def train_step(self, micro_batches: list, seeds: list, lr: float) -> StepResult:
@@ -254,12 +258,15 @@ class GraphSteps:
 
     # ---- compilation ----------------------------------------------------------------------------
     def _launch(self, graph: nn.Cell, label: str, *inputs, training: bool = False):
-        return launch(graph, label, inputs, self.compiled, training, print if self.parallel.is_main else None)
+        return launch(graph, label, inputs, self.compiled, training, print if self.parallel.is_main else None,
+                      self.compile_seconds)
 
 
-def launch(graph: nn.Cell, label: str, inputs, compiled: set, training: bool = False, announce=print):
+def launch(graph: nn.Cell, label: str, inputs, compiled: set, training: bool = False, announce=print,
+           compile_seconds: dict = None):
     """Run `graph` in GRAPH_MODE, compiling it first for a new input signature (timed, announced once
-    unless `announce` is None); `compiled` holds the signatures compiled so far."""
+    unless `announce` is None, the seconds kept in `compile_seconds` by label when given); `compiled`
+    holds the signatures compiled so far."""
     signature = (id(graph), tuple((tuple(x.shape), x.dtype) for x in inputs))
     with graph_mode():
         if signature not in compiled:
@@ -272,8 +279,11 @@ def launch(graph: nn.Cell, label: str, inputs, compiled: set, training: bool = F
                 raise RuntimeError(f"the {label} does not compile in GRAPH_MODE: models with mindnlp "
                                    "modules run on the eager engine (see the error above)") from error
             compiled.add(signature)
+            seconds = time.perf_counter() - started
+            if compile_seconds is not None:
+                compile_seconds[label] = seconds
             if announce is not None:
-                announce(f"[ms_ptuning] compiled the {label} in {time.perf_counter() - started:.1f} s")
+                announce(f"[ms_ptuning] compiled the {label} in {seconds:.1f} s")
         return graph(*inputs)
 
 

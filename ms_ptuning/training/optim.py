@@ -1,4 +1,5 @@
-"""AdamW and global-norm clipping with PyTorch's exact update rules, on MindSpore tensors.
+"""AdamW (or Adam with L2 weight decay) and global-norm clipping with PyTorch's exact update rules, on
+MindSpore tensors. `build_optimizer` picks one from TrainingArguments' `optim`; both step engines use it.
 
 Parameters may be MindSpore Parameters (our Cells) or mindtorch Parameters (the backbone); both accept
 `mindspore.ops.assign`. Moments are plain MindSpore tensors, saved with the checkpoint.
@@ -17,6 +18,10 @@ def decays(name: str) -> bool:
     return not any(marker in name for marker in NO_DECAY_MARKERS)
 
 
+OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adam_l2")  # the `optim` values the step engines implement
+L2_WEIGHT_DECAY = "adam_l2"
+
+
 class AdamW:
     """torch.optim.AdamW (amsgrad=False): decoupled decay p ← p·(1 − lr·wd), then the bias-corrected Adam step.
 
@@ -25,18 +30,29 @@ class AdamW:
     kernel has no bias correction and scales its decay by its own learning rate, so torch's step is passed
     in as lr' = lr·√(1−β₂ᵗ)/(1−β₁ᵗ), eps' = eps·√(1−β₂ᵗ) and wd' = lr·wd/lr': the same formula, rounded in
     a different order (a few ulp).
+
+    `decoupled_weight_decay=False` makes it torch.optim.Adam(weight_decay=wd) instead, THUDM/P-tuning's
+    LAMA optimizer (`optim="adam_l2"`): the decay joins the gradient as an L2 term, g + wd·p, before the
+    moments, on every parameter (the reference builds one parameter group, biases included), and the
+    kernel's own decay is 0. Decoupled decay skips biases and LayerNorm weights (Hugging Face's rule).
     """
 
     def __init__(self, named_params: dict, lr: float, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, decoupled_weight_decay: bool = True):
         self.params = named_params
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.decoupled_weight_decay = decoupled_weight_decay
+        self.l2 = 0.0 if decoupled_weight_decay else weight_decay  # the coefficient of p added to g
         self.step_count = 0
         self.exp_avg = {n: Parameter(ops.zeros(tuple(p.shape), p.dtype), name=f"exp_avg.{n}", requires_grad=False)
                         for n, p in named_params.items()}
         self.exp_avg_sq = {n: Parameter(ops.zeros(tuple(p.shape), p.dtype), name=f"exp_avg_sq.{n}",
                                         requires_grad=False) for n, p in named_params.items()}
         self._fused_step = ops.AdamWeightDecay()
+
+    def decay_factor(self, name: str) -> float:
+        """1 where the kernel's decoupled decay applies to parameter `name`, else 0."""
+        return 1.0 if self.decoupled_weight_decay and decays(name) else 0.0
 
     def advance(self, lr: float) -> tuple:
         """Count one step; the fused kernel's (lr', eps', weight decay') for it. A compiled step calls this
@@ -55,7 +71,7 @@ class AdamW:
         beta1, beta2 = self.betas
         for name, param in self.params.items():
             self._fused_step(param, self.exp_avg[name], self.exp_avg_sq[name], kernel_lr, beta1, beta2, kernel_eps,
-                             kernel_decay if decays(name) else 0.0, grads[name])
+                             kernel_decay * self.decay_factor(name), with_l2(grads[name], param, self.l2))
 
     def state_arrays(self) -> dict:
         arrays = {f"exp_avg.{n}": t.asnumpy().copy() for n, t in self.exp_avg.items()}
@@ -76,6 +92,20 @@ class AdamW:
                                      f"{tuple(moments[name].shape)}")
                 ops.assign(moments[name], Tensor(saved, moments[name].dtype))
         self.step_count = int(arrays["step"][0])
+
+
+def with_l2(grad, param, coefficient: float):
+    """g + coefficient·p: torch.optim.Adam's weight decay (the gradient itself when the coefficient is 0)."""
+    return ops.add(grad, ops.mul(param, coefficient)) if coefficient else grad
+
+
+def build_optimizer(params: dict, args) -> AdamW:
+    """The optimizer TrainingArguments ask for (`optim`: adamw_torch / adamw_torch_fused, or adam_l2)."""
+    optim = getattr(args.optim, "value", args.optim)
+    if optim not in OPTIMIZERS:
+        raise ValueError(f"optim={optim!r}: the step engines implement {', '.join(OPTIMIZERS)}")
+    return AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
+                 weight_decay=args.weight_decay, decoupled_weight_decay=optim != L2_WEIGHT_DECAY)
 
 
 def global_norm(grads: dict):

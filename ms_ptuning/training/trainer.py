@@ -42,7 +42,8 @@ from ..data.dataset import batch_indices, concatenate_rows, epoch_order
 from ..distributed import DataParallel, launched_by_msrun
 from ..weights import assign_weights, to_numpy, trainable_weights
 from .arguments import check_arguments
-from .callbacks import callback_states, default_callbacks, progress_callback, restore_callback_states
+from .callbacks import (callback_states, check_callbacks, default_callbacks, progress_callback,
+                        restore_callback_states)
 from .checkpoint import (TRAINER_STATE_FILE, discard, latest_checkpoint, list_checkpoints, load_checkpoint,
                          prune_checkpoints, remove_leftovers, save_checkpoint)
 from .eager_steps import EagerSteps
@@ -59,7 +60,7 @@ BEST_DIR = "best_model"
 RUN_ARGUMENTS = ("seed", "data_seed", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
                  "num_train_epochs", "max_steps", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_ratio",
                  "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
-                 "dataloader_drop_last", "lr_decay_per_epoch", "mixed_precision")
+                 "dataloader_drop_last", "lr_decay_per_epoch", "mixed_precision", "optim", "ties_are_improvements")
 UNSUPPORTED_CONSTRUCTOR_ARGUMENTS = {
     "model_init": "build the model yourself and pass it (no hyperparameter search here)",
     "compute_loss_func": "the heads compute their own loss",
@@ -82,6 +83,7 @@ class Trainer:
         refuse_constructor_arguments(data_collator, model_init=model_init, compute_loss_func=compute_loss_func,
                                      optimizer_cls_and_kwargs=optimizer_cls_and_kwargs, optimizers=optimizers)
         check_arguments(args)
+        check_callbacks(args, list(callbacks or []))
         if parallel is None and launched_by_msrun():  # N independent runs writing to one output_dir
             raise RuntimeError("launched by msrun, but this entry point trains in one process; data-parallel "
                                "training goes through ms_ptuning.run (scripts/run_distributed.sh)")
@@ -164,7 +166,7 @@ class Trainer:
         self._writing_log, started, first_step = True, time.time(), self.state.global_step
         try:
             self.control = self.callback_handler.on_train_begin(self.args, self.state, self.control)
-            if self.args.eval_on_start:
+            if self.args.eval_on_start and self.state.global_step == 0:  # not again when resuming (unlike HF)
                 self._evaluate()
             while (self.run.epoch < plan.num_epochs and self.state.global_step < plan.total_steps
                    and not self.control.should_training_stop):
@@ -300,13 +302,20 @@ class Trainer:
             return self.args.greater_is_better
         return not self.best_metric_name().endswith("loss")
 
+    def _improves(self, value: float, best: float) -> bool:
+        """Strictly better, as HF; with `ties_are_improvements` (ms_ptuning's RunTrainingArguments) an equal
+        value too, so the later of tied evaluations is kept (THUDM/P-tuning's LAMA loop compares with >=)."""
+        if value == best:
+            return bool(getattr(self.args, "ties_are_improvements", False))
+        return value > best if self._greater_is_better() else value < best
+
     def _track_best(self, metrics: dict) -> bool:
         """A new best dev metric: remember it, save best_model/, score the test splits. Returns whether."""
         name = self.best_metric_name()
         if name not in metrics:
             raise KeyError(f"metric_for_best_model {name!r} is not among the evaluation metrics {sorted(metrics)}")
         value, best = metrics[name], self.state.best_metric
-        if best is not None and not (value > best if self._greater_is_better() else value < best):
+        if best is not None and not self._improves(value, best):
             return False
         self.state.best_metric, self.state.best_global_step = value, self.state.global_step
         self.run.best_epoch = self.state.epoch

@@ -1,0 +1,26 @@
+"""Mixed precision on the native backbones (`--mixed_precision fp16`), as the eager backend does it.
+
+MatMuls (the linear layers and the two attention products) run in the low dtype; LayerNorm, softmax, GELU,
+the residual stream, the outputs and the losses stay float32 (autocast's rule). The frozen weights are
+stored in the low dtype (they never update, so they need no float32 master copy), except the input word
+embedding, which tied heads (GPT-2's LM head, BERT's MLM decoder) multiply by in float32. Trainable weights
+(everything when fine-tuning) stay float32 and are cast for each product.
+"""
+
+import mindspore
+
+INPUT_EMBEDDINGS = ("embeddings.word_embeddings.weight", "wte.weight")
+
+
+def set_compute_dtype(backbone, dtype) -> None:
+    """Make `backbone` (a native Cell, its trainable weights already marked) compute in `dtype`: store its
+    frozen weights in it and tell every Cell that multiplies or converts to use it."""
+    if dtype not in (mindspore.float16, mindspore.bfloat16):
+        raise ValueError(f"compute_dtype must be float16 or bfloat16, got {dtype}")
+    for name, parameter in backbone.parameters_and_names():
+        if not parameter.requires_grad and name not in INPUT_EMBEDDINGS:
+            parameter.set_dtype(dtype)
+    for _, cell in backbone.cells_and_names():
+        if hasattr(type(cell), "compute_dtype"):
+            cell.compute_dtype = dtype
+    backbone.compute_dtype = dtype
