@@ -14,6 +14,7 @@ import sys
 import mindspore
 import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
 from ms_ptuning import (build_model, load_adapter, load_tokenizer, print_trainable_parameters, to_inputs,
                         trainable_parameters)
@@ -279,6 +280,25 @@ def test_finetune_multi_label_needs_no_base_model_to_predict(tiny_bert, same_pro
     assert finetuned["labels"] == [label for label, p in finetuned["probabilities"].items() if p > 0.5]
     eager = load_adapter(str(tmp_path / "run" / "adapter"), model_name_or_path=tiny_bert, backend="eager")
     assert_same_predictions([finetuned], eager.predict(["the man ran"]))
+
+
+@pytest.mark.parametrize("mode_flags", [("--mode", "prompt", "--prompt_encoder_type", "mlp"), ("--mode", "prefix")])
+def test_adapters_move_between_backends(tiny_bert, same_process_runs, tmp_path, mode_flags):
+    """An adapter trained on either backend holds the same parameter names and loads on both, which then
+    predict the same (eager-trained adapters on the compiled forward, graph-trained ones op by op)."""
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\nthe man ran,yes\na book in the library,no\nthe boy ran,yes\nthe river,no\n")
+    texts = ["the man ran in the park", "a book"]
+    names = {}
+    for trained_on in ("eager", "graph"):
+        results = own_run(tiny_bert, tmp_path / trained_on, data, data, *mode_flags, "--backend", trained_on)
+        assert results["backend"] == trained_on
+        adapter = str(tmp_path / trained_on / "adapter")
+        names[trained_on] = sorted(load_file(os.path.join(adapter, "adapter.safetensors")))
+        on_graph, on_eager = load_adapter(adapter, backend="graph"), load_adapter(adapter, backend="eager")
+        assert type(on_graph.model.backbone).__name__ == "NativeBert" and on_eager.backend.name == "eager"
+        assert_same_predictions(on_graph.predict(texts), on_eager.predict(texts))
+    assert names["eager"] == names["graph"] and names["graph"]
 
 
 def test_regression_predicts_a_score(tiny_bert, same_process_runs, tmp_path):
