@@ -375,6 +375,10 @@ def test_causal_lm_generates_with_the_generation_flags(tmp_path):
                                                                eos_token_id=tokenizer.sep_token_id, pad_token_id=0))
     assert all(len(ids) <= 4 for ids in expected)
     assert outputs == [{"generated": decode_summary(tokenizer, ids)} for ids in expected]
+    assert model.backend.name == "eager"  # auto: generation runs op by op
+    with pytest.raises(ValueError, match="--backend graph: CausalLMPredictor runs op by op only; pass --backend "
+                                         "eager or auto"):
+        load_adapter(str(tmp_path), backend="graph")
 
 
 def test_adapter_on_another_model_is_refused(tiny_bert, tmp_path):
