@@ -24,6 +24,8 @@ from .config import PTuningConfig
 from .data import nlpcc2017
 from .deberta_prefix import DEBERTA_MODEL_TYPES
 from .encoders.folding import fold_encoders
+from .execution import choose_backend
+from .inference import EagerForward, GraphForward
 from .models import HEADS
 from .predictors import PREDICTORS
 from .tasks.files import Where
@@ -35,10 +37,12 @@ SHAPING_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attenti
 
 
 class AdapterModel:
-    """A trained head on its backbone, in eval mode with its prompt/prefix encoders folded."""
+    """A trained head on its backbone, in eval mode with its prompt/prefix encoders folded; `backend` (an
+    `execution.Backend`) says whether it runs compiled (graph) or op by op (eager)."""
 
-    def __init__(self, model, tokenizer, saved: dict, predictor):
+    def __init__(self, model, tokenizer, saved: dict, predictor, backend):
         self.model, self.tokenizer, self.saved, self.predictor = model, tokenizer, saved, predictor
+        self.backend = backend
 
     @property
     def head(self) -> str:
@@ -81,27 +85,44 @@ class AdapterModel:
 
 
 def load_adapter(directory: str, model_name_or_path: str = None, text_column_names=None, max_length: int = None,
-                 generation=None, device_target: str = None) -> AdapterModel:
+                 generation=None, device_target: str = None, backend: str = "auto",
+                 batch_size: int = 32) -> AdapterModel:
     """The adapter in `directory` (an output_dir's `adapter/` or `best_model/`) on its base model: the
     directory recorded at training time, or `model_name_or_path`. Finetune adapters hold every weight and
     need no base model. `text_column_names` ("a,b" or a sequence) and `max_length` override what the adapter
-    saved; `generation`: GenerationConfig fields for causal LMs (max_new_tokens, num_beams, ...)."""
+    saved; `generation`: GenerationConfig fields for causal LMs (max_new_tokens, num_beams, ...).
+    `backend` auto|graph|eager (`execution.choose_backend`): on graph (BERT/RoBERTa encoder heads by default)
+    batches run through compiled eval graphs of `batch_size` rows (ms_ptuning.inference)."""
     if device_target:
         set_device_target(device_target)
     saved = read_adapter_config(directory)
     head = saved.get("head")
     if head not in PREDICTORS:
         raise ValueError(f"{directory}: a {head!r} adapter; prediction covers {', '.join(PREDICTORS)}")
+    chosen = prediction_backend(backend, saved["backbone_config"]["model_type"], PREDICTORS[head])
     base = model_name_or_path or saved.get("base_model")
-    model = HEADS[head](adapter_backbone(directory, saved, base), PTuningConfig.from_dict(saved["ptuning_config"]))
+    model = HEADS[head](chosen.backbone(adapter_backbone(directory, saved, base)),
+                        PTuningConfig.from_dict(saved["ptuning_config"]))
     load_adapter_weights(model, directory)
-    fold_encoders(model)
+    fold_encoders(model)  # before any graph compiles: a compiled graph keeps what it saw
     model.set_train(False)
     check_max_length(model, max_length)
     tokenizer = adapter_tokenizer(directory, saved, base)
     options = {"generation": generation} if head == "causal_lm" and generation is not None else {}
-    predictor = PREDICTORS[head](model, tokenizer, saved, text_column_names, max_length, **options)
-    return AdapterModel(model, tokenizer, saved, predictor)
+    forward = GraphForward(model, batch_size) if chosen.is_graph else EagerForward(model)
+    predictor = PREDICTORS[head](model, tokenizer, saved, text_column_names, max_length, forward=forward, **options)
+    return AdapterModel(model, tokenizer, saved, predictor, chosen)
+
+
+def prediction_backend(requested: str, model_type: str, predictor):
+    """The backend predictions run on: `choose_backend`'s, except that a predictor which does not run
+    compiled (causal LM generation) stays eager under auto and refuses graph."""
+    if predictor.compiles or requested == "eager":
+        return choose_backend(requested, model_type)
+    if requested == "graph":
+        raise ValueError(f"--backend graph: {predictor.__name__} runs op by op only; pass --backend eager or auto")
+    choose_backend(requested, model_type)  # validates the name
+    return choose_backend("eager", model_type)
 
 
 def adapter_backbone(directory: str, saved: dict, base: str):

@@ -161,6 +161,31 @@ def install_reproducible_dropout() -> None:
 install_reproducible_dropout()
 
 
+_cpu_embedding = mindtorch_cpu_api.embedding
+
+
+def _cpu_embedding_without_padding_gradient(input, weight, padding_idx, max_norm, norm_type,  # noqa: A002
+                                            scale_grad_by_freq):  # mindtorch's signature
+    """mindtorch's CPU `embedding` with torch's `padding_idx` rule: the looked-up rows are the same, but
+    the row `padding_idx` receives no gradient.
+
+    mindtorch 0.5.1 looks rows up with a plain Gather and drops `padding_idx`, so its backward scatters into
+    the padding row: eager fine-tuning trained the padding rows of BERT's word table (and RoBERTa's word and
+    position tables), which torch and the native Cells keep fixed.
+    """
+    rows = _cpu_embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq)
+    if padding_idx is None:
+        return rows
+    return ops.where(ops.expand_dims(ops.ne(input, padding_idx), -1), rows, ops.stop_gradient(rows))
+
+
+def install_cpu_embedding_padding_idx() -> None:
+    mindtorch_cpu_api.embedding = _cpu_embedding_without_padding_gradient
+
+
+install_cpu_embedding_padding_idx()
+
+
 def to_mindtorch(tensor, like=None):
     """Tag a tensor made by a plain MindSpore Cell so that mindtorch ops accept it.
 

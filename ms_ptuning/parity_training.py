@@ -6,8 +6,9 @@ and `ExponentialLR` stepped per epoch).
 The reference (`python -m ms_ptuning.reference.train`) initialises the model, writes its weights, trains on the
 micro-batches this side says the Trainer will draw, and writes its per-step losses, gradient norms and final
 trainable weights. This side loads the same initial weights and runs the real `Trainer.train()` (dropout 0),
-whose per-step losses come from its metrics log, on either backend (eager: the mindnlp model; graph: the
-native Cells and the compiled step engine). `scripts/compare_torch.sh --train_steps N` prints the table.
+whose per-step losses come from its metrics log, on each backend asked for: eager (the mindnlp model,
+`EagerSteps`) or graph (the native Cells, `GraphSteps`); with both, the graph's curve is also compared with
+the eager one. `scripts/compare_torch.sh --train_steps N [--backend graph]` prints the table.
 """
 
 import argparse
@@ -27,11 +28,10 @@ from transformers.trainer_callback import PrinterCallback
 from .arguments import RunTrainingArguments
 from .config import PTuningConfig
 from .data.dataset import ArrayDataset, batch_indices, epoch_order
-from .parity import load_reference_model, native_twin, reference_command, write_case
-from .training import EagerSteps, GraphSteps, Trainer
+from .execution import choose_backend
+from .parity import BACKENDS, load_reference_model, reference_command, write_case
+from .training import EagerSteps, Trainer
 from .weights import to_numpy, trainable_weights
-
-ENGINES = {"eager": EagerSteps, "graph": GraphSteps}
 
 # What both sides train with: warmup then linear decay, clipping, accumulation, decoupled weight decay.
 SETTINGS = dict(learning_rate=5e-3, lr_scheduler_type="linear", warmup_steps=5, max_grad_norm=0.5,
@@ -62,8 +62,9 @@ def micro_batch_order(num_examples: int, settings: dict, steps: int) -> np.ndarr
 
 
 def trainer_run(model, columns: dict, settings: dict, steps: int, output_dir: str, engine=EagerSteps):
-    """ms_ptuning's side: the real Trainer for `steps` optimizer steps; (per-step losses, per-step gradient
-    norms before clipping, final trainable weights). The one place that knows how the Trainer reports steps."""
+    """ms_ptuning's side: the real Trainer on step engine `engine` for `steps` optimizer steps; (per-step
+    losses, per-step gradient norms before clipping, final trainable weights). The one place that knows how
+    the Trainer reports steps."""
     args = RunTrainingArguments(output_dir=output_dir, max_steps=steps, logging_steps=1, eval_strategy="no",
                                 save_strategy="no", report_to=[], disable_tqdm=True, **settings)
     trainer = Trainer(model, args, train_dataset=ArrayDataset(columns), steps=engine)
@@ -76,17 +77,10 @@ def trainer_run(model, columns: dict, settings: dict, steps: int, output_dir: st
 
 
 def compare_training(head: str, backbone_config, ptuning_config: PTuningConfig, columns: dict, steps: int,
-                     settings: dict = SETTINGS) -> dict:
-    """Both sides trained `steps` optimizer steps from the same weights on the same micro-batches;
-    `training_differences` of the outcome (the eager backend)."""
-    return compare_backends_training(head, backbone_config, ptuning_config, columns, steps, settings,
-                                     ("eager",))["eager"]
-
-
-def compare_backends_training(head: str, backbone_config, ptuning_config: PTuningConfig, columns: dict, steps: int,
-                              settings: dict, backends: tuple) -> dict:
-    """{backend: `training_differences`} of `compare_training` on each backend ("eager", "graph"), against one
-    torch run."""
+                     settings: dict = SETTINGS, backends: tuple = ("eager",)) -> dict:
+    """Both sides trained `steps` optimizer steps from the same weights on the same micro-batches:
+    {backend: `training_differences` against torch} for each of `backends`, and with both
+    "graph_vs_eager": the graph's run against the eager one."""
     num_examples = len(next(iter(columns.values())))
     with tempfile.TemporaryDirectory(prefix="ms_ptuning_training_") as workdir:
         order = micro_batch_order(num_examples, settings, steps)
@@ -101,15 +95,18 @@ def compare_backends_training(head: str, backbone_config, ptuning_config: PTunin
         if result.returncode:
             raise RuntimeError(f"torch reference training failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
         reference = load_file(os.path.join(workdir, "reference_training.safetensors"))
-        outcomes = {}
+        runs = {}
         for backend in backends:
-            model = load_reference_model(workdir, head, backbone_config, ptuning_config)
-            if backend == "graph":
-                model = native_twin(model, head, backbone_config, ptuning_config)
-            losses, norms, weights = trainer_run(model, columns, settings, steps, os.path.join(workdir, backend),
-                                                 ENGINES[backend])
-            outcomes[backend] = training_differences(losses, norms, weights, reference, settings["max_grad_norm"])
-    return outcomes
+            model = load_reference_model(workdir, head, backbone_config, ptuning_config, backend)
+            engine = choose_backend(backend, backbone_config.model_type).steps
+            runs[backend] = trainer_run(model, columns, settings, steps, os.path.join(workdir, backend), engine)
+    results = {backend: training_differences(*run, reference, settings["max_grad_norm"])
+               for backend, run in runs.items()}
+    if {"eager", "graph"} <= set(runs):
+        losses, norms, weights = runs["eager"]
+        eager = {"loss": losses, "grad_norm": norms, **{f"weight.{name}": value for name, value in weights.items()}}
+        results["graph_vs_eager"] = training_differences(*runs["graph"], eager, settings["max_grad_norm"])
+    return results
 
 
 def training_differences(losses, norms, weights: dict, reference: dict, max_grad_norm: float) -> dict:
@@ -162,29 +159,38 @@ VARIANTS = {"prefix": dict(mode="prefix"), "prefix+projection": dict(mode="prefi
             "finetune": dict(mode="finetune")}
 
 
+def curve_row(model_type: str, variant: str, compared: str, r: dict) -> str:
+    """One line of the training-curve table: `compared` is a backend (against torch) or graph_vs_eager."""
+    tensor = max(r["tensor_rel"], key=r["tensor_rel"].get)
+    return (f"{model_type:<8} {variant:<18} {compared:<15} {r['steps']:>5} {r['loss_max_rel']:>12.2e} "
+            f"{r['weights_rel']:>11.2e} {r['clipped_steps']:>7}  {r['first_loss']:.4f} → {r['last_loss']:.4f}  "
+            f"{tensor} ({r['tensor_rel'][tensor]:.1e}, {r['tensor_max'][tensor]:.1e})")
+
+
 def main(argv=None) -> int:
     """`scripts/compare_torch.sh --train_steps N`: the training-curve table."""
     parser = argparse.ArgumentParser(description="ms_ptuning's Trainer vs a torch training loop, same start")
     parser.add_argument("--train_steps", type=int, required=True)
     parser.add_argument("--model_types", default="bert,gpt2")
     parser.add_argument("--variants", default="prefix,prompt,finetune")
+    parser.add_argument("--backend", default="eager", choices=BACKENDS,
+                        help="the backend trained; graph is also compared with eager from the same start")
     options = parser.parse_args(argv)
-    print(f"{'backbone':<8} {'variant':<18} {'steps':>5} {'loss max-rel':>12} {'weights rel':>11} {'clipped':>7}  "
-          "loss first → last  worst tensor (max-rel, its max |w|)")
+    print(f"{'backbone':<8} {'variant':<18} {'compared':<15} {'steps':>5} {'loss max-rel':>12} {'weights rel':>11} "
+          f"{'clipped':>7}  loss first → last  worst tensor (max-rel, its max |w|)")
     worst_loss = worst_weights = 0.0
     for model_type in options.model_types.split(","):
         head = "causal_lm" if model_type == "gpt2" else "sequence_classification"
         config = tiny_backbone_config(model_type)
+        backends = ("eager", "graph") if options.backend == "graph" else ("eager",)
         for variant in options.variants.split(","):
             ptuning = PTuningConfig(pre_seq_len=4, prefix_hidden_size=32, prefix_dropout=0.0, classifier_dropout=0.0,
                                     **VARIANTS[variant])
-            r = compare_training(head, config, ptuning, training_data(head, config), options.train_steps,
-                                 settings_for(model_type, ptuning.mode))
-            worst_loss, worst_weights = max(worst_loss, r["loss_max_rel"]), max(worst_weights, r["weights_rel"])
-            tensor = max(r["tensor_rel"], key=r["tensor_rel"].get)
-            print(f"{model_type:<8} {variant:<18} {r['steps']:>5} {r['loss_max_rel']:>12.2e} {r['weights_rel']:>11.2e} "
-                  f"{r['clipped_steps']:>7}  {r['first_loss']:.4f} → {r['last_loss']:.4f}  "
-                  f"{tensor} ({r['tensor_rel'][tensor]:.1e}, {r['tensor_max'][tensor]:.1e})")
+            results = compare_training(head, config, ptuning, training_data(head, config), options.train_steps,
+                                       settings_for(model_type, ptuning.mode), backends)
+            for compared, r in results.items():
+                worst_loss, worst_weights = max(worst_loss, r["loss_max_rel"]), max(worst_weights, r["weights_rel"])
+                print(curve_row(model_type, variant, compared, r))
     passed = worst_loss <= 1e-4 and worst_weights <= 1e-4
     print(f"worst: loss {worst_loss:.2e}, final weights {worst_weights:.2e} (limits 1e-4): {'PASS' if passed else 'FAIL'}")
     return 0 if passed else 1

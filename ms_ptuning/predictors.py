@@ -13,9 +13,9 @@ Inputs are tokenized like training did, padded to the longest in the batch. Outp
 
 import numpy as np
 
-from .backend import torch
 from .data.nlpcc2017 import PARAGRAPH_MARKER, decode_summary
 from .generation import GenerationConfig, generate
+from .inference import EagerForward
 from .tasks import get_task
 from .tasks.custom import TextClassification, TokenClassification, column_names
 from .tasks.encoding import effective_max_length, model_inputs
@@ -25,28 +25,25 @@ from .tasks.records import TABLES
 from .tasks.squad import best_answer
 
 
-def run_model(model, columns: dict):
-    """The head's outputs (numpy, float64) for numpy input columns, in eval mode."""
-    _, outputs = model(**{name: torch.tensor(values) for name, values in columns.items()})
-    if isinstance(outputs, tuple):
-        return tuple(output.asnumpy().astype(np.float64) for output in outputs)
-    return outputs.asnumpy().astype(np.float64)
-
-
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 class Predictor:
-    """`columns`: the input columns read; `formats`: the input file formats accepted."""
+    """`columns`: the input columns read; `formats`: the input file formats accepted; `forward`: how the
+    model runs on a batch (ms_ptuning.inference: op by op, or compiled on the graph backend, which
+    `compiles` predictors support).
+    """
 
     formats = TABLES
     default_columns = ("text",)
     default_max_length = 128  # adapters saved before max_seq_length was recorded
+    compiles = True
 
-    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None):
+    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None, forward=None):
         self.model, self.tokenizer, self.saved = model, tokenizer, saved
+        self.forward = forward or EagerForward(model)
         self.columns = column_names(columns) or tuple(saved.get("text_column_names") or self.default_columns)
         # a recorded None means training cut only at the model's maximum (NER/SRL, as the reference)
         saved_length = saved.get("max_seq_length", self.default_max_length)
@@ -60,8 +57,8 @@ class Predictor:
 
 
 class SequenceClassificationPredictor(Predictor):
-    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None):
-        super().__init__(model, tokenizer, saved, columns, max_length)
+    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None, forward=None):
+        super().__init__(model, tokenizer, saved, columns, max_length, forward)
         config = saved["ptuning_config"]
         labels = () if config["problem_type"] == REGRESSION else saved.get("labels") or range(config["num_labels"])
         self.label_set = LabelSet(config["problem_type"], labels)  # adapters without labels: class ids
@@ -74,7 +71,7 @@ class SequenceClassificationPredictor(Predictor):
         second = [example["text_b"] for example in examples] if len(self.columns) == 2 else None
         encoded = self.tokenizer([example["text_a"] for example in examples], second, truncation=True,
                                  max_length=self.max_length, padding="longest")
-        logits = run_model(self.model, model_inputs(encoded))  # (B, num_labels)
+        logits = self.forward(model_inputs(encoded))  # (B, num_labels)
         return [self.describe(row) for row in logits]
 
     def describe(self, logits: np.ndarray) -> dict:
@@ -94,8 +91,8 @@ class TokenClassificationPredictor(Predictor):
     formats = ("jsonl", "json", "conll", "saved")
     default_columns = ("tokens",)
 
-    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None):
-        super().__init__(model, tokenizer, saved, columns, max_length)
+    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None, forward=None):
+        super().__init__(model, tokenizer, saved, columns, max_length, forward)
         self.labels = tuple(saved.get("labels") or range(saved["ptuning_config"]["num_labels"]))
         self.task = TokenClassification(text_column_names=self.columns, label_set=LabelSet(SINGLE, self.labels))
 
@@ -105,7 +102,7 @@ class TokenClassificationPredictor(Predictor):
     def predict(self, examples):
         encoded = self.tokenizer(examples, is_split_into_words=True, truncation=True, max_length=self.max_length,
                                  padding="longest")
-        tag_ids = run_model(self.model, model_inputs(encoded)).argmax(axis=-1)  # (B, T)
+        tag_ids = self.forward(model_inputs(encoded)).argmax(axis=-1)  # (B, T or wider)
         outputs = []
         for row, words in enumerate(examples):
             tags = [None] * len(words)
@@ -122,8 +119,8 @@ class QuestionAnsweringPredictor(Predictor):
     default_columns = ("question", "context")
     default_max_length = 384
 
-    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None):
-        super().__init__(model, tokenizer, saved, columns, max_length)
+    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None, forward=None):
+        super().__init__(model, tokenizer, saved, columns, max_length, forward)
         if len(self.columns) != 2:
             raise ValueError(f"question answering reads two columns (question, context), got {self.columns}")
         self.task = get_task(saved.get("task") or "squad")
@@ -137,7 +134,7 @@ class QuestionAnsweringPredictor(Predictor):
     def predict(self, examples):
         windows = self.task.encode(examples, self.tokenizer, self.max_length)
         inputs = {name: windows.columns[name] for name in ("input_ids", "attention_mask", "token_type_ids")}
-        start_logits, end_logits = run_model(self.model, inputs)
+        start_logits, end_logits = self.forward(inputs)
         owners, offsets = windows.columns["example_index"], windows.columns["offset_mapping"]
         outputs = []
         for index, example in enumerate(examples):
@@ -155,9 +152,11 @@ class QuestionAnsweringPredictor(Predictor):
 
 class CausalLMPredictor(Predictor):
     default_columns = ("article",)
+    compiles = False  # generation runs op by op (ms_ptuning.generation)
 
-    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None, generation: dict = None):
-        super().__init__(model, tokenizer, saved, columns, max_length or saved.get("max_length") or 512)
+    def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None, forward=None,
+                 generation: dict = None):
+        super().__init__(model, tokenizer, saved, columns, max_length or saved.get("max_length") or 512, forward)
         self.generation = GenerationConfig(**{"eos_token_id": tokenizer.sep_token_id,
                                               "pad_token_id": tokenizer.pad_token_id, **(generation or {})})
         if self.max_length - self.generation.max_new_tokens < 3:

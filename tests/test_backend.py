@@ -38,3 +38,28 @@ def test_dropout_masks_depend_only_on_seed_and_step():
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[0], other_step[0])
     assert 0 < (first[0] == 0).mean() < 1
+
+
+def embedding_gradient(ids: np.ndarray, padding_idx):
+    """The gradient of Σ embedding(ids) · r with respect to a (6, 3) table, through mindtorch's F.embedding."""
+    table = mindspore.Parameter(Tensor(np.arange(18, dtype=np.float32).reshape(6, 3)), name="table")
+    weights = Tensor(np.random.default_rng(0).normal(size=ids.shape + (3,)).astype(np.float32))
+    loss_fn = lambda: ops.reduce_sum(ops.mul(F.embedding(torch.tensor(ids), table, padding_idx), weights))  # noqa: E731
+    _, (grad,) = mindspore.value_and_grad(loss_fn, None, [table])()
+    rows = F.embedding(torch.tensor(ids), table, padding_idx).asnumpy()
+    return rows, grad.asnumpy(), weights.asnumpy()
+
+
+def test_embedding_padding_row_gets_no_gradient():
+    """mindtorch's CPU embedding ignored padding_idx in its backward (eager fine-tuning trained the padding
+    rows); as torch: the rows looked up are unchanged, the padding row's gradient is zero, the others are
+    the sums of their positions' weights."""
+    ids = np.array([[1, 0, 4, 0], [4, 2, 0, 5]], np.int64)
+    rows, grad, weights = embedding_gradient(ids, padding_idx=0)
+    np.testing.assert_array_equal(rows, np.arange(18, dtype=np.float32).reshape(6, 3)[ids])
+    expected = np.zeros((6, 3), np.float32)
+    np.add.at(expected, ids, weights)
+    expected[0] = 0.0
+    np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-6)
+    _, without_padding, _ = embedding_gradient(ids, padding_idx=None)
+    assert np.abs(without_padding[0]).max() > 0  # no padding_idx: every looked-up row trains

@@ -125,7 +125,9 @@ def test_two_workers_log_and_score_like_one_process(runs):
         if "eval_accuracy" in a:
             assert b["eval_accuracy"] == a["eval_accuracy"]
     with open(single / "results.json") as handle, open(parallel / "results.json") as other:
-        assert json.load(other)["eval_loss"] == pytest.approx(json.load(handle)["eval_loss"], rel=1e-4)
+        one_result, two_result = json.load(handle), json.load(other)
+    assert two_result["eval_loss"] == pytest.approx(one_result["eval_loss"], rel=1e-4)
+    assert one_result["backend"] == two_result["backend"] == "graph"  # BERT's default: in-graph all-reduce
     assert os.path.isfile(parallel / "adapter" / "adapter_config.json")
 
 

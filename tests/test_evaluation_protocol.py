@@ -157,3 +157,38 @@ def test_batches_of_different_widths_are_concatenated_with_minus_100(tmp_path):
     fingerprints = [dataset_fingerprint(Trainer(model, tiny_arguments(tmp_path), data_collator=pad_to_longest,
                                                 train_dataset=dataset).train_dataset) for dataset in (data, other)]
     assert fingerprints[0] != fingerprints[1]  # ragged columns count in the resume check too
+
+
+def metric_records(output_dir) -> list:
+    with open(os.path.join(output_dir, "metrics.jsonl")) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def test_ner_batches_of_two_widths_train_on_the_graph_backend_as_on_eager(model_dir, same_process_runs, tmp_path,
+                                                                         capsys):
+    """Per-batch padding (widths multiples of 32, capped at the longest row): a long sentence makes its batch
+    wider than the others' 32; the graph backend compiles one train and one eval graph per width and logs
+    eager's losses and F1."""
+    long_sentence = [(word, "O") for word in ("the man ran in the park and the man is in the park " * 3).split()]
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for split, sentences in (("train", SENTENCES + [long_sentence] + SENTENCES[:3]),
+                             ("valid", SENTENCES + [long_sentence])):  # eval batches: 4 short, then the long one
+        write_conll(data_dir / f"{split}.txt", sentences)
+    runs = {}
+    for backend in ("graph", "eager"):
+        flags = ner_flags(model_dir, str(data_dir), tmp_path / backend, "--max_seq_length", "60", "--max_steps", "2",
+                          "--per_device_eval_batch_size", "4", "--backend", backend)
+        assert run_module.run(*run_module.parse(flags))["backend"] == backend
+        runs[backend] = metric_records(tmp_path / backend)
+        compiled = [line for line in capsys.readouterr().out.splitlines() if "compiled the" in line]
+        if backend == "graph":
+            for kind in ("train", "eval"):
+                widths = sorted(int(line.split("input_ids 4×")[1].split(",")[0]) for line in compiled
+                                if f"compiled the {kind} step graph" in line)
+                assert len(widths) == 2 and widths[0] == 32 < widths[1], (kind, compiled)
+    for graph, eager in zip(runs["graph"], runs["eager"], strict=True):
+        assert graph.keys() == eager.keys()
+        for key in ("loss", "eval_loss", "eval_f1"):
+            if key in graph:
+                assert graph[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-6), (key, graph, eager)

@@ -21,7 +21,7 @@ from ms_ptuning.lama.templates import QueryBuilder, parse_template
 from ms_ptuning.lama.train import MODEL, LamaArgs, RunDir, load_probe, main, probe_relation
 from ms_ptuning.parity import (as_reference, compiled_forward_and_grads, forward_and_grads, load_case, native_twin,
                               output_differences, run_reference, write_case)
-from ms_ptuning.parity_training import compare_backends_training
+from ms_ptuning.parity_training import compare_training
 from ms_ptuning.training import EarlyStoppingCallback, Trainer
 from ms_ptuning.training.optim import AdamW, build_optimizer
 from ms_ptuning.weights import named_weights, to_numpy
@@ -347,8 +347,8 @@ def test_lama_recipe_follows_torch_adam_and_exponential_lr_on_both_backends(toke
                     per_device_train_batch_size=8, gradient_accumulation_steps=1, adam_beta1=0.9, adam_beta2=0.999,
                     adam_epsilon=1e-8, seed=7)
     ptuning = PTuningConfig(mode="prompt", pre_seq_len=builder.num_pseudo_tokens, prompt_encoder_type="mlp")
-    outcomes = compare_backends_training("lama", tiny_config("bert", vocab_size=len(bert)), ptuning, columns, 10,
-                                         settings, ("eager", "graph"))
+    outcomes = compare_training("lama", tiny_config("bert", vocab_size=len(bert)), ptuning, columns, 10, settings,
+                                ("eager", "graph"))
     for backend, result in outcomes.items():
         print(f"LAMA recipe, {backend}:", {k: v for k, v in result.items() if k not in ("tensor_rel", "tensor_max")})
         assert result["steps"] == 10 and result["last_loss"] < result["first_loss"]

@@ -204,11 +204,14 @@ def test_every_mode_compiles_in_graph_mode_with_the_same_numbers(mode):
         np.testing.assert_allclose(graph_grad, grad, rtol=1e-5, atol=1e-6)
 
 
-def test_a_backbone_cell_is_used_as_it_is_frozen_when_asked_and_must_match_the_compute_dtype():
+def test_a_backbone_cell_is_used_as_it_is_frozen_when_asked_and_its_precision_is_set_once():
     backbone = InterfaceBackbone()
     assert as_backbone(backbone, trainable=False) is backbone and not backbone.weight.requires_grad
-    with pytest.raises(ValueError, match="build the backbone with that compute_dtype"):
-        as_backbone(InterfaceBackbone(), compute_dtype=mindspore.float16)
+    already = InterfaceBackbone()
+    already.compute_dtype = mindspore.bfloat16
+    with pytest.raises(ValueError, match=r"InterfaceBackbone computes in mindspore.bfloat16 already, the model asks "
+                                         r"for mindspore.float16: a backbone's precision is set once"):
+        as_backbone(already, compute_dtype=mindspore.float16)
 
 
 def test_precision_is_a_constructor_option_of_the_head():

@@ -206,34 +206,22 @@ def test_native_matches_eager_and_torch(parity_cases, model_type, variant):
         assert np.abs(native[name] - eager[name]).max() <= 1e-5, name
     reference_grads = {name: reference[name] for name in grad_names}
     assert max(float(np.abs(g).max()) for g in reference_grads.values()) > 0
-    for other in (native, without_padding_rows(eager, model_type)):
+    for other in (native, eager):
         worst = relative_grad_differences(other, reference_grads)
         assert max(worst.values()) <= 1e-4, sorted(worst.items(), key=lambda item: -item[1])[:3]
 
 
-PADDING_ROWS = {"roberta": ("grad.embeddings.word_embeddings.weight", "grad.embeddings.position_embeddings.weight"),
-                "bert": ("grad.embeddings.word_embeddings.weight",)}
+PADDING_ROWS = ("grad.embeddings.word_embeddings.weight", "grad.embeddings.position_embeddings.weight")
 
 
-def without_padding_rows(results: dict, model_type: str) -> dict:
-    """The eager gradients with the padding rows (torch's padding_idx) zeroed: mindtorch 0.5.1's embedding
-    backward ignores padding_idx, so the eager backend trains those rows in finetune mode where torch and the
-    native Cells do not (test_native_embedding_padding_row_gets_no_gradient)."""
-    results = dict(results)
-    for name in PADDING_ROWS.get(model_type, ()):
-        if name in results:
-            results[name] = results[name].copy()
-            results[name][config_for(model_type).pad_token_id] = 0.0
-    return results
-
-
-def test_native_embedding_padding_row_gets_no_gradient(parity_cases):
-    """RoBERTa's batch holds pad tokens (word row 1) at pad positions (position row 1): torch and the native
-    Cells give those rows no gradient."""
-    _, native, reference = parity_cases[("roberta", "plain")]
+def test_embedding_padding_rows_get_no_gradient(parity_cases):
+    """RoBERTa's batch holds pad tokens (word row 1) at pad positions (position row 1): torch, the native
+    Cells and the eager model (backend.py's padding_idx workaround for mindtorch's embedding) give those
+    rows no gradient."""
+    eager, native, reference = parity_cases[("roberta", "plain")]
     pad = config_for("roberta").pad_token_id
-    for name in PADDING_ROWS["roberta"]:
-        assert not reference[name][pad].any() and not native[name][pad].any()
+    for name in PADDING_ROWS:
+        assert not reference[name][pad].any() and not native[name][pad].any() and not eager[name][pad].any()
         assert np.abs(native[name]).max() > 0
 
 

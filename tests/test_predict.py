@@ -14,6 +14,7 @@ import sys
 import mindspore
 import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
 from ms_ptuning import (build_model, load_adapter, load_tokenizer, print_trainable_parameters, to_inputs,
                         trainable_parameters)
@@ -83,6 +84,22 @@ def nli_adapter(tmp_path_factory):
     return output / "adapter"
 
 
+def assert_same_predictions(graph: list, eager: list, atol: float = 1e-5) -> None:
+    """Predictions of the graph backend (compiled, batches padded to fixed shapes) and of the eager one:
+    the same labels, tags and answers, numbers within `atol`."""
+    assert len(graph) == len(eager)
+    for compiled, op_by_op in zip(graph, eager):
+        assert compiled.keys() == op_by_op.keys()
+        for key, value in compiled.items():
+            if isinstance(value, dict):
+                assert value.keys() == op_by_op[key].keys() and \
+                    np.allclose(list(value.values()), list(op_by_op[key].values()), rtol=0, atol=atol), key
+            elif isinstance(value, float):
+                assert abs(value - op_by_op[key]) <= atol, key
+            else:
+                assert value == op_by_op[key], key
+
+
 def check_classified(record: dict, labels: tuple) -> None:
     assert record["label"] in labels and set(record["probabilities"]) == set(labels)
     assert math.isclose(sum(record["probabilities"].values()), 1.0, abs_tol=1e-9)
@@ -121,7 +138,11 @@ def test_api_predicts_what_the_command_wrote(reviews_adapter, tmp_path):
     assert predict_main(["--adapter", str(reviews_adapter), "--input", str(inputs), "--output", str(output),
                          "--disable_tqdm"]) == 0
     model = load_adapter(str(reviews_adapter))
+    assert model.backend.name == "graph" and type(model.model.backbone).__name__ == "NativeBert"  # the default
     predicted = model.predict(["A gripping, funny film.", "Dull and slow."])
+    eager = load_adapter(str(reviews_adapter), backend="eager")
+    assert eager.backend.name == "eager"
+    assert_same_predictions(predicted, eager.predict(["A gripping, funny film.", "Dull and slow."]))
     for written, direct in zip(read_jsonl(output), predicted, strict=True):
         assert written["label"] == direct["label"]
         assert np.allclose(list(written["probabilities"].values()), list(direct["probabilities"].values()), atol=1e-6)
@@ -145,8 +166,10 @@ def test_pair_adapter_reads_its_saved_columns_from_csv(nli_adapter, tmp_path, ca
     missing.write_text("premise,hypothesis\na,b\n")
     assert predict_main(["--adapter", str(nli_adapter), "--input", str(missing), "--output",
                          str(tmp_path / "never.jsonl")]) == 2
-    assert capsys.readouterr().err == (f"ms-ptuning predict: error: {missing}:1: missing column 'claim'; the header "
-                                       "has 'premise', 'hypothesis'\n")
+    backend_line, error_line = capsys.readouterr().err.splitlines()  # the model loaded, then the input was refused
+    assert backend_line.startswith("[ms_ptuning] backend: graph (bert has a native backbone")
+    assert error_line == f"ms-ptuning predict: error: {missing}:1: missing column 'claim'; the header has 'premise', " \
+                         "'hypothesis'"
     assert not os.path.exists(tmp_path / "never.jsonl")
 
 
@@ -255,6 +278,27 @@ def test_finetune_multi_label_needs_no_base_model_to_predict(tiny_bert, same_pro
     assert set(finetuned["probabilities"]) == {"culture", "sport"} and set(finetuned["labels"]) <= {"culture", "sport"}
     assert all(0 < p < 1 for p in finetuned["probabilities"].values())
     assert finetuned["labels"] == [label for label, p in finetuned["probabilities"].items() if p > 0.5]
+    eager = load_adapter(str(tmp_path / "run" / "adapter"), model_name_or_path=tiny_bert, backend="eager")
+    assert_same_predictions([finetuned], eager.predict(["the man ran"]))
+
+
+@pytest.mark.parametrize("mode_flags", [("--mode", "prompt", "--prompt_encoder_type", "mlp"), ("--mode", "prefix")])
+def test_adapters_move_between_backends(tiny_bert, same_process_runs, tmp_path, mode_flags):
+    """An adapter trained on either backend holds the same parameter names and loads on both, which then
+    predict the same (eager-trained adapters on the compiled forward, graph-trained ones op by op)."""
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\nthe man ran,yes\na book in the library,no\nthe boy ran,yes\nthe river,no\n")
+    texts = ["the man ran in the park", "a book"]
+    names = {}
+    for trained_on in ("eager", "graph"):
+        results = own_run(tiny_bert, tmp_path / trained_on, data, data, *mode_flags, "--backend", trained_on)
+        assert results["backend"] == trained_on
+        adapter = str(tmp_path / trained_on / "adapter")
+        names[trained_on] = sorted(load_file(os.path.join(adapter, "adapter.safetensors")))
+        on_graph, on_eager = load_adapter(adapter, backend="graph"), load_adapter(adapter, backend="eager")
+        assert type(on_graph.model.backbone).__name__ == "NativeBert" and on_eager.backend.name == "eager"
+        assert_same_predictions(on_graph.predict(texts), on_eager.predict(texts))
+    assert names["eager"] == names["graph"] and names["graph"]
 
 
 def test_regression_predicts_a_score(tiny_bert, same_process_runs, tmp_path):
@@ -265,6 +309,8 @@ def test_regression_predicts_a_score(tiny_bert, same_process_runs, tmp_path):
     assert {"eval_mse", "eval_pearson", "test_mse"} <= set(results)  # --test_file is the split named test
     [predicted] = load_adapter(str(tmp_path / "run" / "adapter")).predict(["the park"])
     assert set(predicted) == {"score"} and math.isfinite(predicted["score"])
+    assert_same_predictions([predicted], load_adapter(str(tmp_path / "run" / "adapter"), backend="eager").predict(
+        ["the park"]))
 
 
 def test_token_classification_tags_every_token(tiny_bert, same_process_runs, tmp_path):
@@ -282,6 +328,9 @@ def test_token_classification_tags_every_token(tiny_bert, same_process_runs, tmp
     labels = {"B-LOC", "B-MISC", "B-ORG", "B-PER", "I-ORG", "I-PER", "O"}
     assert records[0]["tokens"] == ["Franz", "Fischler", "visited", "Brussels", "."]
     assert all(len(r["tags"]) == len(r["tokens"]) and set(r["tags"]) <= labels for r in records)
+    eager = load_adapter(adapter, backend="eager")
+    predict_file(eager, os.path.join(FIXTURES, "ner_new.conll"), str(tmp_path / "eager.jsonl"), progress=False)
+    assert read_jsonl(tmp_path / "eager.jsonl") == records  # batches padded to a width of 32 on graph
     short = load_adapter(adapter, max_length=6)  # [CLS] + 4 sub-tokens + [SEP]: the tail is cut off
     [cut] = short.predict([["the", "man", "is", "in", "the", "park"]])
     assert cut["tags"][:4] == load_adapter(adapter).predict([["the", "man", "is", "in", "the", "park"]])[0]["tags"][:4]
@@ -299,6 +348,8 @@ def test_question_answering_answers_from_the_context(tiny_bert, tmp_path):
     [answer] = loaded.predict([{"question": "where did the man run", "context": context}])
     assert answer["answer"] == context[answer["start"]:answer["end"]] and answer["answer"]
     assert math.isfinite(answer["score"])
+    eager = load_adapter(str(tmp_path), backend="eager")
+    assert_same_predictions([answer], eager.predict([{"question": "where did the man run", "context": context}]))
     with pytest.raises(ValueError, match=r"max_length 300 \+ 4 virtual tokens exceed the 256 positions the model "
                                          r"embeds; pass 252 or less"):
         load_adapter(str(tmp_path), max_length=300)
@@ -324,6 +375,10 @@ def test_causal_lm_generates_with_the_generation_flags(tmp_path):
                                                                eos_token_id=tokenizer.sep_token_id, pad_token_id=0))
     assert all(len(ids) <= 4 for ids in expected)
     assert outputs == [{"generated": decode_summary(tokenizer, ids)} for ids in expected]
+    assert model.backend.name == "eager"  # auto: generation runs op by op
+    with pytest.raises(ValueError, match="--backend graph: CausalLMPredictor runs op by op only; pass --backend "
+                                         "eager or auto"):
+        load_adapter(str(tmp_path), backend="graph")
 
 
 def test_adapter_on_another_model_is_refused(tiny_bert, tmp_path):

@@ -1,5 +1,6 @@
 """Crash safety of training runs: a `python -m ms_ptuning.run` process killed with SIGKILL at a random step and
-resumed with --resume ends bit-identical to an uninterrupted run; half-written checkpoints are never picked;
+resumed with --resume ends bit-identical to an uninterrupted run (on the graph backend, BERT's default; the
+Trainer-level resume on eager is in test_training.py); half-written checkpoints are never picked;
 a resume with other settings, a NaN/Inf step and an occupied output directory are refused without damage."""
 
 import json
@@ -17,17 +18,24 @@ from mindspore import ops
 from safetensors.numpy import load_file
 
 from ms_ptuning import run as run_module
+from ms_ptuning.backbones import build_backbone
+from ms_ptuning.backend import seed_everything
+from ms_ptuning.config import PTuningConfig
 from ms_ptuning.data.dataset import ArrayDataset, batch_indices, epoch_order
-from ms_ptuning.training import EagerSteps, Trainer
+from ms_ptuning.models import HEADS
+from ms_ptuning.native import to_native
+from ms_ptuning.training import EagerSteps, GraphSteps, Trainer
 from ms_ptuning.training.checkpoint import latest_checkpoint, list_checkpoints
 from ms_ptuning.training.trainer import NonFiniteLossError
-from ms_ptuning.weights import to_numpy, trainable_weights
+from ms_ptuning.weights import assign_weights, named_weights, to_numpy, trainable_weights
 from tiny_runs import same_process_runs  # noqa: F401  (a fixture)
+from tiny_backbones import tiny_config
 from tiny_runs import save_tiny_bert, tiny_arguments, tiny_classifier, tiny_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SST2 = os.path.join(ROOT, "tests", "fixtures", "tasks", "sst2")
 WALL_CLOCK = ("_runtime", "_per_second")
+POISON_ID = 3  # a word id tiny_dataset never draws
 MAX_STEPS = 12  # 5 examples in batches of 2: 3 steps an epoch, 4 epochs
 RUN_FLAGS = ["--task", "sst2", "--data_dir", SST2, "--mode", "prefix", "--pre_seq_len", "4", "--max_seq_length", "16",
              "--per_device_train_batch_size", "2", "--max_steps", str(MAX_STEPS), "--learning_rate", "1e-2",
@@ -125,6 +133,7 @@ def test_killed_run_resumes_bit_identical(model_dir, same_process_runs, tmp_path
     assert log_records(killed_dir) == log_records(straight_dir), context  # every loss, lr, grad norm and eval
     with open(os.path.join(straight_dir, "results.json")) as a, open(os.path.join(killed_dir, "results.json")) as b:
         first, second = json.load(a), json.load(b)
+    assert first["backend"] == second["backend"] == "graph"  # BERT's default: the compiled step engine
     assert {k: v for k, v in first.items() if k.startswith(("eval_", "best_")) and not k.endswith(WALL_CLOCK)} == \
         {k: v for k, v in second.items() if k.startswith(("eval_", "best_")) and not k.endswith(WALL_CLOCK)}
     assert not [name for name in os.listdir(killed_dir) if name.startswith(".")], "leftovers were not removed"
@@ -222,4 +231,31 @@ def test_non_finite_step_stops_before_it_is_applied(tmp_path, poison, message):
     saved = load_file(os.path.join(tmp_path, "checkpoint-2", "trainable.safetensors"))
     weights = to_numpy(trainable_weights(model))
     for name, array in saved.items():  # the bad step changed nothing, and checkpoint-2 holds the weights
+        assert np.array_equal(array, weights[name]) and np.isfinite(array).all(), name
+
+
+@pytest.mark.parametrize("engine", [EagerSteps, GraphSteps])
+def test_a_nan_from_the_data_stops_both_step_engines_before_it_is_applied(tmp_path, engine):
+    """A NaN met in the forward pass (a word-embedding row that only step 3's batch looks up): on the
+    compiled engine too, the step's loss and norm are read before the update graph runs, so the step is
+    refused and the weights stay those of checkpoint-2."""
+    seed_everything(0)
+    model = HEADS["sequence_classification"](to_native(build_backbone(tiny_config("bert"))) if engine is GraphSteps
+                                             else build_backbone(tiny_config("bert")),
+                                             PTuningConfig(mode="prefix", pre_seq_len=4))
+    name = "encoder.backbone.embeddings.word_embeddings.weight"  # the same name on both backends
+    poisoned = to_numpy(named_weights(model))[name]
+    poisoned[POISON_ID] = np.nan
+    assign_weights(model, {name: poisoned}, strict=False)
+    data = tiny_dataset()
+    step_three = batch_indices(epoch_order(len(data), 3, 0), 4)[2]  # tiny_arguments' seed 3, batches of 4
+    data.columns["input_ids"][step_three[0], 2] = POISON_ID
+    trainer = Trainer(model, tiny_arguments(tmp_path, max_steps=4), train_dataset=data, steps=engine)
+    with pytest.raises(NonFiniteLossError, match=r"step 3: loss=nan grad_norm=nan; training stopped before "
+                                                 r"applying it\. Last good checkpoint: .*checkpoint-2$"):
+        trainer.train()
+    saved = load_file(os.path.join(tmp_path, "checkpoint-2", "trainable.safetensors"))
+    weights = to_numpy(trainable_weights(model))
+    assert sorted(saved) == sorted(weights)
+    for name, array in saved.items():
         assert np.array_equal(array, weights[name]) and np.isfinite(array).all(), name

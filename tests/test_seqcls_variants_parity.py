@@ -1,5 +1,6 @@
 """Sequence classification variants beyond the head × backbone × mode grid: prefix reparameterization,
-the MLP and embedding prompt encoders, and the regression / multi-label losses, against the torch reference."""
+the LSTM, MLP and embedding prompt encoders, head-only fine-tuning and the regression / multi-label losses,
+against the torch reference on both backends (eager, graph) and graph against eager on the same weights."""
 
 import numpy as np
 import pytest
@@ -10,12 +11,15 @@ from tiny_backbones import tiny_config
 
 VARIANTS = {
     "prefix_projection": dict(mode="prefix", prefix_projection=True, prefix_hidden_size=32),
+    "prompt_lstm": dict(mode="prompt", prompt_encoder_type="lstm"),
     "prompt_mlp": dict(mode="prompt", prompt_encoder_type="mlp"),
     "prompt_embedding": dict(mode="prompt", prompt_encoder_type="embedding"),
     "regression": dict(mode="prefix", num_labels=1, problem_type="regression"),
     "multi_label": dict(mode="prefix", num_labels=3, problem_type="multi_label_classification"),
+    "finetune_head_only": dict(mode="finetune", freeze_backbone=True),
 }
 CASES = [(backbone, variant) for backbone in ("bert", "roberta") for variant in VARIANTS]
+BACKENDS = ("eager", "graph", "graph_vs_eager")
 
 
 def batch_for(variant: str) -> dict:
@@ -37,12 +41,14 @@ def parity():
     cases = [("sequence_classification", tiny_config(backbone),
               PTuningConfig(pre_seq_len=3, prefix_dropout=0.0, classifier_dropout=0.0, **VARIANTS[variant]),
               batch_for(variant)) for backbone, variant in CASES]
-    return dict(zip(CASES, compare_many(cases)))
+    return dict(zip(CASES, compare_many(cases, ("eager", "graph"))))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("backbone,variant", CASES)
-def test_matches_torch_reference(parity, backbone, variant):
-    result = parity[(backbone, variant)]
+def test_matches_torch_reference(parity, backbone, variant, backend):
+    """`backend` against torch, or graph_vs_eager: the graph's numbers against the eager ones."""
+    result = parity[(backbone, variant)][backend]
     assert result["logits_max_abs"] <= 1e-5
     assert result["loss_abs"] <= 1e-5
     assert result["grad_max_rel"] <= 1e-4, result["grad_worst_param"]

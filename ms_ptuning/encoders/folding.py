@@ -11,9 +11,11 @@ class FoldableEncoder(nn.Cell):
 
     Compiled: `encode()` runs as one MindSpore graph (`mindspore.jit`) when the encoder has an MLP worth
     compiling (`compiles`): in PyNative mode every op is dispatched on its own (the LSTM compiles its steps
-    instead, see layers.LSTM). Outputs and gradients equal the op-by-op ones. Folded: `fold()` computes the
-    output once and every later call reuses it, skipping the MLP/LSTM: inference only (a folded encoder
-    gets no gradients).
+    instead, see layers.LSTM). Outputs and gradients equal the op-by-op ones. Inside a GRAPH_MODE Cell (the
+    graph backend's compiled steps) the jitted function is simply part of the enclosing graph. Folded:
+    `fold()` computes the output once and every later call reuses it, skipping the MLP/LSTM: inference only
+    (a folded encoder gets no gradients). A graph compiled before `fold()` keeps computing the encoder: fold
+    before the first compiled call (the graph backend's predictors do).
     """
 
     compiles = False  # instances with an MLP switch it on (has_network); compile_encoders() switches it
@@ -21,7 +23,8 @@ class FoldableEncoder(nn.Cell):
     def __init__(self):
         super().__init__()
         self.folded = None
-        self.compiled_encode = None  # built on first use
+        # built here, not on first use: a compiled graph can call it but cannot assign attributes
+        self.compiled_encode = mindspore.jit(self.encode)
 
     def encode(self):
         """The encoder output computed from the weights."""
@@ -42,8 +45,6 @@ class FoldableEncoder(nn.Cell):
             return self.folded
         if not self.compiles:
             return self.encode()
-        if self.compiled_encode is None:
-            self.compiled_encode = mindspore.jit(self.encode)
         return self.compiled_encode()
 
 

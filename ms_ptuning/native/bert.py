@@ -152,6 +152,7 @@ class NativeBert(nn.Cell):
     """The backbone interface over a BERT encoder (see `ms_ptuning.native`)."""
 
     padded_positions = False  # whether position ids can be the padding id (RoBERTa)
+    compute_dtype = None  # float32 throughout (the Backbone interface's precision; see hf_backbone)
 
     def __init__(self, config, add_pooling_layer: bool = True):
         super().__init__()
@@ -163,11 +164,12 @@ class NativeBert(nn.Cell):
 
     @property
     def word_embedding_weight(self):
-        """The (V, H) word embeddings, which a tied output layer (BERT's MLM decoder) multiplies by."""
+        """The (V, H) input embedding, which tied output layers (BERT's MLM decoder) multiply by."""
         return self.embeddings.word_embeddings.weight
 
     def drop_pooler(self) -> None:
-        """For heads that read the sequence output only (as Hugging Face builds BertForMaskedLM)."""
+        """Remove the pooler, as Hugging Face builds BERT for token classification and QA: its weights would
+        otherwise count, and in finetune mode train, without ever receiving a gradient."""
         self.pooler = None
 
     def embed_words(self, input_ids):

@@ -258,23 +258,33 @@ class GraphSteps:
 
     # ---- compilation ----------------------------------------------------------------------------
     def _launch(self, graph: nn.Cell, label: str, *inputs, training: bool = False):
-        """Run `graph` in GRAPH_MODE, compiling it first for a new input signature (timed, logged once)."""
-        signature = (id(graph), tuple((tuple(x.shape), x.dtype) for x in inputs))
-        with graph_mode():
-            if signature not in self.compiled:
-                graph.set_train(training)  # dropout on or off is fixed in the compiled graph
-                graph.set_jit_config(JIT_CONFIG)
-                started = time.perf_counter()
-                try:
-                    graph.compile(*inputs)
-                except (RuntimeError, TypeError, ValueError) as error:
-                    raise RuntimeError(f"the {label} does not compile in GRAPH_MODE: models with mindnlp "
-                                       "modules run on the eager engine (see the error above)") from error
-                self.compiled.add(signature)
-                self.compile_seconds[label] = time.perf_counter() - started
-                if self.parallel.is_main:
-                    print(f"[ms_ptuning] compiled the {label} in {self.compile_seconds[label]:.1f} s")
-            return graph(*inputs)
+        return launch(graph, label, inputs, self.compiled, training, print if self.parallel.is_main else None,
+                      self.compile_seconds)
+
+
+def launch(graph: nn.Cell, label: str, inputs, compiled: set, training: bool = False, announce=print,
+           compile_seconds: dict = None):
+    """Run `graph` in GRAPH_MODE, compiling it first for a new input signature (timed, announced once
+    unless `announce` is None, the seconds kept in `compile_seconds` by label when given); `compiled`
+    holds the signatures compiled so far."""
+    signature = (id(graph), tuple((tuple(x.shape), x.dtype) for x in inputs))
+    with graph_mode():
+        if signature not in compiled:
+            graph.set_train(training)  # dropout on or off is fixed in the compiled graph
+            graph.set_jit_config(JIT_CONFIG)
+            started = time.perf_counter()
+            try:
+                graph.compile(*inputs)
+            except (RuntimeError, TypeError, ValueError) as error:
+                raise RuntimeError(f"the {label} does not compile in GRAPH_MODE: models with mindnlp "
+                                   "modules run on the eager engine (see the error above)") from error
+            compiled.add(signature)
+            seconds = time.perf_counter() - started
+            if compile_seconds is not None:
+                compile_seconds[label] = seconds
+            if announce is not None:
+                announce(f"[ms_ptuning] compiled the {label} in {seconds:.1f} s")
+        return graph(*inputs)
 
 
 def describe(batch: dict) -> str:
