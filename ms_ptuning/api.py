@@ -91,15 +91,16 @@ def load_adapter(directory: str, model_name_or_path: str = None, text_column_nam
     directory recorded at training time, or `model_name_or_path`. Finetune adapters hold every weight and
     need no base model. `text_column_names` ("a,b" or a sequence) and `max_length` override what the adapter
     saved; `generation`: GenerationConfig fields for causal LMs (max_new_tokens, num_beams, ...).
-    `backend` auto|graph|eager (`execution.choose_backend`): on graph (BERT/RoBERTa encoder heads by default)
-    batches run through compiled eval graphs of `batch_size` rows (ms_ptuning.inference)."""
+    `backend` auto|graph|eager (`execution.choose_backend`): on graph (BERT/RoBERTa/GPT-2 by default)
+    batches run through compiled eval graphs of `batch_size` rows (ms_ptuning.inference) and GPT-2 generates
+    on a compiled fixed-size cache (ms_ptuning.static_decoding)."""
     if device_target:
         set_device_target(device_target)
     saved = read_adapter_config(directory)
     head = saved.get("head")
     if head not in PREDICTORS:
         raise ValueError(f"{directory}: a {head!r} adapter; prediction covers {', '.join(PREDICTORS)}")
-    chosen = prediction_backend(backend, saved["backbone_config"]["model_type"], PREDICTORS[head])
+    chosen = choose_backend(backend, saved["backbone_config"]["model_type"])
     base = model_name_or_path or saved.get("base_model")
     model = HEADS[head](chosen.backbone(adapter_backbone(directory, saved, base)),
                         PTuningConfig.from_dict(saved["ptuning_config"]))
@@ -112,17 +113,6 @@ def load_adapter(directory: str, model_name_or_path: str = None, text_column_nam
     forward = GraphForward(model, batch_size) if chosen.is_graph else EagerForward(model)
     predictor = PREDICTORS[head](model, tokenizer, saved, text_column_names, max_length, forward=forward, **options)
     return AdapterModel(model, tokenizer, saved, predictor, chosen)
-
-
-def prediction_backend(requested: str, model_type: str, predictor):
-    """The backend predictions run on: `choose_backend`'s, except that a predictor which does not run
-    compiled (causal LM generation) stays eager under auto and refuses graph."""
-    if predictor.compiles or requested == "eager":
-        return choose_backend(requested, model_type)
-    if requested == "graph":
-        raise ValueError(f"--backend graph: {predictor.__name__} runs op by op only; pass --backend eager or auto")
-    choose_backend(requested, model_type)  # validates the name
-    return choose_backend("eager", model_type)
 
 
 def adapter_backbone(directory: str, saved: dict, base: str):

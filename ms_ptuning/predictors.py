@@ -32,14 +32,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 class Predictor:
     """`columns`: the input columns read; `formats`: the input file formats accepted; `forward`: how the
-    model runs on a batch (ms_ptuning.inference: op by op, or compiled on the graph backend, which
-    `compiles` predictors support).
+    model runs on a batch (ms_ptuning.inference: op by op, or compiled on the graph backend). Causal LM
+    generation needs no `forward`: `generation.generate` decodes on a compiled fixed-size cache whenever the
+    backbone is the native GPT-2.
     """
 
     formats = TABLES
     default_columns = ("text",)
     default_max_length = 128  # adapters saved before max_seq_length was recorded
-    compiles = True
 
     def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None, forward=None):
         self.model, self.tokenizer, self.saved = model, tokenizer, saved
@@ -152,7 +152,6 @@ class QuestionAnsweringPredictor(Predictor):
 
 class CausalLMPredictor(Predictor):
     default_columns = ("article",)
-    compiles = False  # generation runs op by op (ms_ptuning.generation)
 
     def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None, forward=None,
                  generation: dict = None):

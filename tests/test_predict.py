@@ -375,10 +375,11 @@ def test_causal_lm_generates_with_the_generation_flags(tmp_path):
                                                                eos_token_id=tokenizer.sep_token_id, pad_token_id=0))
     assert all(len(ids) <= 4 for ids in expected)
     assert outputs == [{"generated": decode_summary(tokenizer, ids)} for ids in expected]
-    assert model.backend.name == "eager"  # auto: generation runs op by op
-    with pytest.raises(ValueError, match="--backend graph: CausalLMPredictor runs op by op only; pass --backend "
-                                         "eager or auto"):
-        load_adapter(str(tmp_path), backend="graph")
+    assert model.backend.name == "graph"  # auto: GPT-2 generates on the compiled fixed-size cache
+    eager = load_adapter(str(tmp_path), backend="eager", generation={"max_new_tokens": 4, "num_beams": 2,
+                                                                     "no_repeat_ngram_size": 1})
+    assert eager.backend.name == "eager"
+    assert eager.predict(["今天天气很好。", {"article": "新闻<Paragraph>正文"}]) == outputs
 
 
 def test_adapter_on_another_model_is_refused(tiny_bert, tmp_path):
