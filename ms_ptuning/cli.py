@@ -11,6 +11,18 @@ COMMANDS = {
 }
 
 
+def report_user_errors(prog: str, command, *args) -> int:
+    """`command(*args)`'s exit status, with bad input reported as `prog: error: message` on stderr and exit
+    status 2 instead of a stack trace: ValueError (refused flags, TaskDataError naming file:line:field, wrong
+    shapes) and OSError (missing files, BackboneLoadError when offline). Any other exception is a bug and
+    keeps its traceback."""
+    try:
+        return command(*args)
+    except (ValueError, OSError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:

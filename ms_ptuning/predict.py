@@ -25,6 +25,7 @@ import sys
 from tqdm.auto import tqdm
 
 from .api import load_adapter
+from .cli import report_user_errors
 from .execution import BACKEND_HELP, BACKENDS
 from .tasks.base import TaskDataError
 from .tasks.records import file_format, iter_records
@@ -165,13 +166,13 @@ def generation_config(args) -> dict:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    try:
+
+    def predict_and_report() -> int:
         report = run(args)
-    except (ValueError, OSError) as error:  # bad input, adapter or paths (TaskDataError, BackboneLoadError among them)
-        print(f"ms-ptuning predict: error: {error}", file=sys.stderr)
-        return 2
-    print(report)
-    return 1 if report.errors else 0
+        print(report)
+        return 1 if report.errors else 0
+
+    return report_user_errors("ms-ptuning predict", predict_and_report)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from .arguments import ModelArguments, RunTrainingArguments
 from .config import PTuningConfig
 from .models import HEADS
 from .backbones import input_positions, load_backbone, load_tokenizer
+from .cli import report_user_errors
 from .deberta_prefix import DEBERTA_MODEL_TYPES
 from .execution import choose_backend
 from .tasks.custom import task_for
@@ -204,9 +205,11 @@ def parse(argv=None):
 
 
 def main(argv=None) -> int:
-    results = run(*parse(argv))
-    print(json.dumps(results, indent=2))
-    return 0
+    def train_and_print() -> int:
+        print(json.dumps(run(*parse(argv)), indent=2))
+        return 0
+
+    return report_user_errors("ms_ptuning.run", train_and_print)
 
 
 if __name__ == "__main__":

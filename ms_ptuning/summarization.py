@@ -30,6 +30,7 @@ from transformers import HfArgumentParser
 from .adapters import load_adapter, read_adapter_config, save_adapter
 from .arguments import PTuningArguments, RunTrainingArguments
 from .backbones import build_backbone, load_backbone
+from .cli import report_user_errors
 from .config import PTuningConfig
 from .execution import Backend, choose_backend
 from .data.nlpcc2017 import (NLPCC2017_URL, LoadReport, decode_summary, generation_prompts, iter_records,
@@ -250,9 +251,13 @@ def parse(argv=None):
 
 
 def main(argv=None) -> int:
-    results = run(*parse(argv))
-    print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (dict, list))}, indent=2, default=str))
-    return 0
+    def run_and_print() -> int:
+        results = run(*parse(argv))
+        print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (dict, list))}, indent=2,
+                         default=str))
+        return 0
+
+    return report_user_errors("ms_ptuning.summarization", run_and_print)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,16 @@ def test_an_unknown_split_stops_before_training_listing_the_splits(model_dir, ne
     assert not os.path.exists(tmp_path / "out")
 
 
+def test_the_command_line_reports_bad_input_without_a_traceback(model_dir, ner_dir, same_process_runs, tmp_path,
+                                                               capsys):
+    flags = ner_flags(model_dir, ner_dir, tmp_path / "out", "--eval_splits", "test_wsj")
+    assert run_module.main(flags) == 2
+    printed = capsys.readouterr().err
+    assert printed.endswith("ms_ptuning.run: error: --eval_splits: task 'conll2003' has no split 'test_wsj'; its "
+                            "splits are train, validation, test\n") and "Traceback" not in printed
+    assert not os.path.exists(tmp_path / "out")
+
+
 def test_the_adapter_survives_an_error_after_training(model_dir, ner_dir, same_process_runs, tmp_path, monkeypatch):
     def failing_evaluation(*args, **kwargs):
         raise RuntimeError("the final evaluation failed")

@@ -484,8 +484,9 @@ def test_command_line_probes_gpt2_on_graph_and_prints_the_table(model_dirs, tmp_
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| relation | test facts kept/total | dropped | manual P@1 | P-tuning P@1")
     assert table[2].startswith(f"| P1412 | 9/10 | 4 | {result['manual']['P@1']:.3f} | {result['ptuning']['P@1']:.3f}")
-    with pytest.raises(FileExistsError, match="already holds a run"):  # a second run never replaces the first
-        main(argv)
+    assert main(argv) == 2  # a second run never replaces the first: refused with a message, no traceback
+    refusal = capsys.readouterr().err
+    assert "ms_ptuning.lama.train: error:" in refusal and "already holds a run" in refusal
 
 
 def test_command_line_ranks_over_the_reference_shared_vocabulary(tokenizers, model_dirs, tmp_path):

@@ -35,6 +35,7 @@ import numpy as np
 from ..backend import seed_everything
 from ..arguments import PTuningArguments, RunTrainingArguments
 from ..backbones import load_backbone, load_tokenizer
+from ..cli import report_user_errors
 from ..config import PTuningConfig
 from ..execution import BACKEND_HELP, choose_backend
 from ..models.lama_probe import LamaProbe
@@ -243,10 +244,15 @@ def main(argv=None) -> int:
     if args.summarize:
         print(summary_table(load_results(args.summarize)))
         return 0
+    return report_user_errors("ms_ptuning.lama.train", probe_and_report, args)
+
+
+def probe_and_report(args) -> int:
+    """Train and score one relation as `args` say; write OUTPUT_DIR/RELATION.json and print the table."""
     lama_args = LamaArgs(**{name: getattr(args, name) for name in asdict(LamaArgs())})
     relations = load_relations(os.path.join(args.data_dir, "relations.jsonl"))
     if args.relation not in relations:
-        raise KeyError(f"relation {args.relation!r} is not in {args.data_dir}/relations.jsonl")
+        raise ValueError(f"relation {args.relation!r} is not in {args.data_dir}/relations.jsonl")
     tokenizer = load_tokenizer(args.model_dir)
     tokenizers = {MODEL: tokenizer}
     tokenizers.update({os.path.basename(os.path.normpath(d)): load_tokenizer(d) for d in args.shared_model_dir})

@@ -313,7 +313,7 @@ class Trainer:
         """A new best dev metric: remember it, save best_model/, score the test splits. Returns whether."""
         name = self.best_metric_name()
         if name not in metrics:
-            raise KeyError(f"metric_for_best_model {name!r} is not among the evaluation metrics {sorted(metrics)}")
+            raise ValueError(f"metric_for_best_model {name!r} is not among the evaluation metrics {sorted(metrics)}")
         value, best = metrics[name], self.state.best_metric
         if best is not None and not self._improves(value, best):
             return False
