@@ -19,8 +19,7 @@ from ms_ptuning.lama.data import (Fact, SPLITS, VocabFilter, encode_facts, list_
 from ms_ptuning.lama.metrics import precision_at_k
 from ms_ptuning.lama.templates import QueryBuilder, parse_template
 from ms_ptuning.lama.train import MODEL, LamaArgs, RunDir, load_probe, main, probe_relation
-from ms_ptuning.parity import (as_reference, compiled_forward_and_grads, forward_and_grads, load_case, native_twin,
-                              output_differences, run_reference, write_case)
+from ms_ptuning.parity import compare_many
 from ms_ptuning.parity_training import compare_training
 from ms_ptuning.training import EarlyStoppingCallback, Trainer
 from ms_ptuning.training.optim import AdamW, build_optimizer
@@ -271,40 +270,34 @@ PARITY_FACTS = [Fact("Alba", "London", "P19", "p:1"), Fact("Saint-Denis", "Paris
 
 
 @pytest.fixture(scope="module")
-def lama_references(tokenizers, tmp_path_factory):
-    """{kind: (the eager probe holding the reference's weights, the reference's outputs, batch, configs)} for
-    the BERT and GPT-2 probes, with one torch reference process for both (its start-up dominates)."""
+def lama_parity(tokenizers):
+    """{kind: `compare_many`'s numbers on both backends} for the BERT and GPT-2 probes (padded rows of
+    different lengths), with one torch reference process for both (its start-up dominates)."""
     bert, gpt2 = tokenizers
-    cases = {"bert": (bert, tiny_config("bert", vocab_size=len(bert)), "masked"),
+    kinds = {"bert": (bert, tiny_config("bert", vocab_size=len(bert)), "masked"),
              "gpt2": (gpt2, gpt2_config(len(gpt2)), "causal")}
-    workdirs, specs = {}, {}
-    for kind, (tokenizer, config, builder_kind) in cases.items():
+    cases = []
+    for tokenizer, config, builder_kind in kinds.values():
         builder = QueryBuilder(tokenizer, builder_kind, template="(3,3,3)")
         batch = encode_facts(PARITY_FACTS, builder, tokenizer).columns
         assert batch["attention_mask"].min() == 0  # rows of different lengths
         ptuning = PTuningConfig(mode="prompt", pre_seq_len=builder.num_pseudo_tokens, prompt_encoder_type="lstm")
-        workdirs[kind], specs[kind] = str(tmp_path_factory.mktemp(f"lama_{kind}")), (config, ptuning, batch)
-        write_case(workdirs[kind], "lama", config, ptuning, batch)
-    run_reference(*workdirs.values())
-    return {kind: (*load_case(workdirs[kind], "lama", specs[kind][0], specs[kind][1])[:2], *specs[kind])
-            for kind in cases}
+        cases.append(("lama", config, ptuning, batch))
+    return dict(zip(kinds, compare_many(cases, ("eager", "graph"))))
 
 
 @pytest.mark.parametrize("kind", ["bert", "gpt2"])
-def test_probe_matches_the_torch_reference_on_both_backends(lama_references, kind):
+def test_probe_matches_the_torch_reference_on_both_backends(lama_parity, kind):
     """Logits at the answer position and the LSTM prompt encoder's gradients, padded rows included: the eager
     (mindnlp) probe and the graph one (native Cells, forward and backward compiled as one GRAPH_MODE graph,
     the LSTM inside it) against the torch reference, and against each other, on the same weights."""
-    eager, reference, config, ptuning, batch = lama_references[kind]
-    outputs = {"eager": forward_and_grads(eager, batch),
-               "graph": compiled_forward_and_grads(native_twin(eager, "lama", config, ptuning), batch)}
-    for backend, output in outputs.items():
-        diffs = output_differences(output, reference)
+    for backend in ("eager", "graph"):
+        diffs = lama_parity[kind][backend]
         print(f"lama {kind} {backend} parity:", {k: v for k, v in diffs.items() if k != "grad_rel"})
         assert diffs["logits_max_abs"] <= 1e-5
         assert diffs["grad_max_rel"] <= 1e-4, diffs["grad_worst_param"]
         assert diffs["num_trainable_tensors"] == 21  # the prompt encoder only: embedding, 16 LSTM, 4 MLP
-    diffs = output_differences(outputs["graph"], as_reference(outputs["eager"]))
+    diffs = lama_parity[kind]["graph_vs_eager"]
     print(f"lama {kind} graph vs eager: logits {diffs['logits_max_abs']:.1e}, gradients {diffs['grad_max_rel']:.1e}")
     assert diffs["logits_max_abs"] <= 1e-5 and diffs["grad_max_rel"] <= 1e-4
 

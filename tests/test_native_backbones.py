@@ -327,18 +327,25 @@ def test_dropout_where_hugging_face_applies_it(model_type):
     assert np.abs(trained - first).max() > 1e-3
 
 
-def test_gpt2_decode_continues_the_full_forward():
-    """Incremental decoding (PyNative): a prefix as the first past, three tokens, then one token at a time with
-    the returned cache, left padding and explicit positions — the same hidden states as one full forward."""
+def gpt2_and_its_full_forward(seed: int):
+    """A native GPT-2 in eval mode, a left-padded batch (ids, mask, positions) of `seed` with a prefix given
+    as the first past (a tuple of per-layer (key, value) Tensors), and one full forward's hidden states."""
     config = config_for("gpt2")
     native = to_native(build_backbone(config))
     native.set_train(False)
-    batch = make_batch(config, "prefix", 5)
+    batch = make_batch(config, "prefix", seed)
     ids, mask, positions = batch["input_ids"], batch["attention_mask"], batch["position_ids"]
     parts = [Tensor(part) for part in batch["prefix"]]
     past = tuple((parts[2 * i], parts[2 * i + 1]) for i in range(config.num_hidden_layers))
     full, _ = native(input_ids=Tensor(ids), attention_mask=Tensor(mask), position_ids=Tensor(positions),
                      prefix_key_values=past)
+    return config, native, (ids, mask, positions), past, full
+
+
+def test_gpt2_decode_continues_the_full_forward():
+    """Incremental decoding (PyNative): a prefix as the first past, three tokens, then one token at a time with
+    the returned cache, left padding and explicit positions — the same hidden states as one full forward."""
+    config, native, (ids, mask, positions), past, full = gpt2_and_its_full_forward(seed=5)
     pieces, cache, start = [], past, 0
     for stop in [3] + list(range(4, STEPS + 1)):
         window = {"input_ids": Tensor(ids[:, start:stop]), "position_ids": Tensor(positions[:, start:stop]),
@@ -356,15 +363,7 @@ def test_gpt2_static_cache_step_continues_the_full_forward():
     """Compiled decoding: the prompt through GPT2Prefill, then the fixed-size-cache step (GPT2StaticStep, one
     graph for every step), one token per step written into its slot — the hidden states of one full forward (prefix, left
     padding, explicit positions)."""
-    config = config_for("gpt2")
-    native = to_native(build_backbone(config))
-    native.set_train(False)
-    batch = make_batch(config, "prefix", 7)
-    ids, mask, positions = batch["input_ids"], batch["attention_mask"], batch["position_ids"]
-    parts = [Tensor(part) for part in batch["prefix"]]
-    past = tuple((parts[2 * i], parts[2 * i + 1]) for i in range(config.num_hidden_layers))
-    full, _ = native(input_ids=Tensor(ids), attention_mask=Tensor(mask), position_ids=Tensor(positions),
-                     prefix_key_values=past)
+    _, native, (ids, mask, positions), past, full = gpt2_and_its_full_forward(seed=7)
     prompt, size = 3, VIRTUAL + STEPS
     step, pieces = GPT2StaticStep(native), []
     with graph_mode():

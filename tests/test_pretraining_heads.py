@@ -8,8 +8,7 @@ from ms_ptuning.backend import torch
 from ms_ptuning.backbones import build_backbone
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.models.pretraining_heads import BertForPreTraining, activation, load_pretrained_heads
-from ms_ptuning.parity import (as_reference, compiled_forward_and_grads, forward_and_grads, native_twin,
-                              output_differences, run_with_reference)
+from ms_ptuning.parity import compare_many
 from ms_ptuning.weights import assign_weights, named_weights
 import transformers
 from tiny_backbones import tiny_config
@@ -36,17 +35,15 @@ def test_mlm_and_nsp_heads_match_hugging_face_torch_heads_on_both_backends():
     the eager (mindnlp) backbone and on the graph one (native Cells, compiled as one GRAPH_MODE graph), and
     the two against each other."""
     config, ptuning, batch = tiny_config("bert", vocab_size=VOCAB), PTuningConfig(mode="finetune"), pretraining_batch()
-    eager, reference, _ = run_with_reference("bert_pretraining", config, ptuning, batch)
-    outputs = {"eager": forward_and_grads(eager, batch),
-               "graph": compiled_forward_and_grads(native_twin(eager, "bert_pretraining", config, ptuning), batch)}
-    for backend, output in outputs.items():
-        diffs = output_differences(output, reference)
+    result = compare_many([("bert_pretraining", config, ptuning, batch)], ("eager", "graph"))[0]
+    for backend in ("eager", "graph"):
+        diffs = result[backend]
         print(f"bert_pretraining {backend} parity:", {k: v for k, v in diffs.items() if k != "grad_rel"})
         assert diffs["logits_max_abs"] <= 1e-5
         assert diffs["loss_abs"] <= 1e-5
         assert diffs["grad_max_rel"] <= 1e-4, diffs["grad_worst_param"]
         assert diffs["num_trainable_tensors"] == 2 + 16 * 2 + 5 + 2 + 5  # embeddings, layers, pooler, heads
-    diffs = output_differences(outputs["graph"], as_reference(outputs["eager"]))
+    diffs = result["graph_vs_eager"]
     print(f"bert_pretraining graph vs eager: logits {diffs['logits_max_abs']:.1e}, loss {diffs['loss_abs']:.1e}, "
           f"gradients {diffs['grad_max_rel']:.1e}")
     assert diffs["logits_max_abs"] <= 1e-5 and diffs["loss_abs"] <= 1e-5 and diffs["grad_max_rel"] <= 1e-4
