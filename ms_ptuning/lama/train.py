@@ -240,15 +240,15 @@ def load_results(output_dir: str) -> list:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.summarize:
-        print(summary_table(load_results(args.summarize)))
-        return 0
-    return report_user_errors("ms_ptuning.lama.train", probe_and_report, args)
+    return report_user_errors("ms_ptuning.lama.train", probe_and_report, parse_args(argv))
 
 
 def probe_and_report(args) -> int:
-    """Train and score one relation as `args` say; write OUTPUT_DIR/RELATION.json and print the table."""
+    """Train and score one relation as `args` say; write OUTPUT_DIR/RELATION.json and print the table
+    (`--summarize DIR`: only the table of the runs already in DIR)."""
+    if args.summarize:
+        print(summary_table(load_results(args.summarize)))
+        return 0
     lama_args = LamaArgs(**{name: getattr(args, name) for name in asdict(LamaArgs())})
     relations = load_relations(os.path.join(args.data_dir, "relations.jsonl"))
     if args.relation not in relations:
