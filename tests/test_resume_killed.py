@@ -70,16 +70,22 @@ def finish(process: subprocess.Popen) -> None:
     assert process.returncode == 0, log_tail(process)
 
 
-def kill_after_checkpoint(process: subprocess.Popen, output_dir: str, step: int, delay: float) -> None:
-    """SIGKILL `delay` seconds after checkpoint-`step` appears: somewhere in the next step, its evaluation,
-    or its checkpoint write and pruning."""
-    while not os.path.isdir(os.path.join(output_dir, f"checkpoint-{step}")):
-        assert process.poll() is None, f"the run ended before checkpoint-{step}: {log_tail(process)}"
-        time.sleep(0.005)
+def kill_after_checkpoint(process: subprocess.Popen, output_dir: str, step: int, fraction: float) -> str:
+    """SIGKILL a `fraction` of one step's interval after checkpoint-`step` appears: somewhere in the next step,
+    its evaluation, or its checkpoint write and pruning. The interval is the one measured between checkpoint-`step`
+    and the one before it, so the kill lands before the run can end however fast this machine steps."""
+    appeared = []
+    for wanted in (step - 1, step):
+        while not os.path.isdir(os.path.join(output_dir, f"checkpoint-{wanted}")):
+            assert process.poll() is None, f"the run ended before checkpoint-{wanted}: {log_tail(process)}"
+            time.sleep(0.001)
+        appeared.append(time.monotonic())
+    delay = fraction * (appeared[1] - appeared[0])
     time.sleep(delay)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL, "the run ended before the kill"
+    return f"{delay:.3f} s"
 
 
 def log_records(output_dir: str) -> list:
@@ -102,13 +108,13 @@ def directory_state(directory: str) -> dict:
 def test_killed_run_resumes_bit_identical(model_dir, same_process_runs, tmp_path, record_property):
     seed = int.from_bytes(os.urandom(4), "little")
     choose = random.Random(seed)
-    kill_step, delay = choose.randint(3, MAX_STEPS - 4), choose.uniform(0.0, 0.3)  # resumes cross an epoch
-    context = f"kill after checkpoint-{kill_step} + {delay:.3f} s (random seed {seed})"
-    record_property("fault", context)  # in --junitxml reports
+    kill_step, fraction = choose.randint(3, MAX_STEPS - 4), choose.random()  # resumes cross an epoch
     straight_dir, killed_dir = str(tmp_path / "straight"), str(tmp_path / "killed")
     straight = start_run(model_dir, straight_dir)  # both start together: the imports overlap
     killed = start_run(model_dir, killed_dir)
-    kill_after_checkpoint(killed, killed_dir, kill_step, delay)
+    delay = kill_after_checkpoint(killed, killed_dir, kill_step, fraction)
+    context = f"kill after checkpoint-{kill_step} + {fraction:.2f} of a step = {delay} (random seed {seed})"
+    record_property("fault", context)  # in --junitxml reports
     finish(straight)
     record_property("resumed_from", os.path.basename(latest_checkpoint(killed_dir)))
 
