@@ -57,26 +57,27 @@ def graph_steps(model, args, loss_scaler=None) -> GraphSteps:
     return GraphSteps(model, trainable_weights(model), args, loss_scaler or LossScaler("none"), DataParallel())
 
 
-def test_fifty_steps_match_the_eager_update(tmp_path):
-    """Warmup + linear decay, clipping active, accumulation 2, weight decay, a short batch every epoch:
-    losses within 1e-4 relative at every step, final weights within 1e-5; the frozen table never moves."""
-    args = arguments(tmp_path, gradient_accumulation_steps=2, max_grad_norm=0.5, warmup_steps=5)
+@pytest.mark.parametrize("accumulation", [1, 2])  # the one-graph step, and the accumulating graphs
+def test_fifty_steps_match_the_eager_update(tmp_path, accumulation):
+    """Warmup + linear decay, clipping active, weight decay, a short batch every epoch: losses within 1e-4
+    relative at every step, final weights within 1e-5; the frozen table never moves."""
+    args = arguments(tmp_path, gradient_accumulation_steps=accumulation, max_grad_norm=0.5, warmup_steps=5)
     graph_model, eager_model = toy(), toy()
     frozen = graph_model.word_embeddings.weight.asnumpy().copy()
     graph, eager = graph_steps(graph_model, args), EagerUpdate(eager_model, args)
     lr_factor = lr_factor_fn("linear", 5, 50, args.learning_rate)
     stream, norms, short = micro_batch_stream(), [], 0
     for step in range(50):
-        micro_batches = [next(stream), next(stream)]
+        micro_batches = [next(stream) for _ in range(accumulation)]
         short += sum(len(batch["labels"]) < 4 for batch in micro_batches)
         lr = args.learning_rate * lr_factor(step)
-        result = graph.train_step(micro_batches, [2 * step, 2 * step + 1], lr)
+        result = graph.train_step(micro_batches, list(range(accumulation * step, accumulation * (step + 1))), lr)
         eager_loss, eager_norm = eager.step(micro_batches, lr)
         assert result.applied
         assert abs(result.loss - eager_loss) <= 1e-4 * abs(eager_loss), (step, result.loss, eager_loss)
         assert abs(result.grad_norm - eager_norm) <= 1e-4 * eager_norm, step
         norms.append(eager_norm)
-    assert sum(norm > 0.5 for norm in norms) >= 10 and short >= 10  # clipping and padding both exercised
+    assert sum(norm > 0.5 for norm in norms) >= 10 and short >= 5  # clipping and padding both exercised
     expected = to_numpy(trainable_weights(eager_model))
     for name, actual in to_numpy(trainable_weights(graph_model)).items():
         np.testing.assert_allclose(actual, expected[name], rtol=0, atol=1e-5, err_msg=name)
@@ -183,17 +184,21 @@ def test_resuming_from_weights_and_optimizer_state_replays_the_run_with_its_drop
     assert run(without_dropout, 0, 1) != straight_losses[:1]  # the masks did change the run
 
 
-def test_each_graph_is_compiled_and_logged_once_per_shape(tmp_path, capsys):
-    steps = graph_steps(toy(), arguments(tmp_path))
-    for step in range(3):
-        steps.train_step([rows(4 if step < 2 else 2, seed=step)], [step], 1e-2)  # 2 rows: padded, same shape
+@pytest.mark.parametrize("accumulation, graphs", [(1, ()), (2, ("gradient reduction graph",
+                                                                 "optimizer update graph"))])
+def test_each_graph_is_compiled_and_logged_once_per_shape(tmp_path, capsys, accumulation, graphs):
+    """One graph for a whole step without accumulation; with it, the accumulating step graph, the reduction
+    and the update."""
+    steps = graph_steps(toy(), arguments(tmp_path, gradient_accumulation_steps=accumulation))
+    for step in range(3):  # 2 rows: padded, the same shape
+        steps.train_step([rows(4 if step < 2 else 2, seed=step)] * accumulation, [step] * accumulation, 1e-2)
     steps.eval_step(rows(4, seed=0))
     steps.eval_step(rows(5, seed=0))  # more rows than the eval batch size: a new shape
     lines = [line for line in capsys.readouterr().out.splitlines() if "compiled the" in line]
     assert sum("train step graph (input_ids 4×6, attention_mask 4×6, labels 4)" in line for line in lines) == 1
     assert sum("eval step graph" in line for line in lines) == 2
-    assert sum("optimizer update graph" in line for line in lines) == 1
-    assert len(lines) == 5
+    assert all(sum(graph in line for line in lines) == 1 for graph in graphs)
+    assert len(lines) == 3 + len(graphs)
 
 
 class NotCompilable(nn.Cell):

@@ -1,20 +1,22 @@
 """`GraphSteps`: the step engine (steps.py) with the whole optimizer step compiled as MindSpore graphs.
 
 The model must be made of MindSpore Cells that compile in GRAPH_MODE (the native backbones, our encoders
-and heads); mindnlp's modules do not, and run on `EagerSteps`. Five graphs, each compiled on first use, the
-two with the model once per input shape (one log line per compilation):
-  accumulate  one micro-batch: key the dropout masks (layers.DROPOUT_KEY), forward, loss / accumulation
-              steps × loss scale × the shard's share of the global batch, gradients of the trainable
-              parameters only, added to accumulator Parameters;
-  reduce      the accumulated loss and gradients summed over the workers (one all-reduce), unscaled, and
-              the gradients' global norm;
-  update      clipping with torch's clip_grad_norm_ formula and AdamW (or Adam with L2 decay, optim="adam_l2")
-              with torch's formula (optim.AdamW's fused kernel and scalars), then the accumulators cleared;
-  clear       the accumulators cleared without an update (a non-finite step);
-  forward     the eval-mode forward.
-Between reduce and update the host reads the loss and the norm (the Trainer logs both), decides whether
-the step is finite and updates the loss scaler with GradScaler's rule (precision.LossScaler), exactly as
-EagerSteps does.
+and heads); mindnlp's modules do not, and run on `EagerSteps`. Graphs are compiled on first use, those
+with the model once per input shape (one log line per compilation).
+
+Without gradient accumulation a training step is one graph, `Step`: key the dropout masks
+(layers.DROPOUT_KEY), forward, loss × loss scale × the shard's share of the global batch, gradients of the
+trainable parameters only, summed over the workers (one all-reduce), unscaled, their global norm, and, only
+if the loss and the norm are finite, clipping with torch's clip_grad_norm_ formula and AdamW (or Adam with
+L2 decay, optim="adam_l2") with torch's formula (optim.AdamW's fused kernel and scalars). The host then reads
+the loss, the norm and whether the update ran, and updates the loss scaler with GradScaler's rule
+(precision.LossScaler), exactly as EagerSteps does. One launch per step: each launch of a compiled graph
+has a fixed cost, which is most of a small model's step.
+
+With gradient_accumulation_steps > 1 the same pieces are split over four graphs around accumulator
+Parameters: `Accumulate` (one micro-batch's loss / accumulation steps and gradients added to them),
+`Reduce` (all-reduce, unscale, norm, in place), then, as the host decides from the loss and the norm,
+`Update` (clip, optimizer, clear) or `Clear`. The eval-mode forward is a graph of its own.
 
 Fixed shapes: a micro-batch shard is padded to per_device_train_batch_size rows and an eval batch to
 per_device_eval_batch_size rows with copies of the first row whose labels are ignored
@@ -98,6 +100,74 @@ class ScaledLoss(nn.Cell):
         return ops.mul(ops.mul(ops.div(loss, self.accumulation_steps), loss_scale), share)
 
 
+class Reduction(nn.Cell):
+    """(loss, gradients) summed over the workers (one all-reduce), gradients unscaled → (loss, gradients, norm)."""
+
+    def __init__(self, shapes: list, world_size: int, unscale: bool):
+        super().__init__(auto_prefix=False)
+        self.sizes = tuple(int(np.prod(shape)) for shape in shapes)
+        self.all_reduce = ops.AllReduce() if world_size > 1 else None
+        self.unscale = unscale
+
+    def construct(self, loss, grads, inverse_scale):
+        if self.all_reduce is not None:  # one collective for every tensor, as distributed.DataParallel
+            pieces = [ops.reshape(g, (-1,)) for g in grads] + [ops.reshape(loss, (1,))]
+            summed = ops.split(self.all_reduce(ops.cat(pieces)), self.sizes + (1,))
+            grads = tuple(ops.reshape(total, g.shape) for g, total in zip(grads, summed))
+            loss = ops.reshape(summed[-1], ())
+        if self.unscale:
+            grads = tuple(ops.mul(g, inverse_scale) for g in grads)
+        norm = ops.sqrt(ops.addn([ops.reduce_sum(ops.square(g)) for g in grads]))
+        return loss, grads, norm
+
+
+class OptimizerUpdate(nn.Cell):
+    """Clip (when max_grad_norm > 0), then the optimizer's fused step per parameter (decoupled decay where
+    `AdamW.decay_factor` says, or the L2 term added to the gradient)."""
+
+    def __init__(self, optimizer: AdamW, max_grad_norm: float):
+        super().__init__(auto_prefix=False)
+        names = list(optimizer.params)
+        self.params = ParameterTuple(list(optimizer.params.values()))
+        self.exp_avg = ParameterTuple([optimizer.exp_avg[name] for name in names])
+        self.exp_avg_sq = ParameterTuple([optimizer.exp_avg_sq[name] for name in names])
+        self.decay_factors = tuple(optimizer.decay_factor(name) for name in names)
+        self.l2 = optimizer.l2
+        self.beta1, self.beta2 = optimizer.betas
+        self.max_grad_norm = float(max_grad_norm or 0.0)
+        self.adam = ops.AdamWeightDecay()
+
+    def construct(self, grads, norm, lr, eps, decay):
+        clip = self.max_grad_norm > 0  # fixed at compile time
+        coefficient = ops.clamp(ops.div(self.max_grad_norm, ops.add(norm, 1e-6)), max=1.0) if clip else None
+        for index in range(len(self.params)):
+            grad = ops.mul(grads[index], coefficient) if clip else grads[index]
+            grad = with_l2(grad, self.params[index], self.l2)
+            self.adam(self.params[index], self.exp_avg[index], self.exp_avg_sq[index], lr, self.beta1, self.beta2,
+                      eps, ops.mul(decay, self.decay_factors[index]), grad)
+        return norm
+
+
+class Step(nn.Cell):
+    """A whole optimizer step over one micro-batch (no gradient accumulation), one launch: masks keyed by
+    `dropout_key`, forward, gradients, the reduction, and the update only when the loss and the norm are
+    finite (a non-finite step changes no weight and no optimizer state) → (loss, norm, applied)."""
+
+    def __init__(self, loss: ScaledLoss, params: list, reduction: Reduction, update: OptimizerUpdate):
+        super().__init__(auto_prefix=False)
+        self.loss, self.params = loss, ParameterTuple(params)
+        self.reduction, self.update = reduction, update
+
+    def construct(self, dropout_key, share, loss_scale, inverse_scale, lr, eps, decay, *inputs):
+        ops.assign(DROPOUT_KEY.value, dropout_key)  # before the forward reads it (ordered by auto-monad)
+        loss, grads = ops.value_and_grad(self.loss, None, self.params)(share, loss_scale, inputs)
+        loss, grads, norm = self.reduction(loss, grads, inverse_scale)
+        finite = ops.logical_and(ops.isfinite(loss), ops.isfinite(norm))
+        if finite:
+            self.update(grads, norm, lr, eps, decay)
+        return loss, norm, finite
+
+
 class Accumulate(nn.Cell):
     """One micro-batch's loss and gradients added to the accumulators; masks keyed by `dropout_key`."""
 
@@ -107,7 +177,7 @@ class Accumulate(nn.Cell):
         self.params, self.accumulators = ParameterTuple(params), ParameterTuple(accumulators)
 
     def construct(self, dropout_key, share, loss_scale, *inputs):
-        ops.assign(DROPOUT_KEY.value, dropout_key)  # before the forward reads it (ordered by auto-monad)
+        ops.assign(DROPOUT_KEY.value, dropout_key)
         loss, grads = ops.value_and_grad(self.loss, None, self.params)(share, loss_scale, inputs)
         for accumulator, grad in zip(self.accumulators, grads):
             ops.assign_add(accumulator, grad)
@@ -116,27 +186,18 @@ class Accumulate(nn.Cell):
 
 
 class Reduce(nn.Cell):
-    """Accumulated loss and gradients summed over the workers, gradients unscaled in place → (loss, norm)."""
+    """The accumulated loss and gradients through `Reduction`, written back in place → (loss, norm)."""
 
-    def __init__(self, accumulators: list, loss_sum: Parameter, world_size: int, unscale: bool):
+    def __init__(self, accumulators: list, loss_sum: Parameter, reduction: Reduction):
         super().__init__(auto_prefix=False)
-        self.accumulators, self.loss_sum = ParameterTuple(accumulators), loss_sum
-        self.sizes = tuple(int(np.prod(a.shape)) for a in accumulators)
-        self.all_reduce = ops.AllReduce() if world_size > 1 else None
-        self.unscale = unscale
+        self.accumulators, self.loss_sum, self.reduction = ParameterTuple(accumulators), loss_sum, reduction
 
     def construct(self, inverse_scale):
-        if self.all_reduce is not None:  # one collective for every tensor, as distributed.DataParallel
-            pieces = [ops.reshape(a, (-1,)) for a in self.accumulators] + [ops.reshape(self.loss_sum, (1,))]
-            summed = ops.split(self.all_reduce(ops.cat(pieces)), self.sizes + (1,))
-            for accumulator, total in zip(self.accumulators, summed):
-                ops.assign(accumulator, ops.reshape(total, accumulator.shape))
-            ops.assign(self.loss_sum, ops.reshape(summed[-1], ()))
-        if self.unscale:
-            for accumulator in self.accumulators:
-                ops.assign(accumulator, ops.mul(accumulator, inverse_scale))
-        norm = ops.sqrt(ops.addn([ops.reduce_sum(ops.square(a)) for a in self.accumulators]))
-        return self.loss_sum, norm
+        loss, grads, norm = self.reduction(self.loss_sum, tuple(self.accumulators), inverse_scale)
+        for accumulator, grad in zip(self.accumulators, grads):
+            ops.assign(accumulator, grad)
+        ops.assign(self.loss_sum, loss)
+        return loss, norm
 
 
 class Clear(nn.Cell):
@@ -154,31 +215,28 @@ class Clear(nn.Cell):
 
 
 class Update(nn.Cell):
-    """Clip (when max_grad_norm > 0), the optimizer's fused step per parameter (decoupled decay where
-    `AdamW.decay_factor` says, or the L2 term added to the gradient), then clear the accumulators."""
+    """`OptimizerUpdate` with the accumulated gradients, then the accumulators cleared."""
 
-    def __init__(self, optimizer: AdamW, accumulators: list, max_grad_norm: float, clear: Clear):
+    def __init__(self, update: OptimizerUpdate, accumulators: list, clear: Clear):
         super().__init__(auto_prefix=False)
-        names = list(optimizer.params)
-        self.params = ParameterTuple(list(optimizer.params.values()))
-        self.exp_avg = ParameterTuple([optimizer.exp_avg[name] for name in names])
-        self.exp_avg_sq = ParameterTuple([optimizer.exp_avg_sq[name] for name in names])
-        self.accumulators, self.clear = ParameterTuple(accumulators), clear
-        self.decay_factors = tuple(optimizer.decay_factor(name) for name in names)
-        self.l2 = optimizer.l2
-        self.beta1, self.beta2 = optimizer.betas
-        self.max_grad_norm = float(max_grad_norm or 0.0)
-        self.adam = ops.AdamWeightDecay()
+        self.update, self.accumulators, self.clear = update, ParameterTuple(accumulators), clear
 
     def construct(self, norm, lr, eps, decay):
-        clip = self.max_grad_norm > 0  # fixed at compile time
-        coefficient = ops.clamp(ops.div(self.max_grad_norm, ops.add(norm, 1e-6)), max=1.0) if clip else None
-        for index in range(len(self.params)):
-            grad = ops.mul(self.accumulators[index], coefficient) if clip else self.accumulators[index]
-            grad = with_l2(grad, self.params[index], self.l2)
-            self.adam(self.params[index], self.exp_avg[index], self.exp_avg_sq[index], lr, self.beta1, self.beta2,
-                      eps, ops.mul(decay, self.decay_factors[index]), grad)
+        self.update(tuple(self.accumulators), norm, lr, eps, decay)
         return self.clear()
+
+
+class Accumulation:
+    """The graphs of a step over several micro-batches, and the gradient accumulators they share (built only
+    when gradient_accumulation_steps > 1: they cost one more copy of the trainable weights)."""
+
+    def __init__(self, params: dict, reduction: Reduction, update: OptimizerUpdate):
+        self.accumulators = [Parameter(ops.zeros(tuple(p.shape), p.dtype), name=f"accumulated_grad.{name}",
+                                       requires_grad=False) for name, p in params.items()]
+        self.loss_sum = Parameter(Tensor(0.0, mindspore.float32), name="accumulated_loss", requires_grad=False)
+        self.clear = Clear(self.accumulators, self.loss_sum)
+        self.reduce = Reduce(self.accumulators, self.loss_sum, reduction)
+        self.update = Update(update, self.accumulators, self.clear)
 
 
 class GraphSteps:
@@ -189,54 +247,81 @@ class GraphSteps:
         self.loss_scaler, self.parallel = loss_scaler, parallel
         compile_encoders(model, enabled=False)  # their PyNative-only `mindspore.jit` pieces: the graphs hold them
         self.optimizer = build_optimizer(params, args)
-        self.accumulators = [Parameter(ops.zeros(tuple(p.shape), p.dtype), name=f"accumulated_grad.{name}",
-                                       requires_grad=False) for name, p in params.items()]
-        self.loss_sum = Parameter(Tensor(0.0, mindspore.float32), name="accumulated_loss", requires_grad=False)
-        self.clear = Clear(self.accumulators, self.loss_sum)
-        self.reduce = Reduce(self.accumulators, self.loss_sum, parallel.world_size, loss_scaler.kind != "none")
-        self.update = Update(self.optimizer, self.accumulators, args.max_grad_norm, self.clear)
-        self.accumulate_graphs, self.forward_graphs = {}, {}  # by input column names
+        self.reduction = Reduction([p.shape for p in params.values()], parallel.world_size,
+                                   loss_scaler.kind != "none")
+        self.optimizer_update = OptimizerUpdate(self.optimizer, args.max_grad_norm)
+        self.accumulation = None if args.gradient_accumulation_steps == 1 else \
+            Accumulation(params, self.reduction, self.optimizer_update)
+        self.step_graphs, self.forward_graphs = {}, {}  # by input column names
         self.compiled = set()  # (graph, input shapes and dtypes) already compiled
         self.compile_seconds = {}  # label of each compiled graph → seconds its compilation took
 
     # ---- training -------------------------------------------------------------------------------
     def train_step(self, micro_batches: list, seeds: list, lr: float) -> StepResult:
+        if self.accumulation is None:
+            (batch,), (seed,) = micro_batches, seeds
+            return self._whole_step(batch, seed, lr)
         for batch, seed in zip(micro_batches, seeds, strict=True):
-            self._accumulate(batch, seed)
-        inverse_scale = Tensor(1.0 / self.loss_scaler.loss_scale, mindspore.float32)
-        loss_sum, norm = self._launch(self.reduce, "gradient reduction graph", inverse_scale)
+            columns, inputs = self._micro_batch(batch, seed)
+            names = tuple(columns)
+            if names not in self.step_graphs:
+                loss = ScaledLoss(ModelCall(self.model, names), self.args.gradient_accumulation_steps)
+                self.step_graphs[names] = Accumulate(loss, list(self.params.values()),
+                                                     self.accumulation.accumulators, self.accumulation.loss_sum)
+            self._launch(self.step_graphs[names], f"train step graph ({describe(columns)})", *inputs, training=True)
+        loss_sum, norm = self._launch(self.accumulation.reduce, "gradient reduction graph", self._inverse_scale())
         step_loss = float(loss_sum.asnumpy()) / self.loss_scaler.loss_scale
         grad_norm = float(norm.asnumpy())
         finite = math.isfinite(step_loss) and math.isfinite(grad_norm)
         if not finite and not self.loss_scaler.skips_non_finite:
-            self._launch(self.clear, "gradient clearing graph")
+            self._launch(self.accumulation.clear, "gradient clearing graph")
             return StepResult(step_loss, grad_norm, applied=False)
         self.loss_scaler.update(finite)
         if finite:
             scalars = [Tensor(value, mindspore.float32) for value in self.optimizer.advance(lr)]
-            self._launch(self.update, "optimizer update graph", norm, *scalars)
+            self._launch(self.accumulation.update, "optimizer update graph", norm, *scalars)
         else:  # an fp16 overflow: skipped, as GradScaler skips it
-            self._launch(self.clear, "gradient clearing graph")
+            self._launch(self.accumulation.clear, "gradient clearing graph")
         return StepResult(step_loss, grad_norm, applied=finite)
 
-    def _accumulate(self, global_batch: dict, seed: int) -> None:
-        """This worker's shard of a global micro-batch, weighted by its share of the batch so that the sum
-        over workers is the whole batch's loss and gradient, padded to the per-device batch size."""
+    def _whole_step(self, batch: dict, seed: int, lr: float) -> StepResult:
+        """The step in one graph, which applies the update only if the step is finite; the optimizer's step
+        count moves only then."""
+        columns, inputs = self._micro_batch(batch, seed)
+        names = tuple(columns)
+        if names not in self.step_graphs:
+            loss = ScaledLoss(ModelCall(self.model, names), 1)
+            self.step_graphs[names] = Step(loss, list(self.params.values()), self.reduction, self.optimizer_update)
+        scale = self.loss_scaler.loss_scale
+        scalars = [Tensor(value, mindspore.float32)
+                   for value in self.optimizer.kernel_scalars(lr, self.optimizer.step_count + 1)]
+        key, share, loss_scale, *columns_in = inputs
+        loss, norm, finite = self._launch(self.step_graphs[names], f"train step graph ({describe(columns)})", key,
+                                          share, loss_scale, self._inverse_scale(), *scalars, *columns_in,
+                                          training=True)
+        applied = bool(finite.asnumpy())
+        if applied:
+            self.optimizer.step_count += 1
+        if applied or self.loss_scaler.skips_non_finite:  # a non-finite step without a scaler ends the run
+            self.loss_scaler.update(applied)
+        return StepResult(float(loss.asnumpy()) / scale, float(norm.asnumpy()), applied=applied)
+
+    def _inverse_scale(self) -> Tensor:
+        return Tensor(1.0 / self.loss_scaler.loss_scale, mindspore.float32)
+
+    def _micro_batch(self, global_batch: dict, seed: int) -> tuple:
+        """(padded columns, graph inputs) of this worker's shard of a global micro-batch: the dropout key, the
+        shard's share of the batch (so that the sum over workers is the whole batch's loss and gradient), the
+        loss scale and the columns padded to the per-device batch size."""
         per_device = self.args.per_device_train_batch_size
         shard = {name: self.parallel.shard(values, per_device) for name, values in global_batch.items()}
         share = row_count(shard) / row_count(global_batch)
         if row_count(shard) == 0:  # a short last batch left this worker nothing: real rows, zero weight
             shard = {name: values[:1] for name, values in global_batch.items()}
         inputs = pad_rows(shard, per_device)
-        names = tuple(inputs)
-        if names not in self.accumulate_graphs:
-            loss = ScaledLoss(ModelCall(self.model, names), self.args.gradient_accumulation_steps)
-            self.accumulate_graphs[names] = Accumulate(loss, list(self.params.values()), self.accumulators,
-                                                       self.loss_sum)
         dropout_key = Tensor(np.array([self.args.seed, seed, self.parallel.rank], np.int64))
-        self._launch(self.accumulate_graphs[names], f"train step graph ({describe(inputs)})", dropout_key,
-                     Tensor(share, mindspore.float32), Tensor(self.loss_scaler.loss_scale, mindspore.float32),
-                     *to_tensors(inputs), training=True)
+        return inputs, [dropout_key, Tensor(share, mindspore.float32),
+                               Tensor(self.loss_scaler.loss_scale, mindspore.float32), *to_tensors(inputs)]
 
     # ---- evaluation and state -------------------------------------------------------------------
     def eval_step(self, batch: dict):

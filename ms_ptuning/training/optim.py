@@ -55,12 +55,16 @@ class AdamW:
         return 1.0 if self.decoupled_weight_decay and decays(name) else 0.0
 
     def advance(self, lr: float) -> tuple:
-        """Count one step; the fused kernel's (lr', eps', weight decay') for it. A compiled step calls this
-        and runs the kernel in its graph."""
+        """Count one step; the fused kernel's (lr', eps', weight decay') for it."""
         self.step_count += 1
+        return self.kernel_scalars(lr, self.step_count)
+
+    def kernel_scalars(self, lr: float, step: int) -> tuple:
+        """The fused kernel's (lr', eps', weight decay') for step number `step` (from 1). A compiled step
+        passes them to the kernel in its graph."""
         beta1, beta2 = self.betas
-        bias_correction1 = 1 - beta1 ** self.step_count
-        bias_correction2_sqrt = math.sqrt(1 - beta2 ** self.step_count)
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
         kernel_lr = lr * bias_correction2_sqrt / bias_correction1
         kernel_eps = self.eps * bias_correction2_sqrt
         kernel_decay = lr * self.weight_decay / kernel_lr if kernel_lr else 0.0  # lr = 0: no step, no decay
