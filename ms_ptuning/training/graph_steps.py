@@ -182,7 +182,7 @@ class Accumulate(nn.Cell):
         self.params, self.accumulators = ParameterTuple(params), ParameterTuple(accumulators)
 
     def construct(self, dropout_key, share, loss_scale, *inputs):
-        ops.assign(DROPOUT_KEY.value, dropout_key)
+        ops.assign(DROPOUT_KEY.value, dropout_key)  # before the forward reads it (ordered by auto-monad)
         loss, grads = ops.value_and_grad(self.loss, None, self.params)(share, loss_scale, inputs)
         for accumulator, grad in zip(self.accumulators, grads):
             ops.assign_add(accumulator, grad)
