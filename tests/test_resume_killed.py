@@ -71,16 +71,21 @@ def finish(process: subprocess.Popen) -> None:
 
 
 def kill_after_checkpoint(process: subprocess.Popen, output_dir: str, step: int, fraction: float) -> str:
-    """SIGKILL a `fraction` of one step's interval after checkpoint-`step` appears: somewhere in the next step,
-    its evaluation, or its checkpoint write and pruning. The interval is the one measured between checkpoint-`step`
-    and the one before it, so the kill lands before the run can end however fast this machine steps."""
-    appeared = []
-    for wanted in (step - 1, step):
-        while not os.path.isdir(os.path.join(output_dir, f"checkpoint-{wanted}")):
-            assert process.poll() is None, f"the run ended before checkpoint-{wanted}: {log_tail(process)}"
-            time.sleep(0.001)
-        appeared.append(time.monotonic())
-    delay = fraction * (appeared[1] - appeared[0])
+    """SIGKILL a `fraction` of one step after checkpoint-`step` appears: somewhere in the next step, its
+    evaluation, or its checkpoint write and pruning. A step is the shortest interval seen between two
+    consecutive checkpoints (one without an evaluation or a compilation in it), so with four steps left the kill
+    lands before the run can end however fast this machine steps."""
+    appeared = {}
+    while step not in appeared:
+        assert process.poll() is None, f"the run ended before checkpoint-{step}: {log_tail(process)}"
+        for name in os.listdir(output_dir) if os.path.isdir(output_dir) else []:
+            number = name.removeprefix("checkpoint-")
+            if number.isdigit():
+                appeared.setdefault(int(number), time.monotonic())
+        time.sleep(0.001)
+    intervals = [appeared[n] - appeared[n - 1] for n in appeared if n - 1 in appeared]
+    assert intervals, f"no two consecutive checkpoints were seen: {sorted(appeared)}"
+    delay = fraction * min(intervals)
     time.sleep(delay)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
