@@ -163,7 +163,7 @@ class Step(nn.Cell):
         self.loss, self.params = loss, ParameterTuple(params)
         self.reduction, self.update = reduction, update
 
-    def construct(self, dropout_key, share, loss_scale, inverse_scale, lr, eps, decay, *inputs):
+    def construct(self, inverse_scale, lr, eps, decay, dropout_key, share, loss_scale, *inputs):
         ops.assign(DROPOUT_KEY.value, dropout_key)  # before the forward reads it (ordered by auto-monad)
         loss, grads = ops.value_and_grad(self.loss, None, self.params)(share, loss_scale, inputs)
         loss, grads, norm = self.reduction(loss, grads, inverse_scale)
@@ -300,10 +300,8 @@ class GraphSteps:
         scale = self.loss_scaler.loss_scale
         scalars = [Tensor(value, mindspore.float32)
                    for value in self.optimizer.kernel_scalars(lr, self.optimizer.step_count + 1)]
-        key, share, loss_scale, *columns_in = inputs
-        loss, norm, finite = self._launch(self.step_graphs[names], f"train step graph ({describe(columns)})", key,
-                                          share, loss_scale, self._inverse_scale(), *scalars, *columns_in,
-                                          training=True)
+        loss, norm, finite = self._launch(self.step_graphs[names], f"train step graph ({describe(columns)})",
+                                          self._inverse_scale(), *scalars, *inputs, training=True)
         applied = bool(finite.asnumpy())
         if applied:
             self.optimizer.step_count += 1
