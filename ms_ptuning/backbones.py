@@ -10,7 +10,7 @@ import transformers
 
 from .safe_loading import WeightsFileError, check_safetensors, pickle_files
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "deberta", "deberta-v2", "gpt2")
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "deberta", "deberta-v2", "gpt2", "llama", "qwen2")
 
 
 class BackboneLoadError(OSError):
@@ -103,6 +103,8 @@ def input_positions(config) -> int | None:
     """How many token positions the backbone embeds (None: relative positions only, no limit)."""
     if config.model_type == "gpt2":
         return config.n_positions
+    if config.model_type in ("llama", "qwen2"):  # rotary: nothing to run out of, trained on max_position_embeddings
+        return None
     if config.model_type in ("deberta", "deberta-v2") and not config.position_biased_input:
         return None
     if config.model_type == "roberta":  # positions start after padding_idx

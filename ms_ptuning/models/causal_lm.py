@@ -1,7 +1,12 @@
-"""GPT-2 language model (summarization as `[CLS] article [SEP] summary [SEP]`) in finetune / prefix / prompt mode.
+"""Causal language model over a decoder backbone (GPT-2, Llama, Qwen2) in finetune / prefix / prompt mode; GPT-2
+summarization trains it as `[CLS] article [SEP] summary [SEP]`.
+
+The LM head is the token embedding (tied: GPT-2, and Llama / Qwen2 with `tie_word_embeddings`) or the
+checkpoint's own `lm_head.weight` (V, H) (Llama / Qwen2 untied, Hugging Face's name). It trains with the
+backbone: in prefix/prompt mode it stays frozen, as peft freezes every base weight.
 
 Positions: with a prefix of length P in the attention cache, or P prompts in front of the embeddings,
-Hugging Face GPT-2 numbers the real tokens from P, and so do training, the torch reference and the
+Hugging Face GPT-2 (and Llama / Qwen2: rotary phases) numbers the real tokens from P, and so do training, the torch reference and the
 cached decoding in `ms_ptuning.generation` (which passes the same positions explicitly under left padding).
 GPT-2 therefore needs `n_positions >= P + sequence length`.
 
@@ -14,9 +19,11 @@ from mindspore import ops
 
 from ..config import PTuningConfig
 from ..losses import token_nll
+from ..layers import Linear
 from .base import PTuningHead
 
 _MATMUL_NT = ops.MatMul(transpose_b=True)
+DECODER_MODEL_TYPES = ("gpt2", "llama", "qwen2")
 
 
 def last_position(hidden):
@@ -25,24 +32,33 @@ def last_position(hidden):
 
 
 class CausalLM(PTuningHead):
-    """Backbone hidden states → logits through the tied token embedding (GPT-2's LM head is `wte`).
+    """Backbone hidden states → logits through the tied token embedding or an untied `lm_head`.
 
-    In prefix/prompt mode the backbone, and with it the tied LM head, stays frozen; only the prefix or
-    prompt encoder trains.
+    In prefix/prompt mode the backbone, and with it the LM head, stays frozen; only the prefix or prompt
+    encoder trains.
     """
 
     head_name = "causal_lm"
 
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None, return_logits: bool = True):
-        if backbone.config.model_type != "gpt2":
-            raise ValueError(f"a causal LM needs a decoder-only backbone such as GPT2Model, not a "
-                             f"{backbone.config.model_type!r} model")
+        model_config = backbone.config
+        if model_config.model_type not in DECODER_MODEL_TYPES:
+            raise ValueError(f"a causal LM needs a decoder-only backbone ({', '.join(DECODER_MODEL_TYPES)}), not a "
+                             f"{model_config.model_type!r} model")
+        if compute_dtype is not None and model_config.model_type != "gpt2":
+            raise ValueError(f"mixed precision is not implemented for {model_config.model_type} causal LMs yet; "
+                             "pass --mixed_precision no")
         super().__init__(backbone, config, compute_dtype)
         self.return_logits = return_logits
+        self.lm_head = None
+        if not getattr(model_config, "tie_word_embeddings", True):
+            # Hugging Face's `lm_head` (Linear(H, V), no bias), N(0, initializer_range) until a checkpoint's is loaded
+            self.lm_head = Linear(model_config.hidden_size, model_config.vocab_size, bias=False, std=self.init_std)
+            self.lm_head.weight.requires_grad = config.trains_backbone
 
     def lm_logits(self, hidden):
-        """(..., H) → (..., V): one 2-D MatMul against the tied (V, H) embedding."""
-        weight = self.backbone.word_embedding_weight
+        """(..., H) → (..., V): one 2-D MatMul against the (V, H) output embedding."""
+        weight = self.backbone.word_embedding_weight if self.lm_head is None else self.lm_head.weight
         logits = _MATMUL_NT(ops.reshape(hidden, (-1, hidden.shape[-1])), weight)
         return ops.reshape(logits, hidden.shape[:-1] + (weight.shape[0],))
 

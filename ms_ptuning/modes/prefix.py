@@ -7,6 +7,15 @@ from ..encoders import PrefixEncoder
 from .base import PromptedBackbone
 
 
+def cached_heads(model_config) -> tuple:
+    """(heads, head_dim) of the backbone's attention cache, which the prefix fills: with grouped-query attention
+    (Llama / Qwen2's `num_key_value_heads` < `num_attention_heads`) only the key/value heads, as peft's prefix
+    tuning sizes it (2·L·kv_heads·head_dim numbers per virtual token)."""
+    heads = model_config.num_attention_heads
+    head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // heads
+    return getattr(model_config, "num_key_value_heads", None) or heads, head_dim
+
+
 class PrefixTuning(PromptedBackbone):
     """The frozen backbone attends over P prefix keys/values before the real tokens of every layer. The
     prefix lives only in the attention (Hugging Face's past keys/values), so the outputs are the real
@@ -15,13 +24,13 @@ class PrefixTuning(PromptedBackbone):
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
         super().__init__(backbone, config, compute_dtype)
         model_config = self.backbone.config
-        self.prefix_encoder = PrefixEncoder(config.pre_seq_len, model_config.num_hidden_layers,
-                                            model_config.num_attention_heads, model_config.hidden_size,
-                                            config.prefix_projection, config.prefix_hidden_size,
+        heads, head_dim = cached_heads(model_config)
+        self.prefix_encoder = PrefixEncoder(config.pre_seq_len, model_config.num_hidden_layers, heads,
+                                            heads * head_dim, config.prefix_projection, config.prefix_hidden_size,
                                             config.prefix_dropout, init_std=model_config.initializer_range)
 
     def backbone_inputs(self, input_ids, attention_mask, token_type_ids, position_ids) -> tuple:
-        rows = ops.unstack(self.prefix_encoder(input_ids.shape[0]), 0)  # 2L × (B, heads, P, head_dim)
+        rows = ops.unstack(self.prefix_encoder(input_ids.shape[0]), 0)  # 2L × (B, kv heads, P, head_dim)
         prefix_key_values = tuple((rows[2 * layer], rows[2 * layer + 1]) for layer in range(self.num_layers))
         attention_mask, position_ids = self.behind_virtual_tokens(attention_mask, position_ids)
         return input_ids, None, attention_mask, token_type_ids, position_ids, prefix_key_values

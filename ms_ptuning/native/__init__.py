@@ -1,4 +1,4 @@
-"""Native MindSpore BERT, RoBERTa and GPT-2 backbones that GRAPH_MODE compiles.
+"""Native MindSpore BERT, RoBERTa, GPT-2 and Llama / Qwen2 backbones that GRAPH_MODE compiles.
 
 mindnlp loads the model (config, tokenizer, safetensors weights); `to_native` moves its weights into these
 Cells, whose parameter names are Hugging Face's, so one checkpoint or adapter serves them, the eager mindnlp
@@ -12,10 +12,11 @@ modes drive:
   L pairs (key, value) of (B, heads, P, head_dim) in front of each layer's own; `attention_mask` then covers
   P + T and default positions continue after P as Hugging Face's do after a past of length P;
 - `pool(sequence_output) -> (B, H) or None`;
-- GPT-2 only: `decode(...) -> (hidden, present_key_values)`, the same forward returning its key/value cache
-  (op by op in PyNative it is slow: over a second per GPT-2-small token); compiled, `GPT2Prefill` runs the
+- decoders (GPT-2, Llama / Qwen2) only: `decode(...) -> (hidden, present_key_values)`, the same forward
+  returning its key/value cache (op by op in PyNative it is slow: over a second per GPT-2-small token); compiled, `GPT2Prefill` runs the
   prompt and `GPT2StaticStep` each next token against a fixed-size cache (`fixed_size_cache`), one graph
-  per (batch, cache size).
+  per (batch, cache size); `NativeLlama` has the same `decode` / `decode_static` (its caches hold the
+  `num_key_value_heads` heads of grouped-query attention).
 
 Compile Cells whose outputs are tensors only, not these backbones themselves (their `construct` returns a
 None pooled output for GPT-2, or BERT without a pooler): MindSpore 2.7 returns a None from a compiled graph

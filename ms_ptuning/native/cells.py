@@ -14,6 +14,8 @@ from mindspore.common.initializer import initializer
 
 from . import functional as F
 
+_MATMUL_NT = ops.MatMul(transpose_b=True)
+
 
 def empty_parameter(shape: tuple, name: str) -> Parameter:
     return Parameter(initializer("zeros", shape, mstype.float32), name=name)
@@ -47,16 +49,20 @@ class Embedding(nn.Cell):
 
 
 class Linear(nn.Cell):
-    """torch's nn.Linear: weight (out, in), bias (out,)."""
+    """torch's nn.Linear: weight (out, in), bias (out,) unless `bias=False`."""
 
     compute_dtype = None
 
-    def __init__(self, in_features: int, out_features: int):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
         self.weight = empty_parameter((out_features, in_features), "weight")
-        self.bias = empty_parameter((out_features,), "bias")
+        self.bias = empty_parameter((out_features,), "bias") if bias else None
 
     def construct(self, x):
+        if self.bias is None:
+            product = F.low_precision_product(_MATMUL_NT, ops.reshape(x, (-1, x.shape[-1])), self.weight,
+                                              self.compute_dtype)
+            return ops.reshape(product, x.shape[:-1] + (self.weight.shape[0],))
         return F.linear(x, self.weight, self.bias, self.compute_dtype)
 
 

@@ -8,8 +8,10 @@ holds it. The mindnlp model is left without parameters and must not be used agai
 from .bert import NativeBert, NativeRoberta
 from .functional import ACTIVATIONS
 from .gpt2 import NativeGPT2
+from .llama import LLAMA_MODEL_TYPES, NativeLlama, check_llama_config
 
-NATIVE_MODEL_TYPES = {"bert": NativeBert, "roberta": NativeRoberta, "gpt2": NativeGPT2}
+NATIVE_MODEL_TYPES = {"bert": NativeBert, "roberta": NativeRoberta, "gpt2": NativeGPT2, "llama": NativeLlama,
+                      "qwen2": NativeLlama}
 
 
 def check_native_config(config) -> None:
@@ -18,6 +20,11 @@ def check_native_config(config) -> None:
     if model_type not in NATIVE_MODEL_TYPES:
         raise ValueError(f"no native backbone for model type {model_type!r}; native backbones exist for "
                          f"{', '.join(NATIVE_MODEL_TYPES)} (other models run on the eager mindnlp backend)")
+    if model_type in LLAMA_MODEL_TYPES:
+        unsupported = check_llama_config(config)
+        if unsupported:
+            raise ValueError(f"the native {model_type} backbone does not support: {'; '.join(unsupported)}")
+        return
     activation = config.activation_function if model_type == "gpt2" else config.hidden_act
     unsupported = []
     if activation not in ACTIVATIONS:
@@ -35,8 +42,8 @@ def check_native_config(config) -> None:
 def build_native(config, add_pooling_layer: bool = True):
     """An empty native backbone for `config` (parameters uninitialised until weights are moved in)."""
     check_native_config(config)
-    if config.model_type == "gpt2":
-        return NativeGPT2(config)
+    if config.model_type == "gpt2" or config.model_type in LLAMA_MODEL_TYPES:
+        return NATIVE_MODEL_TYPES[config.model_type](config)
     return NATIVE_MODEL_TYPES[config.model_type](config, add_pooling_layer)
 
 
@@ -60,7 +67,8 @@ def _mismatches(sources: dict, targets: dict, model_type: str) -> list:
 
 
 def to_native(model):
-    """The native Cell for a loaded mindnlp BertModel / RobertaModel / GPT2Model, holding its weights.
+    """The native Cell for a loaded mindnlp BertModel / RobertaModel / GPT2Model / LlamaModel / Qwen2Model,
+    holding its weights.
 
     Names, shapes and the set of parameters must match exactly (a model with a pruned head or an extra
     module is refused, naming the tensors); `requires_grad` carries over."""
