@@ -12,7 +12,8 @@ transformers numbers the real tokens from P; prompts are prepended to the input 
 transformers' own (`labels=`; in prompt mode the prompts' labels are -100). Written to
 `reference.safetensors`: `logits` (B, T, V) of the real tokens, `loss`, `grad.<name>` of what trains (the
 table, or every weight in finetune mode); to `generations.json` one list of generated ids per generate entry
-(transformers' `generate`, prompts left-padded, the stop token and what follows it cut).
+(transformers' `generate`, prompts left-padded, the stop token and what follows it cut). A spec with a
+"train" entry (TrainingArguments values) instead trains the prefix (`train`).
 """
 
 import json
@@ -89,6 +90,36 @@ def generate(model, mode: str, tables: dict, request: dict) -> list:
     return generations
 
 
+def train(model, table, workdir: str, settings: dict) -> None:
+    """P-tuning v2 as a torch user runs it on transformers' model: the prefix table alone trains, with
+    `torch.optim.AdamW` (weight decay on the table), `transformers.get_scheduler` and `clip_grad_norm_`, over
+    the micro-batches in `order` (steps, accumulation, batch). Writes reference_training.safetensors: the loss
+    (summed micro-batch losses / accumulation) and gradient norm before clipping per step, the final table."""
+    arrays = load_file(os.path.join(workdir, "training_data.safetensors"))
+    columns = {name[len("data."):]: value for name, value in arrays.items() if name.startswith("data.")}
+    optimizer = torch.optim.AdamW([table], lr=settings["learning_rate"], eps=settings["adam_epsilon"],
+                                  betas=(settings["adam_beta1"], settings["adam_beta2"]),
+                                  weight_decay=settings["weight_decay"])
+    scheduler = transformers.get_scheduler(settings["lr_scheduler_type"], optimizer,
+                                           num_warmup_steps=settings["warmup_steps"],
+                                           num_training_steps=len(arrays["order"]))
+    accumulation = settings["gradient_accumulation_steps"]
+    losses, norms = [], []
+    for step_batches in arrays["order"]:
+        step_loss = 0.0
+        for indices in step_batches:
+            _, loss = forward(model, "prefix", {"prefix": table}, {k: v[indices] for k, v in columns.items()})
+            (loss / accumulation).backward()
+            step_loss += float(loss.detach()) / accumulation
+        norms.append(float(torch.nn.utils.clip_grad_norm_([table], settings["max_grad_norm"])))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        losses.append(step_loss)
+    save_file({"loss": torch.tensor(losses, dtype=torch.float64), "grad_norm": torch.tensor(norms, dtype=torch.float64),
+               "weight.prefix": table.detach().contiguous()}, os.path.join(workdir, "reference_training.safetensors"))
+
+
 def run(workdir: str) -> None:
     with open(os.path.join(workdir, "spec.json")) as handle:
         spec = json.load(handle)
@@ -99,6 +130,10 @@ def run(workdir: str) -> None:
     model.load_state_dict(weights, strict=not config.tie_word_embeddings)  # tied: lm_head.weight is embed_tokens
     model.eval()
     mode = spec["mode"]
+    if "train" in spec:
+        model.requires_grad_(False)
+        train(model, tables["prefix"].requires_grad_(True), workdir, spec["train"])
+        return
     batch = load_file(os.path.join(workdir, "batch.safetensors"))
     for table in tables.values():
         table.requires_grad_(True)

@@ -2,7 +2,8 @@
 (tests/llama_reference.py, one process for every case), fp32, in prefix (a past of length P), prompt and
 finetune mode, on both backends: eager (the mindnlp model op by op) and graph (the native Cells, forward and
 backward as one compiled graph, decoding on the static cache). Logits within 1e-5, the trainable gradients
-within 1e-4 relative, greedy and beam search token for token equal to transformers' `generate`.
+within 1e-4 relative, greedy and beam search token for token equal to transformers' `generate`, and 50
+prefix-tuning steps on the graph backend following transformers' model trained with torch's AdamW.
 
 The tiny configs cover grouped-query attention (Llama: 2 key/value heads for 4 query heads; Qwen2: 1, i.e.
 multi-query), Qwen2's q/k/v biases, Llama's o_proj/MLP biases (`attention_bias`, `mlp_bias`), rope_theta,
@@ -26,6 +27,8 @@ from ms_ptuning.generation import GenerationConfig, generate
 from ms_ptuning.native import build_native
 from ms_ptuning.parity import (build_model, compiled_forward_and_grads, differences, native_twin,
                                output_differences)
+from ms_ptuning.parity_training import SETTINGS, micro_batch_order, trainer_run, training_data
+from ms_ptuning.training import GraphSteps
 from ms_ptuning.weights import assign_weights, named_weights
 
 VOCAB, EOS, PAD = 97, 5, 0
@@ -108,7 +111,8 @@ def our_names(reference: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    """(config, mode) → (eager model, graph twin, reference outputs, reference generations per search)."""
+    """(config, mode) → (eager model, graph twin, reference outputs, reference generations per search), and
+    "training" → ((graph model, training columns), the reference's 50-step run)."""
     root = tmp_path_factory.mktemp("llama_parity")
     models, workdirs = {}, {}
     for index, (config_name, mode) in enumerate(CASES):
@@ -124,16 +128,59 @@ def cases(tmp_path_factory):
         requests = [dict(prompts=PROMPTS, eos_token_id=EOS, pad_token_id=PAD, **SEARCHES[search]) for search in SEARCHES]
         with open(workdir / "spec.json", "w") as handle:
             json.dump({"config": config.to_dict(), "mode": mode, "generate": requests}, handle)
+    training = workdirs["training"] = root / "training"
+    training_model = write_training_case(training)
     script = os.path.join(os.path.dirname(__file__), "llama_reference.py")
     finished = subprocess.run([sys.executable, script, *map(str, workdirs.values())], capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr[-4000:]
-    results = {}
+    results = {"training": (training_model, load_file(str(training / "reference_training.safetensors")))}
     for key, workdir in workdirs.items():
+        if key == "training":
+            continue
         with open(workdir / "generations.json") as handle:
             generations = dict(zip(SEARCHES, json.load(handle)))
         twin = native_twin(models[key], "causal_lm", CONFIGS[key[0]], MODES[key[1]])
         results[key] = (models[key], twin, our_names(load_file(str(workdir / "reference.safetensors"))), generations)
     return results
+
+
+TRAINING_STEPS = 50
+TRAINING_SETTINGS = {**SETTINGS, "learning_rate": 2e-2, "max_grad_norm": 0.15}  # norms here: 0.1-0.2
+
+
+def write_training_case(workdir):
+    """The 50-step prefix run's inputs for the reference (Llama config); returns the graph-backend model
+    holding the same starting weights."""
+    workdir.mkdir()
+    config, ptuning = CONFIGS["llama"], MODES["prefix"]
+    model = build_model("causal_lm", config, ptuning, backend="graph")
+    arrays = random_weights(model, 99)
+    assign_weights(model, arrays, source="test weights")
+    save_file(hugging_face_names(arrays, config), str(workdir / "weights.safetensors"))
+    columns = training_data("causal_lm", config)
+    order = micro_batch_order(len(columns["input_ids"]), TRAINING_SETTINGS, TRAINING_STEPS)
+    save_file({"order": order, **{f"data.{name}": np.ascontiguousarray(v) for name, v in columns.items()}},
+              str(workdir / "training_data.safetensors"))
+    with open(workdir / "spec.json", "w") as handle:
+        json.dump({"config": config.to_dict(), "mode": "prefix", "train": TRAINING_SETTINGS}, handle)
+    return model, columns
+
+
+def test_fifty_prefix_steps_on_graph_follow_transformers_with_torch(cases, tmp_path):
+    """The real Trainer on the compiled step engine (GraphSteps: accumulation, clipping, warmup and decay,
+    AdamW with weight decay) against transformers' LlamaForCausalLM trained with torch's AdamW from the same
+    start on the same micro-batches: per-step losses and final prefix within 1e-4 relative."""
+    (model, columns), reference = cases["training"]
+    losses, norms, weights = trainer_run(model, columns, TRAINING_SETTINGS, TRAINING_STEPS, str(tmp_path), GraphSteps)
+    loss_rel = np.abs(losses - reference["loss"]) / np.abs(reference["loss"])
+    norm_rel = np.abs(norms - reference["grad_norm"]) / np.abs(reference["grad_norm"])
+    table = weights["encoder.prefix_encoder.embedding.weight"]
+    weight_rel = np.abs(table - reference["weight.prefix"]).max() / np.abs(reference["weight.prefix"]).max()
+    print(f"{TRAINING_STEPS} prefix steps, graph vs torch: loss max-rel {loss_rel.max():.1e}, grad norm max-rel "
+          f"{norm_rel.max():.1e}, final prefix rel {weight_rel:.1e}, loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    assert len(losses) == TRAINING_STEPS and losses[-10:].mean() < losses[:10].mean() - 0.1  # it trains
+    assert (norms > TRAINING_SETTINGS["max_grad_norm"]).any()  # clipping acts
+    assert loss_rel.max() <= 1e-4 and norm_rel.max() <= 1e-4 and weight_rel <= 1e-4
 
 
 TRAINABLE = {"prefix": 1, "prompt": 1, "finetune": {"llama": 35, "qwen2": 26}}  # finetune: every weight
@@ -154,9 +201,16 @@ def test_logits_loss_and_gradients_match_transformers(cases, config_name, mode, 
     assert result["num_trainable_tensors"] == expected
 
 
-@pytest.mark.parametrize("search", SEARCHES)
-@pytest.mark.parametrize("backend", ["eager", "graph"])
-@pytest.mark.parametrize("config_name, mode", CASES)
+# Each (model, backend, search) costs seconds (graph: two compilations; eager: op by op), so a spread, not the
+# full product: every mode and search on the graph backend, every mode on eager, both configs throughout.
+GENERATION_CASES = [("llama", "prefix", "graph", "greedy"), ("llama", "prefix", "graph", "beam"),
+                    ("qwen2", "prefix", "graph", "greedy"), ("qwen2", "prefix", "graph", "beam"),
+                    ("llama", "prompt", "graph", "greedy"), ("qwen2", "finetune", "graph", "beam"),
+                    ("qwen2", "prefix", "eager", "greedy"), ("llama", "prefix", "eager", "beam"),
+                    ("qwen2", "prompt", "eager", "beam"), ("llama", "finetune", "eager", "greedy")]
+
+
+@pytest.mark.parametrize("config_name, mode, backend, search", GENERATION_CASES)
 def test_generation_equals_transformers_generate(cases, config_name, mode, backend, search):
     model, twin, _, reference = cases[config_name, mode]
     config = GenerationConfig(eos_token_id=EOS, pad_token_id=PAD, batch_size=len(PROMPTS), **SEARCHES[search])
@@ -166,7 +220,7 @@ def test_generation_equals_transformers_generate(cases, config_name, mode, backe
 
 
 def test_graph_backend_runs_the_native_llama(cases):
-    assert {type(twin.backbone).__name__ for _, twin, _, _ in cases.values()} == {"NativeLlama"}
+    assert {type(cases[case][1].backbone).__name__ for case in CASES} == {"NativeLlama"}
 
 
 def test_prefix_holds_the_key_value_heads_only(cases):

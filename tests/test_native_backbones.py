@@ -253,7 +253,7 @@ def test_to_native_refuses_what_it_cannot_run():
     model.pooler.dense.bias = None  # a module that is not the stock BertModel
     with pytest.raises(ValueError, match=r"only in the native bert: \['pooler.dense.bias'\]"):
         to_native(model)
-    assert sorted(NATIVE_MODEL_TYPES) == ["bert", "gpt2", "roberta"]
+    assert sorted(NATIVE_MODEL_TYPES) == ["bert", "gpt2", "llama", "qwen2", "roberta"]
 
 
 def rss_mb() -> float:
