@@ -27,6 +27,7 @@ from .encoders.folding import fold_encoders
 from .execution import choose_backend
 from .inference import EagerForward, GraphForward
 from .models import HEADS
+from .models.causal_lm import load_lm_head
 from .predictors import PREDICTORS
 from .tasks.files import Where
 from .weights import count_parameters, named_weights, trainable_weights
@@ -104,6 +105,8 @@ def load_adapter(directory: str, model_name_or_path: str = None, text_column_nam
     base = model_name_or_path or saved.get("base_model")
     model = HEADS[head](chosen.backbone(adapter_backbone(directory, saved, base)),
                         PTuningConfig.from_dict(saved["ptuning_config"]))
+    if head == "causal_lm" and saved["ptuning_config"]["mode"] != "finetune":  # a finetune adapter holds it
+        load_lm_head(model, base)
     load_adapter_weights(model, directory)
     fold_encoders(model)  # before any graph compiles: a compiled graph keeps what it saw
     model.set_train(False)
@@ -163,7 +166,10 @@ def build_model(model_name_or_path: str, head: str = "sequence_classification", 
     `loss, outputs = model(**to_inputs(...))`; train `trainable_parameters(model)`."""
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; heads: {', '.join(HEADS)}")
-    return HEADS[head](load_backbone(model_name_or_path), PTuningConfig(mode=mode, **ptuning))
+    model = HEADS[head](load_backbone(model_name_or_path), PTuningConfig(mode=mode, **ptuning))
+    if head == "causal_lm":
+        load_lm_head(model, model_name_or_path)
+    return model
 
 
 def to_inputs(encoded, **columns) -> dict:

@@ -5,7 +5,8 @@ Models always come in through mindnlp (`backbones.load_backbone`: config, tokeni
 graph backend the loaded weights then move into the native Cell of the same architecture
 (`native.to_native`, no second copy) and training runs through the compiled step engine (`GraphSteps`);
 on the eager backend the mindnlp model itself runs (`EagerSteps`). `--backend auto`, the default, picks
-graph wherever a native backbone exists (BERT, RoBERTa, GPT-2) and eager for the rest (DeBERTa, DeBERTa-v2).
+graph wherever a native backbone exists (BERT, RoBERTa, GPT-2, Llama, Qwen2) and eager for the rest
+(DeBERTa, DeBERTa-v2).
 """
 
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ from .native import NATIVE_MODEL_TYPES, to_native
 from .training import EagerSteps, GraphSteps
 
 BACKENDS = ("auto", "graph", "eager")
-BACKEND_HELP = ("graph (native MindSpore Cells compiled in GRAPH_MODE: bert, roberta, gpt2) | eager (the mindnlp "
-                "model op by op: every model) | auto (graph where a native backbone exists)")
+BACKEND_HELP = ("graph (native MindSpore Cells compiled in GRAPH_MODE: bert, roberta, gpt2, llama, qwen2) | eager "
+                "(the mindnlp model op by op: every model) | auto (graph where a native backbone exists)")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import json
 import os
 import struct
 
+import numpy as np
 from safetensors.numpy import load_file
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -52,6 +53,32 @@ def load_safetensors(path: str) -> dict:
         return load_file(path)
     except Exception as error:  # safetensors raises its own error type for inconsistent headers
         raise WeightsFileError(f"{path}: corrupt safetensors file: {error}") from None
+
+
+FLOAT_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}  # bfloat16: the high half of a float32
+
+
+def read_tensor(directory: str, name: str):
+    """Tensor `name` as float32 from whichever *.safetensors file of `directory` holds it (a sharded checkpoint
+    has several), or None. Reads the header and that tensor's bytes only; bfloat16 (what most Llama / Qwen2
+    checkpoints hold, and numpy lacks) is widened exactly."""
+    for file_name in sorted(f for f in os.listdir(directory) if f.endswith(".safetensors")):
+        path = os.path.join(directory, file_name)
+        check_safetensors(path)
+        with open(path, "rb") as handle:
+            (header_length,) = struct.unpack("<Q", handle.read(8))
+            entry = json.loads(handle.read(header_length)).get(name)
+            if entry is None:
+                continue
+            if entry["dtype"] not in FLOAT_DTYPES:
+                raise WeightsFileError(f"{path}: {name} is {entry['dtype']}, not a float tensor")
+            start, end = entry["data_offsets"]
+            handle.seek(8 + header_length + start)
+            values = np.frombuffer(handle.read(end - start), FLOAT_DTYPES[entry["dtype"]])
+        if entry["dtype"] == "BF16":
+            values = (values.astype(np.uint32) << 16).view(np.float32)
+        return values.astype(np.float32).reshape(entry["shape"])
+    return None
 
 
 def pickle_files(directory: str) -> list:

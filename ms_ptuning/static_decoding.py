@@ -1,9 +1,9 @@
-"""Decoding on the graph backend: a `CausalLM` over the native GPT-2 generates against a fixed-size key/value
-cache, with two compiled graphs (GRAPH_MODE) per (rows, prompt width, cache size):
+"""Decoding on the graph backend: a `CausalLM` over a native decoder (GPT-2, Llama, Qwen2) generates against a
+fixed-size key/value cache, with two compiled graphs (GRAPH_MODE) per (rows, prompt width, cache size):
 
   prefill  the virtual tokens (prefix or prompts) and the left-padded prompts in one pass → the logits after
            each prompt and the cache, zero-padded to its fixed size;
-  step     one token per row written into its slot of the cache (`NativeGPT2.decode_static`) → the next
+  step     one token per row written into its slot of the cache (the backbone's `decode_static`) → the next
            logits and the cache. For beam search the same graph first gathers the cache rows of the beams
            that survive (`rows`), as Hugging Face's `reorder_cache` does: a copy of the cache, which writing a
            token into it (a `where` over the whole cache) costs anyway.
@@ -29,7 +29,7 @@ WIDTH_STEP = 64  # prompt widths are rounded up to a multiple of this: fewer dis
 
 
 def uses_static_cache(model) -> bool:
-    """Whether `model` (a CausalLM) runs on a backbone that decodes against a fixed-size cache (native GPT-2)."""
+    """Whether `model` (a CausalLM) runs on a backbone that decodes against a fixed-size cache (a native one)."""
     return hasattr(model.backbone, "decode_static")
 
 

@@ -79,7 +79,8 @@ def generate(model, mode: str, tables: dict, request: dict) -> list:
         out = out[:, count + width:]
     elif mode == "prompt":
         prompt_table = tables["prompts"]
-        embeds = torch.cat([prompt_table.unsqueeze(0).expand(len(prompts), -1, -1), model.get_input_embeddings()(ids)], 1)
+        embeds = torch.cat([prompt_table.unsqueeze(0).expand(len(prompts), -1, -1),
+                            model.get_input_embeddings()(ids)], 1)
         out = model.generate(inputs_embeds=embeds, attention_mask=with_virtual_ones(mask, prompt_table.shape[0]),
                              **options)  # inputs_embeds only: the output holds the new tokens alone
     else:

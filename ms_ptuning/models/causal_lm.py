@@ -6,24 +6,44 @@ checkpoint's own `lm_head.weight` (V, H) (Llama / Qwen2 untied, Hugging Face's n
 backbone: in prefix/prompt mode it stays frozen, as peft freezes every base weight.
 
 Positions: with a prefix of length P in the attention cache, or P prompts in front of the embeddings,
-Hugging Face GPT-2 (and Llama / Qwen2: rotary phases) numbers the real tokens from P, and so do training, the torch reference and the
-cached decoding in `ms_ptuning.generation` (which passes the same positions explicitly under left padding).
-GPT-2 therefore needs `n_positions >= P + sequence length`.
+Hugging Face GPT-2 (and Llama / Qwen2, their rotary phases) numbers the real tokens from P, and so do training,
+the torch reference and the cached decoding in `ms_ptuning.generation` (which passes the same positions
+explicitly under left padding). GPT-2 therefore needs `n_positions >= P + sequence length`.
 
 Written in `mindspore.ops` only, so the same head runs op by op over the mindnlp model (eager backend) and
-compiles with the native GPT-2 (graph backend: `GraphSteps` for training and evaluation, the static-cache
+compiles with the native decoders (graph backend: `GraphSteps` for training and evaluation, the static-cache
 Cells of `ms_ptuning.static_decoding` for generation).
 """
+
+import os
 
 from mindspore import ops
 
 from ..config import PTuningConfig
 from ..losses import token_nll
 from ..layers import Linear
+from ..safe_loading import read_tensor
+from ..weights import assign_weights
 from .base import PTuningHead
 
 _MATMUL_NT = ops.MatMul(transpose_b=True)
 DECODER_MODEL_TYPES = ("gpt2", "llama", "qwen2")
+
+
+def load_lm_head(model, directory: str) -> None:
+    """An untied head's weights from the pretrained checkpoint in `directory`: the backbone loads as
+    `AutoModel` (LlamaModel, Qwen2Model), which leaves the checkpoint's `lm_head.weight` out. Tied heads
+    need nothing."""
+    if getattr(model, "lm_head", None) is None:
+        return
+    if not os.path.isdir(directory):
+        raise ValueError(f"{directory!r} is not a local directory: an untied LM head (tie_word_embeddings=False) "
+                         "is read from the checkpoint's safetensors; pass the model's local directory")
+    weight = read_tensor(directory, "lm_head.weight")
+    if weight is None:
+        raise ValueError(f"{directory}: the config unties the LM head (tie_word_embeddings=False) but no "
+                         "*.safetensors file there holds lm_head.weight")
+    assign_weights(model, {"lm_head.weight": weight}, strict=False, source=f"{directory}'s lm_head.weight")
 
 
 def last_position(hidden):

@@ -13,10 +13,11 @@ modes drive:
   P + T and default positions continue after P as Hugging Face's do after a past of length P;
 - `pool(sequence_output) -> (B, H) or None`;
 - decoders (GPT-2, Llama / Qwen2) only: `decode(...) -> (hidden, present_key_values)`, the same forward
-  returning its key/value cache (op by op in PyNative it is slow: over a second per GPT-2-small token); compiled, `GPT2Prefill` runs the
-  prompt and `GPT2StaticStep` each next token against a fixed-size cache (`fixed_size_cache`), one graph
-  per (batch, cache size); `NativeLlama` has the same `decode` / `decode_static` (its caches hold the
-  `num_key_value_heads` heads of grouped-query attention).
+  returning its key/value cache (op by op in PyNative it is slow: over a second per GPT-2-small token);
+  compiled, `GPT2Prefill` runs the prompt and `GPT2StaticStep` each next token against a fixed-size cache
+  (`fixed_size_cache`), one graph per (batch, cache size); `NativeLlama` has the same `decode` /
+  `decode_static` (its caches hold the `num_key_value_heads` heads of grouped-query attention), which
+  `ms_ptuning.static_decoding` compiles for any native decoder.
 
 Compile Cells whose outputs are tensors only, not these backbones themselves (their `construct` returns a
 None pooled output for GPT-2, or BERT without a pooler): MindSpore 2.7 returns a None from a compiled graph
