@@ -204,9 +204,8 @@ def test_logits_loss_and_gradients_match_transformers(cases, config_name, mode, 
 
 
 # Each (model, backend, search) costs seconds (graph: two compilations; eager: op by op), so a spread, not the
-# full product: every mode and search on the graph backend, every mode on eager, both configs throughout.
-GENERATION_CASES = [("llama", "prefix", "graph", "greedy"), ("llama", "prefix", "graph", "beam"),
-                    ("qwen2", "prefix", "graph", "greedy"), ("qwen2", "prefix", "graph", "beam"),
+# full product: on each backend every mode, both searches and both configs.
+GENERATION_CASES = [("llama", "prefix", "graph", "greedy"), ("qwen2", "prefix", "graph", "beam"),
                     ("llama", "prompt", "graph", "greedy"), ("qwen2", "finetune", "graph", "beam"),
                     ("qwen2", "prefix", "eager", "greedy"), ("llama", "prefix", "eager", "beam"),
                     ("qwen2", "prompt", "eager", "beam"), ("llama", "finetune", "eager", "greedy")]
