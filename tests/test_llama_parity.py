@@ -5,8 +5,8 @@ backward as one compiled graph, decoding on the static cache). Logits within 1e-
 within 1e-4 relative, greedy and beam search token for token equal to transformers' `generate`, and 50
 prefix-tuning steps on the graph backend following transformers' model trained with torch's AdamW.
 
-The tiny configs cover grouped-query attention (Llama: 2 key/value heads for 4 query heads; Qwen2: 1, i.e.
-multi-query), Qwen2's q/k/v biases, Llama's o_proj/MLP biases (`attention_bias`, `mlp_bias`), rope_theta,
+The tiny configs cover grouped-query attention (Llama: 2 key/value heads for 4 query heads, each 24 wide,
+so heads · head_dim ≠ hidden size; Qwen2: 1, i.e. multi-query), Qwen2's q/k/v biases, Llama's o_proj/MLP biases (`attention_bias`, `mlp_bias`), rope_theta,
 tied (Qwen2) and untied (Llama) LM heads. Every weight is random (norm weights around 1), so nothing passes
 by a weight being zero or one."""
 
@@ -35,8 +35,8 @@ VOCAB, EOS, PAD = 97, 5, 0
 SIZES = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
              max_position_embeddings=128, initializer_range=0.1)
 CONFIGS = {
-    "llama": transformers.LlamaConfig(**SIZES, num_key_value_heads=2, rope_theta=500.0, attention_bias=True,
-                                      mlp_bias=True, tie_word_embeddings=False),
+    "llama": transformers.LlamaConfig(**SIZES, num_key_value_heads=2, head_dim=24, rope_theta=500.0,
+                                      attention_bias=True, mlp_bias=True, tie_word_embeddings=False),
     "qwen2": transformers.Qwen2Config(**SIZES, num_key_value_heads=1, rope_theta=10000.0, tie_word_embeddings=True,
                                       use_sliding_window=False),
 }
@@ -230,7 +230,7 @@ def test_prefix_holds_the_key_value_heads_only(cases):
         config = CONFIGS[config_name]
         model = cases[config_name, "prefix"][0]
         table = named_weights(model)["encoder.prefix_encoder.embedding.weight"]
-        head_dim = config.hidden_size // config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         assert tuple(table.shape) == (4, 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim)
 
 
