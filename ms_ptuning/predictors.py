@@ -8,12 +8,14 @@ Inputs are tokenized like training did, padded to the longest in the batch. Outp
 - token classification: `tokens` and one `tag` per token (null for tokens past the maximum length).
 - question answering: `answer` (text from the context), `score` (start + end logit of the span, SQuAD's
   n-best score), `start` / `end` character offsets; SQuAD v2 adapters answer "" when the null answer wins.
-- causal LM: `generated` text after `[CLS] text [SEP]`, as the summarization model was trained.
+- causal LM: `generated` text after the prompt, encoded as training encoded it: a chat adapter's prompt (and
+  history), a summarization adapter's `[CLS] article [SEP]`.
 """
 
 import numpy as np
 
-from .data.nlpcc2017 import PARAGRAPH_MARKER, decode_summary
+from .chat.data import ChatExample, ChatFormat, decode_text, end_token_id, pad_token_id, parse_record
+from .data.nlpcc2017 import PARAGRAPH_MARKER
 from .generation import GenerationConfig, generate
 from .inference import EagerForward
 from .tasks import get_task
@@ -151,28 +153,43 @@ class QuestionAnsweringPredictor(Predictor):
 
 
 class CausalLMPredictor(Predictor):
+    """Prompts encoded as training encoded them (ms_ptuning.chat.data.ChatFormat): a chat adapter's saved
+    format, prompt column (and history column); a summarization adapter's `[CLS] article [SEP]`, which is the
+    plain format over its WordPiece tokenizer, the article cut to leave room for max_new_tokens."""
+
     default_columns = ("article",)
 
     def __init__(self, model, tokenizer, saved: dict, columns=None, max_length: int = None, forward=None,
                  generation: dict = None):
         super().__init__(model, tokenizer, saved, columns, max_length or saved.get("max_length") or 512, forward)
-        self.generation = GenerationConfig(**{"eos_token_id": tokenizer.sep_token_id,
-                                              "pad_token_id": tokenizer.pad_token_id, **(generation or {})})
-        if self.max_length - self.generation.max_new_tokens < 3:
-            raise ValueError(f"max_new_tokens {self.generation.max_new_tokens} leaves no room for a prompt within "
-                             f"the model's {self.max_length} tokens")
+        self.generation = GenerationConfig(**{"eos_token_id": end_token_id(tokenizer),
+                                              "pad_token_id": pad_token_id(tokenizer), **(generation or {})})
+        self.summarization = "chat_format" not in saved
+        if self.summarization:
+            if self.max_length - self.generation.max_new_tokens < 3:
+                raise ValueError(f"max_new_tokens {self.generation.max_new_tokens} leaves no room for a prompt "
+                                 f"within the model's {self.max_length} tokens")
+            self.format = ChatFormat(max_source_length=self.max_length - self.generation.max_new_tokens)
+        else:
+            self.format = ChatFormat(**saved["chat_format"])
+        if len(self.columns) > 2:
+            raise ValueError(f"a causal LM reads a prompt column and optionally a history column, got {self.columns}")
 
     def example(self, where, record):
-        text = field(record, self.columns[0], where, str).replace(PARAGRAPH_MARKER, "").strip()
-        if not text:
+        if self.summarization:
+            text = field(record, self.columns[0], where, str).replace(PARAGRAPH_MARKER, "").strip()
+            if not text:
+                raise where.error("empty text", field=self.columns[0])
+            return ChatExample(str(where), text, [], None)
+        history_column = self.columns[1] if len(self.columns) == 2 else None
+        example = parse_record(where, record, self.columns[0], None, history_column)
+        if example is None:
             raise where.error("empty text", field=self.columns[0])
-        return text
+        return example
 
     def predict(self, examples):
-        budget = self.max_length - self.generation.max_new_tokens - 2
-        ids = self.tokenizer(examples, add_special_tokens=False, truncation=True, max_length=budget)["input_ids"]
-        prompts = [[self.tokenizer.cls_token_id, *row, self.tokenizer.sep_token_id] for row in ids]
-        return [{"generated": decode_summary(self.tokenizer, output)}
+        prompts = [self.format.source_ids(self.tokenizer, e.query, e.history) for e in examples]
+        return [{"generated": decode_text(self.tokenizer, output)}
                 for output in generate(self.model, prompts, self.generation)]
 
 

@@ -186,11 +186,11 @@ def write_samples(path: str, data_file: str, examples, generated) -> None:
                                      **rouge_scores(summary, example.summary)}, ensure_ascii=False) + "\n")
 
 
-def announce(model, backend: Backend, train_dataset, eval_dataset) -> tuple:
+def announce(model, backend: Backend, train_dataset, eval_dataset, task: str = "GPT-2 summarization") -> tuple:
     """Print the backend (one line) and what trains; return (trainable, total) parameter counts."""
     trainable, total = count_parameters(trainable_weights(model)), count_parameters(named_weights(model))
     print(f"{backend.describe()}; generation {'compiled on a fixed-size cache' if backend.is_graph else 'op by op'}")
-    print(f"[ms_ptuning] GPT-2 summarization, {model.config.mode}: trainable parameters {trainable:,} of {total:,}; "
+    print(f"[ms_ptuning] {task}, {model.config.mode}: trainable parameters {trainable:,} of {total:,}; "
           f"train {len(train_dataset)}, eval {len(eval_dataset)} examples")
     return trainable, total
 

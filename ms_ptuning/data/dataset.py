@@ -3,6 +3,7 @@
 import numpy as np
 
 PAD_PREDICTION = -100  # what padded positions of per-token predictions hold, as Hugging Face's Trainer pads
+IGNORE_INDEX = -100  # a label the loss skips
 
 
 class ArrayDataset:
@@ -88,3 +89,17 @@ def epoch_order(num_examples: int, seed: int, epoch: int, shuffle: bool = True) 
 def batch_indices(order: np.ndarray, batch_size: int, drop_last: bool = False):
     stop = len(order) - (len(order) % batch_size if drop_last else 0)
     return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def causal_lm_dataset(sequences, pad_id: int) -> ArrayDataset:
+    """(ids, index of the first labelled token) per row → input_ids, attention_mask, labels (N, W), right-padded
+    to the longest row W; labels are the ids from that index on, −100 before it and on the padding."""
+    width = max(len(ids) for ids, _ in sequences)
+    input_ids = np.full((len(sequences), width), pad_id, dtype=np.int32)
+    attention_mask = np.zeros((len(sequences), width), dtype=np.int32)
+    labels = np.full((len(sequences), width), IGNORE_INDEX, dtype=np.int32)
+    for row, (ids, first_label) in enumerate(sequences):
+        input_ids[row, :len(ids)] = ids
+        attention_mask[row, :len(ids)] = 1
+        labels[row, first_label:len(ids)] = ids[first_label:]
+    return ArrayDataset({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels})

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .dataset import ArrayDataset
+from .dataset import ArrayDataset, causal_lm_dataset
 
 # Where the MindNLP GPT-2 summarization tutorial downloads the file from.
 NLPCC2017_URL = "https://download.mindspore.cn/toolkits/mindnlp/dataset/text_generation/nlpcc2017/train_with_summ.txt"
 ARTICLE_FIELD, SUMMARY_FIELD = "article", "summarization"
 PARAGRAPH_MARKER = "<Paragraph>"  # paragraph separator inside NLPCC articles; not text, so removed
-IGNORE_INDEX = -100
 MAX_REPORTED_LINES = 10
 
 
@@ -223,16 +222,8 @@ def lm_dataset(examples: list, tokenizer, max_length: int, summary_only_loss: bo
     the loss covers the summary and its closing [SEP] only (the tutorial's loss covers everything)."""
     pairs = [encode_pair(e.article_ids, e.summary_ids, max_length, tokenizer.cls_token_id, tokenizer.sep_token_id)
              for e in examples]
-    width = max(len(ids) for ids, _ in pairs)
-    input_ids = np.full((len(pairs), width), tokenizer.pad_token_id, dtype=np.int32)
-    attention_mask = np.zeros((len(pairs), width), dtype=np.int32)
-    labels = np.full((len(pairs), width), IGNORE_INDEX, dtype=np.int32)
-    for row, (ids, summary_start) in enumerate(pairs):
-        input_ids[row, :len(ids)] = ids
-        attention_mask[row, :len(ids)] = 1
-        first_label = summary_start if summary_only_loss else 0
-        labels[row, first_label:len(ids)] = ids[first_label:]
-    return ArrayDataset({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels})
+    return causal_lm_dataset([(ids, summary_start if summary_only_loss else 0) for ids, summary_start in pairs],
+                             tokenizer.pad_token_id)
 
 
 def generation_prompts(examples: list, tokenizer, max_prompt_length: int) -> list:
