@@ -197,3 +197,32 @@ def test_distributed_script_builds_the_msrun_command_and_checks_the_worker_count
         refused = subprocess.run(["bash", os.path.join(SCRIPTS, "run_distributed.sh"), *bad], env=env,
                                  capture_output=True, text=True, timeout=30)
         assert refused.returncode == 2 and "usage: scripts/run_distributed.sh NUM_WORKERS" in refused.stderr
+
+
+# THUDM/ChatGLM-6B ptuning/train.sh: PRE_SEQ_LEN=128, LR=2e-2, batch 1 x 16 accumulation, 3000 steps, 64 + 64 tokens
+CHATGLM_PTUNING = {"mode": "prefix", "pre_seq_len": "128", "learning_rate": "2e-2", "per_device_train_batch_size": "1",
+                   "gradient_accumulation_steps": "16", "max_steps": "3000", "max_source_length": "64",
+                   "max_target_length": "64", "logging_steps": "10", "save_steps": "1000"}
+
+
+def test_chat_script_carries_chatglms_ptuning_defaults_and_its_flags_parse(tmp_path):
+    from ms_ptuning.chat.train import parse
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "a", "response": "b"}\n')
+    script = os.path.join(SCRIPTS, "run_chat_ptuning.sh")
+    result = subprocess.run(["bash", script, str(tmp_path), str(data), str(data), "--pre_seq_len", "8"],
+                            capture_output=True, text=True, env=dict(os.environ, DRY_RUN="1"), timeout=30)
+    assert result.returncode == 0, result.stderr
+    argv = shlex.split(result.stdout)
+    assert argv[:3] == [os.path.join(ROOT, ".venv", "bin", "python"), "-m", "ms_ptuning.chat"]
+    given = flags(argv[3:])
+    assert {name: given[name] for name in CHATGLM_PTUNING} == {**CHATGLM_PTUNING, "pre_seq_len": "8"}  # user's last
+    assert given["output_dir"] == os.path.join(ROOT, "outputs", "pairs_chat")
+    model, data_args, _, training = parse(argv[3:])  # every flag is one the command knows
+    assert (model.mode, model.pre_seq_len, training.gradient_accumulation_steps, training.max_steps) == \
+        ("prefix", 8, 16, 3000)
+    assert (data_args.train_file, data_args.max_source_length, data_args.max_target_length) == (str(data), 64, 64)
+    missing = subprocess.run(["bash", script, str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 2
+    assert "usage: scripts/run_chat_ptuning.sh MODEL_DIR TRAIN_FILE DEV_FILE" in missing.stderr
