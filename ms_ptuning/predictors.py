@@ -180,7 +180,7 @@ class CausalLMPredictor(Predictor):
             text = field(record, self.columns[0], where, str).replace(PARAGRAPH_MARKER, "").strip()
             if not text:
                 raise where.error("empty text", field=self.columns[0])
-            return ChatExample(str(where), text, [], None)
+            return ChatExample(where, text, [], None)
         history_column = self.columns[1] if len(self.columns) == 2 else None
         example = parse_record(where, record, self.columns[0], None, history_column)
         if example is None:

@@ -152,9 +152,10 @@ def test_chat_script_trains_generates_scores_and_predict_writes_the_same(tokeniz
     assert np.isfinite(results["eval_loss"])
     losses = [json.loads(line)["loss"] for line in (output / "metrics.jsonl").read_text().splitlines()
               if "loss" in json.loads(line)]
-    assert len(losses) == 12 and np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.1  # last epoch vs first
+    assert len(losses) == 12 and np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.1, losses  # last epoch vs first
     generated = [json.loads(line) for line in (output / "generated_predictions.jsonl").read_text().splitlines()]
     assert [g["labels"] for g in generated] == ["这款白色上衣风格休闲。", "黑色裤子简约时尚。", "明天也是晴天。"]
+    assert [g["line"] for g in generated] == [1, 2, 3]
     for name in ("rouge-1", "rouge-2", "rouge-l", "bleu-4"):  # reported: the mean of each record's score
         assert [g[name] for g in generated] == [example_scores(g["predict"], g["labels"])[name] for g in generated]
         assert results[f"eval_{name}"] == pytest.approx(np.mean([g[name] for g in generated]))

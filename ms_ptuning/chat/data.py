@@ -93,7 +93,7 @@ def decode_text(tokenizer, ids) -> str:
 
 @dataclass
 class ChatExample:
-    where: str
+    where: object  # tasks.files.Where: the file and line (or row) of the record
     query: str
     history: list
     response: str | None
@@ -116,7 +116,7 @@ def parse_record(where, record, prompt_column: str, response_column: str | None,
             history.append(list(turn))
     if not query or (response_column and not response):
         return None
-    return ChatExample(str(where), query, history, response)
+    return ChatExample(where, query, history, response)
 
 
 def read_examples(path: str, prompt_column: str, response_column: str, history_column: str = None,

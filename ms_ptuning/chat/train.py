@@ -8,7 +8,7 @@ backend for every native decoder), then responses generated for the validation r
 
 Writes to `--output_dir`: what the Trainer writes (metrics.jsonl, checkpoints, adapter/), results.json
 (eval loss and perplexity of the responses, rouge-1/2/l and bleu-4 as `eval_*`) and
-generated_predictions.jsonl (one line per validation record: its place, prompt, reference `labels`,
+generated_predictions.jsonl (one line per validation record: its `line` (or `row`), prompt, reference `labels`,
 generated `predict`, that record's scores). `ms-ptuning predict --adapter OUTPUT/adapter` writes
 generations for new prompts.
 """
@@ -29,6 +29,7 @@ from ..cli import report_user_errors
 from ..execution import choose_backend
 from ..generation import GenerationConfig, generate
 from ..models.causal_lm import CausalLM, load_lm_head
+from ..predict import place
 from ..summarization import announce, perplexity_metrics, tokens_per_step
 from ..training import DatasetMetrics, Trainer
 from ..training.arguments import resolve_precision
@@ -94,7 +95,7 @@ def generate_responses(model, tokenizer, chat_format: ChatFormat, examples, gen_
 def write_predictions(path: str, examples, generated, per_example) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for example, text, scores in zip(examples, generated, per_example):
-            handle.write(json.dumps({"where": example.where, "prompt": example.query, "labels": example.response,
+            handle.write(json.dumps({**place(example.where), "prompt": example.query, "labels": example.response,
                                      "predict": text, **scores}, ensure_ascii=False) + "\n")
 
 
