@@ -85,6 +85,16 @@ def test_bad_records_are_refused_with_their_place(tmp_path):
         read_examples(str(bad), "prompt", "response")
 
 
+def test_the_command_stops_on_a_missing_file_with_its_name(tokenizer, tmp_path, capsys):
+    from ms_ptuning.cli import main
+
+    tokenizer.save_pretrained(str(tmp_path))
+    status = main(["chat", "--model_name_or_path", str(tmp_path), "--train_file", str(tmp_path / "none.jsonl"),
+                   "--validation_file", DEV, "--output_dir", str(tmp_path / "out")])
+    assert status == 2 and f"{tmp_path / 'none.jsonl'}: file not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_loss_is_the_mean_cross_entropy_over_the_response_tokens(tokenizer):
     examples, _ = read_examples(TRAIN, "prompt", "response", "history")
     batch = chat_dataset(examples[:4], tokenizer, ChatFormat(32, 16)).columns
