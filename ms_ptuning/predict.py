@@ -132,7 +132,8 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--text_column_names", help="input columns, comma-separated (default: the adapter's)")
     parse.add_argument("--split", default="test", help="split of a saved DatasetDict (default: test)")
     parse.add_argument("--batch_size", type=int, default=32)
-    parse.add_argument("--max_seq_length", type=int, help="default: the adapter's")
+    parse.add_argument("--max_seq_length", type=int,
+                       help="default: the adapter's (a chat adapter: its max_source_length, the prompt tokens kept)")
     parse.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     parse.add_argument("--device_target", default="CPU", help="CPU | GPU | Ascend")
     parse.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)

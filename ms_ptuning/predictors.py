@@ -170,8 +170,9 @@ class CausalLMPredictor(Predictor):
                 raise ValueError(f"max_new_tokens {self.generation.max_new_tokens} leaves no room for a prompt "
                                  f"within the model's {self.max_length} tokens")
             self.format = ChatFormat(max_source_length=self.max_length - self.generation.max_new_tokens)
-        else:
-            self.format = ChatFormat(**saved["chat_format"])
+        else:  # --max_seq_length, when given, is the prompt tokens kept
+            self.format = ChatFormat(**{**saved["chat_format"], **({"max_source_length": max_length} if max_length
+                                                                   else {})})
         if len(self.columns) > 2:
             raise ValueError(f"a causal LM reads a prompt column and optionally a history column, got {self.columns}")
 

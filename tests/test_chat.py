@@ -17,10 +17,12 @@ from ms_ptuning.backend import seed_everything, torch  # mindnlp before transfor
 import transformers
 
 from ms_ptuning.backbones import build_backbone
-from ms_ptuning.chat.data import ChatFormat, chat_dataset, read_examples
+from ms_ptuning.api import load_adapter
+from ms_ptuning.chat.data import ChatFormat, chat_dataset, decode_text, read_examples
 from ms_ptuning.chat.metrics import corpus_scores, example_scores
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.data.nlpcc2017 import default_vocab_file
+from ms_ptuning.generation import GenerationConfig, generate
 from ms_ptuning.models.causal_lm import CausalLM
 from ms_ptuning.tasks.base import TaskDataError
 
@@ -178,3 +180,11 @@ def test_chat_script_trains_generates_scores_and_predict_writes_the_same(tokeniz
     predicted = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [p["line"] for p in predicted] == [1, 2, 3]
     assert [p["generated"] for p in predicted] == [g["predict"] for g in generated]  # encoded as in training
+    shorter = load_adapter(str(output / "adapter"), max_length=5, generation={"max_new_tokens": 2}, backend="eager")
+    assert shorter.predictor.format.max_source_length == 5  # --max_seq_length: the prompt tokens kept
+    first = shorter.predict([{"prompt": "类型#上衣*颜色#白色*风格#休闲"}])[0]["generated"]
+    prompt = [tokenizer.cls_token_id, *tokenizer("类型#", add_special_tokens=False)["input_ids"][:3],
+              tokenizer.sep_token_id]
+    expected = generate(shorter.model, [prompt], GenerationConfig(max_new_tokens=2, eos_token_id=tokenizer.sep_token_id,
+                                                                  pad_token_id=tokenizer.pad_token_id))
+    assert first == decode_text(tokenizer, expected[0])
