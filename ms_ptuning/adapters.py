@@ -9,7 +9,7 @@ import os
 
 from safetensors.numpy import save_file
 
-from .interop import read_ours
+from .safe_loading import load_safetensors, pickle_files
 from .weights import assign_weights, named_weights, to_numpy, trainable_weights
 
 WEIGHTS_FILE = "adapter.safetensors"
@@ -45,14 +45,24 @@ def read_adapter_config(directory: str) -> dict:
         raise ValueError(f"{path}: corrupt: {error}") from None
 
 
+def read_adapter_weights(directory: str) -> tuple:
+    """(name → numpy array, the file) of the adapter in `directory`; pickle files are never unpickled."""
+    weights_path = os.path.join(directory, WEIGHTS_FILE)
+    if not os.path.isfile(weights_path):
+        pickled = pickle_files(directory)
+        hint = f"; its pickle files {pickled} are never unpickled (they can run code)" if pickled else ""
+        raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE}{hint}")
+    return load_safetensors(weights_path), weights_path
+
+
 def load_adapter(model, directory: str) -> None:
     """Load saved trainable weights into a model built with the same head and config. Names, shapes and
     the P-tuning config are checked before anything is written."""
-    adapter = read_ours(directory)
-    if adapter.config["ptuning_config"] != model.config.to_dict():
-        raise ValueError(f"{directory} was saved with ptuning_config {adapter.config['ptuning_config']}, "
+    config = read_adapter_config(directory)
+    if config["ptuning_config"] != model.config.to_dict():
+        raise ValueError(f"{directory} was saved with ptuning_config {config['ptuning_config']}, "
                          f"the model has {model.config.to_dict()}")
-    load_weights(model, adapter.weights, adapter.source)
+    load_weights(model, *read_adapter_weights(directory))
 
 
 def load_weights(model, arrays: dict, source: str) -> None:

@@ -159,7 +159,7 @@ def test_adapters_travel_between_ms_ptuning_peft_and_thudm(tmp_path):
         differences[name if name.endswith("labels_equal") else f"export {name}"] = value
 
     print(json.dumps(differences, indent=1))
-    assert len(differences) == 7 + 6 + 12 + 1  # peft imports, THUDM imports, exports, MiniLM labels
+    assert len(differences) == 8 + 7 + 12 + 1  # peft imports, THUDM imports, exports, MiniLM labels
     for name, value in differences.items():
         if name.endswith("labels_equal"):
             assert value == 1.0, name
@@ -171,8 +171,10 @@ def test_adapters_travel_between_ms_ptuning_peft_and_thudm(tmp_path):
     output = tmp_path / "predictions.jsonl"
     assert predict_main(["--adapter", minilm["adapter"], "--input", minilm["input"], "--output", str(output),
                          "--disable_tqdm"]) == 0
-    predicted = [json.loads(line)["label"] for line in output.read_text().splitlines()]
-    assert predicted == minilm["labels"]
+    predicted = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [row["label"] for row in predicted] == minilm["labels"]
+    ours = np.array([[row["probabilities"][label] for label in ("0", "1")] for row in predicted])
+    assert float(np.abs(ours - np.array(minilm["probabilities"])).max()) <= LIMIT
 
     # --init_from: a run starts from the peft adapter; adapters that do not fit it are refused
     from types import SimpleNamespace

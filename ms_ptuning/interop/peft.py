@@ -29,7 +29,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from ..config import PTuningConfig
-from . import ForeignAdapter, backbone_sizes, base_labels, load_weights_file, read_json
+from .files import ForeignAdapter, backbone_sizes, base_labels, load_weights_file, read_json
 
 NAME = "peft"
 CONFIG_FILE = "adapter_config.json"
@@ -99,63 +99,85 @@ def write(saved: dict, weights: dict, table: np.ndarray, output: str) -> None:
         json.dump(peft_config, handle, indent=2)
 
 
-def read(directory: str, base: str = None, allow_pickle: bool = False) -> ForeignAdapter:
-    """A peft adapter directory as an ms_ptuning adapter over `base` (default: its base_model_name_or_path)."""
-    path = os.path.join(directory, CONFIG_FILE)
-    peft_config = read_json(path)
+class PeftConfigFile:
+    """A peft `adapter_config.json`; `field(name)` raises an error naming the file when the field is missing."""
 
-    def field(name):
-        if name not in peft_config:
-            raise ValueError(f"{path}: field {name!r} is missing")
-        return peft_config[name]
+    def __init__(self, directory: str):
+        self.path = os.path.join(directory, CONFIG_FILE)
+        self.values = read_json(self.path)
 
-    peft_type, task_type = field("peft_type"), field("task_type")
-    if peft_type not in MODES:
-        raise ValueError(f"{path}: field 'peft_type' is {peft_type!r}; ms_ptuning imports {', '.join(MODES)}")
-    if task_type not in HEADS:
-        raise ValueError(f"{path}: field 'task_type' is {task_type!r}; ms_ptuning imports {', '.join(HEADS)}")
-    if peft_config.get("num_transformer_submodules", 1) != 1:
-        raise ValueError(f"{path}: field 'num_transformer_submodules' is {peft_config['num_transformer_submodules']}"
-                         "; ms_ptuning's backbones are encoder-only or decoder-only (1)")
-    head, mode = HEADS[task_type], MODES[peft_type]
-    base = base or field("base_model_name_or_path")
-    if not base:
-        raise ValueError(f"{path}: field 'base_model_name_or_path' is empty; pass the base model (--model_name_or_path)")
-    base_config_path = os.path.join(base, "config.json")
-    if not os.path.isfile(base_config_path):
-        raise FileNotFoundError(f"{path}: base model {base} is not a local model directory (no config.json); pass "
-                                "the base model (--model_name_or_path)")
-    backbone_config = read_json(base_config_path)
-    model_type = backbone_config.get("model_type")
-    reason = refusal(head, mode, model_type)
-    if reason:
-        raise ValueError(f"{path}: a {peft_type} {task_type} adapter on {model_type} is not imported: {reason}")
-    hidden, layers, heads = backbone_sizes(backbone_config)
-    for name, value in (("token_dim", hidden), ("num_layers", layers), ("num_attention_heads", heads)):
-        if field(name) != value:
-            raise ValueError(f"{path}: field {name!r} is {field(name)}, but the base model {base} has {value} "
-                             f"({base_config_path}); pass the model the adapter was trained on (--model_name_or_path)")
+    def field(self, name: str):
+        if name not in self.values:
+            raise ValueError(f"{self.path}: field {name!r} is missing")
+        return self.values[name]
+
+    def head_and_mode(self) -> tuple:
+        peft_type, task_type = self.field("peft_type"), self.field("task_type")
+        if peft_type not in MODES:
+            raise ValueError(f"{self.path}: field 'peft_type' is {peft_type!r}; ms_ptuning imports {', '.join(MODES)}")
+        if task_type not in HEADS:
+            raise ValueError(f"{self.path}: field 'task_type' is {task_type!r}; ms_ptuning imports {', '.join(HEADS)}")
+        if self.values.get("num_transformer_submodules", 1) != 1:
+            raise ValueError(f"{self.path}: field 'num_transformer_submodules' is "
+                             f"{self.values['num_transformer_submodules']}; ms_ptuning's backbones are encoder-only "
+                             "or decoder-only (1)")
+        return HEADS[task_type], MODES[peft_type]
+
+    def base_config(self, base: str | None) -> tuple:
+        """(the base model directory, its config.json as a dict), checked against the adapter's sizes."""
+        base = base or self.field("base_model_name_or_path")
+        if not base:
+            raise ValueError(f"{self.path}: field 'base_model_name_or_path' is empty; pass the base model "
+                             "(--model_name_or_path)")
+        base_config_path = os.path.join(base, "config.json")
+        if not os.path.isfile(base_config_path):
+            raise FileNotFoundError(f"{self.path}: base model {base} is not a local model directory (no config.json); "
+                                    "pass the base model (--model_name_or_path)")
+        backbone_config = read_json(base_config_path)
+        for name, value in zip(("token_dim", "num_layers", "num_attention_heads"), backbone_sizes(backbone_config)):
+            if self.field(name) != value:
+                raise ValueError(f"{self.path}: field {name!r} is {self.field(name)}, but the base model {base} has "
+                                 f"{value} ({base_config_path}); pass the model the adapter was trained on "
+                                 "(--model_name_or_path)")
+        return os.path.abspath(base), backbone_config
+
+
+def read_weights(directory: str, file: PeftConfigFile, mode: str, allow_pickle: bool) -> tuple:
+    """(ms_ptuning name → array, the weights file): the table checked against the config, the head's weights."""
     arrays, source = load_weights_file(directory, WEIGHTS_FILE, PICKLE_FILE, allow_pickle)
-    virtual = field("num_virtual_tokens")
-    table_shape = (virtual, 2 * layers * hidden if mode == "prefix" else hidden)
+    hidden, layers = file.field("token_dim"), file.field("num_layers")
+    table_shape = (file.field("num_virtual_tokens"), 2 * layers * hidden if mode == "prefix" else hidden)
     if TABLE not in arrays:
         raise ValueError(f"{source}: no {TABLE!r} tensor")
     if tuple(arrays[TABLE].shape) != table_shape:
-        raise ValueError(f"{source}: {TABLE!r} has shape {tuple(arrays[TABLE].shape)}, but {path} (num_virtual_tokens, "
-                         f"num_layers, token_dim) makes it {table_shape}")
+        raise ValueError(f"{source}: {TABLE!r} has shape {tuple(arrays[TABLE].shape)}, but {file.path} "
+                         f"(num_virtual_tokens, num_layers, token_dim) makes it {table_shape}")
     weights = {TABLES[mode]: arrays.pop(TABLE)}
     outside = sorted(name for name in arrays if not name.startswith(HEAD_PREFIX))
     if outside:
         raise ValueError(f"{source}: tensors {outside[:10]} are neither {TABLE!r} nor a module_to_save's")
     weights.update({name[len(HEAD_PREFIX):]: array for name, array in arrays.items()})
+    return weights, source
+
+
+def read(directory: str, base: str = None, allow_pickle: bool = False) -> ForeignAdapter:
+    """A peft adapter directory as an ms_ptuning adapter over `base` (default: its base_model_name_or_path)."""
+    file = PeftConfigFile(directory)
+    head, mode = file.head_and_mode()
+    base_model, backbone_config = file.base_config(base)
+    model_type = backbone_config.get("model_type")
+    reason = refusal(head, mode, model_type)
+    if reason:
+        raise ValueError(f"{file.path}: a {file.field('peft_type')} {file.field('task_type')} adapter on {model_type} "
+                         f"is not imported: {reason}")
+    weights, source = read_weights(directory, file, mode, allow_pickle)
     classifier = weights.get("classifier.weight")
-    num_labels = classifier.shape[0] if classifier is not None and head != "question_answering" else 2
+    num_labels = classifier.shape[0] if classifier is not None else 2
     problem_type = backbone_config.get("problem_type") or ("regression" if num_labels == 1 else
                                                            "single_label_classification")
-    ptuning = PTuningConfig(mode=mode, pre_seq_len=virtual, prefix_dropout=0.0,
+    ptuning = PTuningConfig(mode=mode, pre_seq_len=file.field("num_virtual_tokens"), prefix_dropout=0.0,
                             classifier_dropout=backbone_config.get("hidden_dropout_prob", 0.1),
                             num_labels=num_labels, problem_type=problem_type)
-    base_model = os.path.abspath(base)
     config = {"head": head, "ptuning_config": ptuning.to_dict(), "backbone_config": backbone_config,
               "base_model": base_model, "labels": base_labels(backbone_config, num_labels),
               "imported_from": {"format": NAME, "directory": os.path.abspath(directory)}}

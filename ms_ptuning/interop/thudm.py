@@ -23,7 +23,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from ..config import PTuningConfig
-from . import ForeignAdapter, base_labels, load_weights_file, read_json
+from .files import ForeignAdapter, base_labels, load_weights_file, read_json
 
 NAME = "thudm"
 CONFIG_FILE = "config.json"
