@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from ms_ptuning.backend import torch  # noqa: F401  (mindnlp before transformers
 from ms_ptuning.adapters import save_adapter
 from ms_ptuning.api import build_adapter_model, to_inputs
 from ms_ptuning.backbones import load_backbone, load_tokenizer
+from ms_ptuning.cli import main as ms_ptuning_command
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.data.packaged import minilm_dir, read_rotten_tomatoes
 from ms_ptuning.interop.export import export
@@ -87,7 +89,7 @@ def our_adapter(directory: str, name: str, base: str, head: str, mode: str, opti
     return model, path
 
 
-def test_adapters_travel_between_ms_ptuning_peft_and_thudm(tmp_path):
+def test_adapters_travel_between_ms_ptuning_peft_and_thudm(tmp_path, capsys):
     made = reference("make", tmp_path)
     with open(tmp_path / "made.json") as handle:
         made = json.load(handle)
@@ -136,6 +138,8 @@ def test_adapters_travel_between_ms_ptuning_peft_and_thudm(tmp_path):
         with pytest.raises(ValueError, match=words):
             export(path, target, str(tmp_path / "refused"))
         assert not os.path.exists(tmp_path / "refused")
+    assert ms_ptuning_command(["export", "--adapter", path, "--to", "thudm", "--output", str(tmp_path / "refused")]) == 2
+    assert "no prefix model class for the causal_lm head" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--overwrite"):  # nothing the user has is replaced unasked
         export(str(tmp_path / "ours" / "bert_qa_prefix"), "peft", exports["bert_qa_prefix_peft"]["output"])
 
@@ -177,9 +181,9 @@ def test_adapters_travel_between_ms_ptuning_peft_and_thudm(tmp_path):
     assert float(np.abs(ours - np.array(minilm["probabilities"])).max()) <= LIMIT
 
     # --init_from: a run starts from the peft adapter; adapters that do not fit it are refused
-    from types import SimpleNamespace
     from ms_ptuning.arguments import ModelArguments
     from ms_ptuning.run import build_model
+    from ms_ptuning.summarization import ModelArguments as SummarizationArguments, build_model as summarization_model
     task = SimpleNamespace(head="sequence_classification", num_labels=2, problem_type="single_label_classification")
     run_model, _ = build_model(ModelArguments(model_name_or_path=minilm_dir(), mode="prefix", pre_seq_len=8,
                                               init_from=minilm["adapter"], backend="eager"), task, "no", 64)
@@ -189,6 +193,12 @@ def test_adapters_travel_between_ms_ptuning_peft_and_thudm(tmp_path):
     with pytest.raises(ValueError, match="pre_seq_len is 8, the run's 4; pass --pre_seq_len 8"):
         build_model(ModelArguments(model_name_or_path=minilm_dir(), mode="prefix", pre_seq_len=4,
                                    init_from=minilm["adapter"], backend="eager"), task, "no", 64)
+    gpt2_prefix = made["peft"]["gpt2_lm_prefix"]["adapter"]  # summarization's --init_from
+    lm, _ = summarization_model(SummarizationArguments(model_name_or_path=bases["gpt2"], mode="prefix", pre_seq_len=4,
+                                                       init_from=gpt2_prefix, backend="eager"),
+                                range(100), max_length=16)  # the checks need only len(tokenizer)
+    np.testing.assert_array_equal(named_weights(lm)["encoder.prefix_encoder.embedding.weight"].asnumpy(),
+                                  load_peft_table(gpt2_prefix))
     thudm_prefix = made["thudm"]["thudm_bert_question_answering_prefix"]["adapter"]
     qa_model = HEADS["question_answering"](load_backbone(bases["bert"]), PTuningConfig(mode="prefix", pre_seq_len=4))
     with pytest.raises(ValueError, match="differs from the base model's, and the run keeps it frozen"):
