@@ -30,6 +30,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 PICKLE_FILE = "pytorch_model.bin"
 BACKBONE = "encoder.backbone."
+BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 ATTRIBUTES = {"bert": "bert", "roberta": "roberta", "deberta": "deberta", "deberta-v2": "deberta"}
 PREFIX_CLASSES = {
     "sequence_classification": {"bert": "BertPrefixForSequenceClassification",
@@ -144,11 +145,10 @@ def read(directory: str, allow_pickle: bool = False) -> ForeignAdapter:
                          f"'architectures' names {architecture}, a {model_type} model")
     arrays, source = load_weights_file(directory, WEIGHTS_FILE, PICKLE_FILE, allow_pickle)
     attribute = ATTRIBUTES[model_type]
-    # buffers THUDM's transformers 4.11 kept in the state dict (position ids), not weights
-    weights = {our_name(name, attribute): array for name, array in arrays.items() if not name.endswith("position_ids")}
-    num_labels = 2 if head == "question_answering" else thudm_config.get("num_labels", 2)
-    if head == "multiple_choice":
-        num_labels = 2
+    # buffers transformers keeps in some versions' state dicts (THUDM's 4.11: position ids), not weights
+    weights = {our_name(name, attribute): array for name, array in arrays.items() if not name.endswith(BUFFERS)}
+    labelled = head in ("sequence_classification", "token_classification")
+    num_labels = thudm_config.get("num_labels", 2) if labelled else 2
     dropout = thudm_config.get("hidden_dropout_prob", 0.1)
     problem_type = thudm_config.get("problem_type") or ("regression" if num_labels == 1 else
                                                         "single_label_classification")
@@ -164,6 +164,6 @@ def read(directory: str, allow_pickle: bool = False) -> ForeignAdapter:
     has_tokenizer = any(os.path.isfile(os.path.join(directory, name)) for name in TOKENIZER_FILES)
     config = {"head": head, "ptuning_config": ptuning.to_dict(), "backbone_config": thudm_config,
               "base_model": os.path.abspath(directory) if has_tokenizer else thudm_config.get("_name_or_path"),
-              "labels": base_labels(thudm_config, num_labels) if head == "sequence_classification" else None,
+              "labels": base_labels(thudm_config, num_labels) if labelled else None,
               "imported_from": {"format": NAME, "directory": os.path.abspath(directory)}}
     return ForeignAdapter(config, weights, source, holds_backbone=True, format=NAME)
