@@ -45,6 +45,16 @@ def read_adapter_config(directory: str) -> dict:
         raise ValueError(f"{path}: corrupt: {error}") from None
 
 
+def read_adapter_weights(directory: str) -> tuple:
+    """(name → numpy array, the file) of the adapter in `directory`; pickle files are never unpickled."""
+    weights_path = os.path.join(directory, WEIGHTS_FILE)
+    if not os.path.isfile(weights_path):
+        pickled = pickle_files(directory)
+        hint = f"; its pickle files {pickled} are never unpickled (they can run code)" if pickled else ""
+        raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE}{hint}")
+    return load_safetensors(weights_path), weights_path
+
+
 def load_adapter(model, directory: str) -> None:
     """Load saved trainable weights into a model built with the same head and config. Names, shapes and
     the P-tuning config are checked before anything is written."""
@@ -52,16 +62,16 @@ def load_adapter(model, directory: str) -> None:
     if config["ptuning_config"] != model.config.to_dict():
         raise ValueError(f"{directory} was saved with ptuning_config {config['ptuning_config']}, "
                          f"the model has {model.config.to_dict()}")
-    weights_path = os.path.join(directory, WEIGHTS_FILE)
-    if not os.path.isfile(weights_path):
-        pickled = pickle_files(directory)
-        hint = f"; its pickle files {pickled} are never unpickled (they can run code)" if pickled else ""
-        raise FileNotFoundError(f"{directory} has no {WEIGHTS_FILE}{hint}")
-    arrays = load_safetensors(weights_path)
+    load_weights(model, *read_adapter_weights(directory))
+
+
+def load_weights(model, arrays: dict, source: str) -> None:
+    """Assign `arrays` (name → numpy) to the model after checking that every trainable weight is there and
+    every array names a weight of the model; `source` (the file) is named in errors."""
     missing = sorted(set(trainable_weights(model)) - set(arrays))
     if missing:
-        raise ValueError(f"{weights_path} lacks trainable weights {missing[:10]}")
+        raise ValueError(f"{source} lacks trainable weights {missing[:10]}")
     unknown = sorted(set(arrays) - set(named_weights(model)))
     if unknown:
-        raise ValueError(f"{weights_path} has weights the model does not: {unknown[:10]}")
-    assign_weights(model, arrays, strict=False, source=weights_path)
+        raise ValueError(f"{source} has weights the model does not: {unknown[:10]}")
+    assign_weights(model, arrays, strict=False, source=source)

@@ -18,7 +18,7 @@ import numpy as np
 from .backend import set_device_target, torch  # first: mindnlp must patch transformers before it is imported
 import transformers
 
-from .adapters import load_adapter as load_adapter_weights, read_adapter_config
+from .adapters import load_weights
 from .backbones import build_backbone, input_positions, load_backbone, load_tokenizer
 from .config import PTuningConfig
 from .data import nlpcc2017
@@ -26,6 +26,7 @@ from .deberta_prefix import DEBERTA_MODEL_TYPES
 from .encoders.folding import fold_encoders
 from .execution import choose_backend
 from .inference import EagerForward, GraphForward
+from .interop import read_adapter
 from .models import HEADS
 from .models.causal_lm import load_lm_head
 from .predictors import PREDICTORS
@@ -87,30 +88,27 @@ class AdapterModel:
 
 def load_adapter(directory: str, model_name_or_path: str = None, text_column_names=None, max_length: int = None,
                  generation=None, device_target: str = None, backend: str = "auto",
-                 batch_size: int = 32) -> AdapterModel:
-    """The adapter in `directory` (an output_dir's `adapter/` or `best_model/`) on its base model: the
-    directory recorded at training time, or `model_name_or_path`. Finetune adapters hold every weight and
-    need no base model. `text_column_names` ("a,b" or a sequence) and `max_length` override what the adapter
+                 batch_size: int = 32, allow_pickle: bool = False) -> AdapterModel:
+    """The adapter in `directory` on its base model: an output_dir's `adapter/` or `best_model/`, a Hugging
+    Face peft adapter directory or a THUDM/P-tuning-v2 output directory (ms_ptuning.interop; recognised by
+    their files). The base model is the directory recorded at training time (peft's
+    base_model_name_or_path), or `model_name_or_path`; finetune adapters and THUDM's directories hold every
+    weight and need none. `text_column_names` ("a,b" or a sequence) and `max_length` override what the adapter
     saved; `generation`: GenerationConfig fields for causal LMs (max_new_tokens, num_beams, ...).
     `backend` auto|graph|eager (`execution.choose_backend`): on graph (BERT/RoBERTa/GPT-2 by default)
     batches run through compiled eval graphs of `batch_size` rows (ms_ptuning.inference) and GPT-2 generates
-    on a compiled fixed-size cache (ms_ptuning.static_decoding)."""
+    on a compiled fixed-size cache (ms_ptuning.static_decoding). `allow_pickle`: read THUDM's
+    pytorch_model.bin / peft's adapter_model.bin when there are no safetensors (unpickling can run code)."""
     if device_target:
         set_device_target(device_target)
-    saved = read_adapter_config(directory)
-    head = saved.get("head")
+    model, saved, chosen = build_adapter_model(directory, model_name_or_path, backend, allow_pickle)
+    head = saved["head"]
     if head not in PREDICTORS:
         raise ValueError(f"{directory}: a {head!r} adapter; prediction covers {', '.join(PREDICTORS)}")
-    chosen = choose_backend(backend, saved["backbone_config"]["model_type"])
-    base = model_name_or_path or saved.get("base_model")
-    model = HEADS[head](chosen.backbone(adapter_backbone(directory, saved, base)),
-                        PTuningConfig.from_dict(saved["ptuning_config"]))
-    if head == "causal_lm" and saved["ptuning_config"]["mode"] != "finetune":  # a finetune adapter holds it
-        load_lm_head(model, base)
-    load_adapter_weights(model, directory)
     fold_encoders(model)  # before any graph compiles: a compiled graph keeps what it saw
     model.set_train(False)
     check_max_length(model, max_length)
+    base = model_name_or_path or saved.get("base_model")
     tokenizer = adapter_tokenizer(directory, saved, base)
     options = {"generation": generation} if head == "causal_lm" and generation is not None else {}
     forward = GraphForward(model, batch_size) if chosen.is_graph else EagerForward(model)
@@ -118,18 +116,39 @@ def load_adapter(directory: str, model_name_or_path: str = None, text_column_nam
     return AdapterModel(model, tokenizer, saved, predictor, chosen)
 
 
-def adapter_backbone(directory: str, saved: dict, base: str):
-    """The backbone the adapter was trained on: rebuilt from its saved config in finetune mode (the adapter
-    holds every weight), else loaded from `base` after checking it has the shapes the adapter was made for."""
+def build_adapter_model(directory: str, model_name_or_path: str = None, backend: str = "auto",
+                        allow_pickle: bool = False) -> tuple:
+    """(the adapter's head over its backbone with the adapter's weights loaded, its config as
+    `adapter_config.json` holds it, the chosen `execution.Backend`)."""
+    adapter = read_adapter(directory, model_name_or_path, allow_pickle)
+    saved = adapter.config
+    head = saved.get("head")
+    if head not in HEADS:
+        raise ValueError(f"{directory}: unknown head {head!r}; heads: {', '.join(HEADS)}")
+    chosen = choose_backend(backend, saved["backbone_config"]["model_type"])
+    base = model_name_or_path or saved.get("base_model")
+    model = HEADS[head](chosen.backbone(adapter_backbone(directory, saved, base, adapter.holds_backbone)),
+                        PTuningConfig.from_dict(saved["ptuning_config"]))
+    if head == "causal_lm" and saved["ptuning_config"]["mode"] != "finetune":  # a finetune adapter holds it
+        load_lm_head(model, base)
+    load_weights(model, adapter.weights, adapter.source)
+    return model, saved, chosen
+
+
+def adapter_backbone(directory: str, saved: dict, base: str, holds_backbone: bool = False):
+    """The backbone the adapter was trained on: rebuilt from its saved config when the adapter holds every
+    weight (finetune, THUDM's state dicts), else loaded from `base` after checking it has the shapes the
+    adapter was made for."""
     config = dict(saved["backbone_config"])
-    if saved["ptuning_config"]["mode"] == "finetune":
-        return build_backbone(transformers.AutoConfig.for_model(config.pop("model_type"), **config))
+    config = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
+    if holds_backbone:
+        return build_backbone(config)
     if not base:
         raise ValueError(f"{directory}: a {saved['ptuning_config']['mode']} adapter keeps only its own weights, and "
                          "no base model is recorded; pass the model it was trained on (--model_name_or_path)")
     backbone = load_backbone(base)
-    differences = [f"{name} {config.get(name)} → {getattr(backbone.config, name, None)}" for name in SHAPING_FIELDS
-                   if config.get(name) != getattr(backbone.config, name, None)]
+    differences = [f"{name} {getattr(config, name, None)} → {getattr(backbone.config, name, None)}"
+                   for name in SHAPING_FIELDS if getattr(config, name, None) != getattr(backbone.config, name, None)]
     if differences:
         raise ValueError(f"{directory} was trained on another model than {base} ({'; '.join(differences)}); pass "
                          "the model it was trained on (--model_name_or_path)")

@@ -46,6 +46,9 @@ class ModelArguments(PTuningArguments):
     hidden_dropout_prob: float = field(default=0.1, metadata={
         "help": "dropout of the backbone, the prefix and the classifier, as the reference sets it"})
     device_target: str = field(default="CPU", metadata={"help": "CPU | GPU | Ascend"})
+    init_from: str | None = field(default=None, metadata={
+        "help": "start from an adapter's weights: an ms_ptuning adapter, a peft adapter directory or a THUDM/P-tuning-v2 "
+                "output directory (it must fit the run's head, mode, pre_seq_len, encoder and labels)"})
     allow_pickle: bool = field(default=False, metadata={
         "help": "load pickled pytorch_model.bin weights when the model has no *.safetensors (runs any code "
                 "the file holds: only for files you trust)"})

@@ -7,6 +7,7 @@ COMMANDS = {
     "train": ("ms_ptuning.run", "train and evaluate a task (flags: --help)"),
     "predict": ("ms_ptuning.predict", "predict new inputs with a trained adapter (flags: --help)"),
     "chat": ("ms_ptuning.chat.train", "prompt/response P-tuning of a causal LM, ChatGLM-6B's recipe (flags: --help)"),
+    "export": ("ms_ptuning.interop.export", "write an adapter as a peft adapter or THUDM output dir (flags: --help)"),
     "demo": ("ms_ptuning.demo", "offline P-tuning v2 sentiment demo on all-MiniLM-L6-v2"),
     "compare-torch": ("ms_ptuning.parity", "parity table against the PyTorch reference"),
 }

@@ -125,7 +125,10 @@ def predict_file(model, input_path: str, output_path: str, batch_size: int = 32,
 def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(prog="ms-ptuning predict", description=__doc__,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parse.add_argument("--adapter", required=True, help="a trained adapter: OUTPUT_DIR/adapter or best_model")
+    parse.add_argument("--adapter", required=True, help="a trained adapter: OUTPUT_DIR/adapter or best_model, a peft "
+                                                         "adapter directory or a THUDM/P-tuning-v2 output directory")
+    parse.add_argument("--allow_pickle", action="store_true",
+                       help="read THUDM's pytorch_model.bin / peft's adapter_model.bin (unpickling runs code)")
     parse.add_argument("--input", required=True, help="csv, tsv, json, jsonl, .conll/.txt or a save_to_disk dir")
     parse.add_argument("--output", required=True, help="JSON lines file to write")
     parse.add_argument("--model_name_or_path", help="the base model, if not where it was at training time")
@@ -152,7 +155,7 @@ def run(args) -> Report:
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     model = load_adapter(args.adapter, args.model_name_or_path, args.text_column_names, args.max_seq_length,
-                         generation_config(args), args.device_target, args.backend, args.batch_size)
+                         generation_config(args), args.device_target, args.backend, args.batch_size, args.allow_pickle)
     print(model.backend.describe(), file=sys.stderr)
     return predict_file(model, args.input, args.output, args.batch_size, args.split, args.overwrite,
                         progress=not args.disable_tqdm)

@@ -28,6 +28,7 @@ from .arguments import ModelArguments, RunTrainingArguments
 from .config import PTuningConfig
 from .models import HEADS
 from .backbones import input_positions, load_backbone, load_tokenizer
+from .interop.init_from import init_from
 from .cli import report_user_errors
 from .deberta_prefix import DEBERTA_MODEL_TYPES
 from .execution import choose_backend
@@ -103,7 +104,10 @@ def build_model(model_args: ModelArguments, task, mixed_precision: str, width: i
     backend = choose_backend(model_args.backend, backbone.config.model_type)
     ptuning_config = model_args.ptuning_config(model_args.hidden_dropout_prob, task.num_labels, task.problem_type)
     check_sequence_length(width, backbone.config, ptuning_config, model_args.model_name_or_path)
-    return HEADS[task.head](backend.backbone(backbone), ptuning_config, compute_dtype), backend
+    model = HEADS[task.head](backend.backbone(backbone), ptuning_config, compute_dtype)
+    if model_args.init_from:
+        init_from(model, model_args.init_from, model_args.model_name_or_path, model_args.allow_pickle)
+    return model, backend
 
 
 def requested_test_splits(data_args: DataArguments, training_args: RunTrainingArguments, task) -> list:

@@ -28,6 +28,7 @@ import transformers
 from transformers import HfArgumentParser
 
 from .adapters import load_adapter, read_adapter_config, save_adapter
+from .interop.init_from import init_from
 from .arguments import PTuningArguments, RunTrainingArguments
 from .backbones import build_backbone, load_backbone
 from .cli import report_user_errors
@@ -57,6 +58,9 @@ class ModelArguments(PTuningArguments):
     adapter_dir: str | None = field(default=None, metadata={
         "help": "load trained weights (adapter.safetensors + adapter_config.json, e.g. OUTPUT/adapter) and only "
                 "evaluate and generate; the base model, tokenizer and max_length it was trained with are reused"})
+    init_from: str | None = field(default=None, metadata={
+        "help": "start training from an adapter's weights: an ms_ptuning adapter or a peft CAUSAL_LM adapter directory "
+                "(it must fit --mode and --pre_seq_len; peft's needs its base model as --model_name_or_path)"})
     mode: str = field(default="finetune", metadata={"help": "finetune | prefix (P-tuning v2) | prompt (P-tuning)"})
     pre_seq_len: int = field(default=10, metadata={"help": "prefix / prompt length"})
     dropout: float = field(default=0.1, metadata={"help": "GPT-2 residual/embedding/attention and prefix dropout"})
@@ -121,6 +125,9 @@ def build_model(model_args: ModelArguments, tokenizer, max_length: int, saved: d
     """(a new model, or from `saved` (the adapter's config) a trained one, checked against the tokenizer and
     max_length; the Backend it runs on, `--backend`). `mixed_precision` (--mixed_precision) is refused before
     anything loads if the device lacks it."""
+    if model_args.adapter_dir and model_args.init_from:
+        raise ValueError("--init_from starts a training run from an adapter, --adapter_dir evaluates a trained one "
+                         "without training: pass one of them")
     compute_dtype = mixed_precision_dtype(mixed_precision)
     saved = saved or {}
     ptuning = (PTuningConfig.from_dict(saved["ptuning_config"]) if saved else
@@ -149,6 +156,8 @@ def build_model(model_args: ModelArguments, tokenizer, max_length: int, saved: d
     model = CausalLM(backend.backbone(backbone), ptuning, compute_dtype, return_logits=False)
     if saved:
         load_adapter(model, model_args.adapter_dir)
+    elif model_args.init_from:
+        init_from(model, model_args.init_from, model_args.model_name_or_path)
     return model, backend
 
 
