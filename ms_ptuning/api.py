@@ -23,6 +23,7 @@ from .backbones import build_backbone, input_positions, load_backbone, load_toke
 from .config import PTuningConfig
 from .data import nlpcc2017
 from .deberta_prefix import DEBERTA_MODEL_TYPES
+from .device.jit import set_jit_level
 from .encoders.folding import fold_encoders
 from .execution import choose_backend
 from .inference import EagerForward, GraphForward
@@ -86,16 +87,19 @@ class AdapterModel:
 
 def load_adapter(directory: str, model_name_or_path: str = None, text_column_names=None, max_length: int = None,
                  generation=None, device_target: str = None, backend: str = "auto",
-                 batch_size: int = 32) -> AdapterModel:
+                 batch_size: int = 32, jit_level: str = None) -> AdapterModel:
     """The adapter in `directory` (an output_dir's `adapter/` or `best_model/`) on its base model: the
     directory recorded at training time, or `model_name_or_path`. Finetune adapters hold every weight and
     need no base model. `text_column_names` ("a,b" or a sequence) and `max_length` override what the adapter
     saved; `generation`: GenerationConfig fields for causal LMs (max_new_tokens, num_beams, ...).
     `backend` auto|graph|eager (`execution.choose_backend`): on graph (BERT/RoBERTa/GPT-2 by default)
     batches run through compiled eval graphs of `batch_size` rows (ms_ptuning.inference) and GPT-2 generates
-    on a compiled fixed-size cache (ms_ptuning.static_decoding)."""
+    on a compiled fixed-size cache (ms_ptuning.static_decoding). `device_target` CPU|GPU|Ascend and
+    `jit_level` O0|O1|O2 (device/jit.py) set the process's device and compilation level when given."""
     if device_target:
         set_device_target(device_target)
+    if jit_level:
+        set_jit_level(jit_level)
     saved = read_adapter_config(directory)
     head = saved.get("head")
     if head not in PREDICTORS:
