@@ -7,8 +7,9 @@ CUDA libraries, `set_device` raises a RuntimeError of some 15 lines after printi
 on stderr from its own checks; for GPU its "Device load error message" lists the Ascend plugin's libraries,
 not the CUDA ones. `require_device` keeps that noise off the terminal, asks the dynamic loader which libraries
 the device's plugin cannot find, and raises `DeviceUnavailableError` (a ValueError: the commands print it as
-`PROG: error: ...` with exit status 2). A backend that loads is then made to run one operation, so a
-missing or busy device fails here too, not in the middle of a run.
+`PROG: error: ...` with exit status 2). A backend that loads keeps float32 computations in float32
+(`keep_float32`) and is made to run one operation, so a missing or busy device fails here too, not in the
+middle of a run.
 """
 
 import contextlib
@@ -50,6 +51,7 @@ def require_device(target: str) -> None:
             mindspore.set_device(target)
         except RuntimeError as error:
             raise DeviceUnavailableError(cannot_load(target, missing_libraries(target, str(error)))) from None
+        keep_float32(target)
         try:
             (mindspore.Tensor(np.ones(2, np.float32)) * 2).asnumpy()
         except RuntimeError as error:
@@ -59,6 +61,16 @@ def require_device(target: str) -> None:
                 f"{'npu-smi info' if target == 'Ascend' else 'nvidia-smi'}, then run "
                 f"scripts/check_device.sh --device_target {target}") from None
     sys.stderr.write(captured.text)  # it runs: MindSpore's warnings (e.g. a version mismatch) are the user's
+
+
+def keep_float32(target: str) -> None:
+    """float32 stays float32 on the device; ms_ptuning chooses lower precision itself (--mixed_precision casts
+    the frozen backbone explicitly). Atlas training-series NPUs otherwise default to `force_fp16`, running
+    float32 matmuls in float16; on GPU, TF32 matmuls stay off (MindSpore's default, made explicit)."""
+    if target == "Ascend":
+        mindspore.device_context.ascend.op_precision.precision_mode("must_keep_origin_dtype")
+    elif target == "GPU":
+        mindspore.device_context.gpu.op_precision.matmul_allow_tf32(False)
 
 
 def cannot_load(target: str, missing: str) -> str:
