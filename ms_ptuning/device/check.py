@@ -233,7 +233,7 @@ def training_rows(case: Case, dtype, root: str) -> list:
 def reference_model(case: Case, dtype, workdir: str):
     """The case's model holding the reference's initial weights (rounded to `dtype` where the backbone keeps
     its frozen weights in it, as a run loading a checkpoint does)."""
-    from mindspore import Tensor
+    from mindspore import Tensor, ops
     from safetensors.numpy import load_file
 
     from ..weights import named_weights
@@ -244,7 +244,7 @@ def reference_model(case: Case, dtype, workdir: str):
         raise RuntimeError(f"{case.name}: the reference's weights differ in names from this model's: "
                            f"{sorted(set(arrays) ^ set(weights))[:5]}")
     for name, param in weights.items():
-        param.set_data(Tensor(arrays[name]).astype(param.dtype))
+        ops.assign(param, Tensor(np.ascontiguousarray(arrays[name]), dtype=param.dtype))
     return model
 
 
