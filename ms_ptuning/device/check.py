@@ -36,9 +36,11 @@ PRECISIONS = ("no", "fp16", "bf16")
 STEPS, DROPOUT = 20, 0.1
 GPT2_PROMPTS, MAX_NEW_TOKENS, EOS = [[5, 17, 23, 42, 8], [60, 3], [71, 29, 33, 14, 90, 52, 12, 66], [44]], 8, 2
 # (logits max-abs, gradients max relative, training losses max relative vs CPU) per device and precision.
-# CPU float32 is MindSpore's ~1e-6 kernel rounding against torch's (the compare_torch limits); another device
-# in float32 sums in another order; fp16/bf16 round the backbone's matmul inputs to 11 / 8 significant bits.
-TOLERANCES = {("CPU", "no"): (1e-5, 1e-4, 1e-5), ("GPU", "no"): (1e-4, 1e-3, 1e-3),
+# CPU float32 is MindSpore's ~1e-6 kernel rounding against torch's: 1e-4 relative on most gradients, up to
+# ~3e-4 on a tensor whose gradient is small next to the largest (a balanced classifier's bias; README,
+# "Comparing with the PyTorch reference"). Another device in float32 sums in another order; fp16/bf16 round
+# the backbone's matmul inputs to 11 / 8 significant bits.
+TOLERANCES = {("CPU", "no"): (1e-5, 3e-4, 1e-5), ("GPU", "no"): (1e-4, 1e-3, 1e-3),
               ("Ascend", "no"): (1e-4, 1e-3, 1e-3)}
 LOW_PRECISION_TOLERANCES = {"fp16": (5e-2, 1e-1, 2e-2), "bf16": (2e-1, 3e-1, 1e-1)}
 
