@@ -20,62 +20,72 @@ from tiny_runs import same_process_runs, save_tiny_bert  # noqa: F401  (a fixtur
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OWN_DATA = os.path.join(ROOT, "tests", "fixtures", "own_data")
 
-# Every command that takes --device_target, called through its main() as its console entry does, in one
-# process (MindSpore can be asked again after a failed set_device); prints {command: exit status}.
+# Every command that takes --device_target, called through its main() as its console entry does:
+# command → (module, arguments before the flags under test)
 COMMANDS = {
-    "ms_ptuning.run": "from ms_ptuning.run import main; main(['--task', 'rte', '--model_name_or_path', 'm', "
-                      "'--output_dir', OUT + '/run'] + FLAGS)",
-    "ms-ptuning predict": "from ms_ptuning.predict import main; main(['--adapter', 'a', '--input', INPUT, '--output', "
-                          "OUT + '/p.jsonl'] + FLAGS)",
-    "ms_ptuning.demo": "from ms_ptuning.demo import main; main(['--output_dir', OUT + '/demo'] + FLAGS)",
-    "ms_ptuning.summarization": "from ms_ptuning.summarization import main; main(['--output_dir', OUT + '/s'] + FLAGS)",
-    "ms_ptuning.lama.train": "from ms_ptuning.lama.train import main; main(['--model_dir', 'm', '--data_dir', 'd', "
-                             "'--relation', 'P19', '--output_dir', OUT + '/lama'] + FLAGS)",
-    "benchmarks.run": "from benchmarks.run import main; main(['--output_dir', OUT + '/b'] + FLAGS)",
-    "check_device": "from ms_ptuning.device.check import main; main(FLAGS)",
+    "ms_ptuning.run": ("ms_ptuning.run", "['--task', 'rte', '--model_name_or_path', 'm', '--output_dir', OUT + '/r']"),
+    "ms-ptuning predict": ("ms_ptuning.predict", "['--adapter', 'a', '--input', INPUT, '--output', OUT + '/p.jsonl']"),
+    "ms_ptuning.demo": ("ms_ptuning.demo", "['--output_dir', OUT + '/demo']"),
+    "ms_ptuning.summarization": ("ms_ptuning.summarization", "['--output_dir', OUT + '/s']"),
+    "ms_ptuning.lama.train": ("ms_ptuning.lama.train", "['--model_dir', 'm', '--data_dir', 'd', '--relation', 'P19', "
+                                                       "'--output_dir', OUT + '/lama']"),
+    "benchmarks.run": ("benchmarks.run", "['--output_dir', OUT + '/b']"),
+    "check_device": ("ms_ptuning.device.check", "[]"),
 }
+FLAG_SETS = {
+    "Ascend": ["--device_target", "Ascend"],
+    "GPU": ["--device_target", "GPU"],
+    "O2": ["--jit_level", "O2"],  # CANN's GraphEngine: Ascend only
+    "O3": ["--jit_level", "O3"],  # no such level
+}
+REFUSALS = {
+    "Ascend": "--device_target Ascend: MindSpore cannot load its Ascend backend here (",
+    "GPU": "--device_target GPU: MindSpore cannot load its GPU backend here (",
+    "O2": "--jit_level O2: MindSpore runs O2 through CANN's GraphEngine, on Ascend only; on CPU use O0 or O1",
+    "O3": "--jit_level must be one of O0, O1, O2, got 'O3'",
+}
+REMEDIES = {"Ascend": ("libge_runner.so", "install CANN 8.2.RC1 and source its set_env.sh"),
+            "GPU": ("libcudart.so", "install CUDA 11.6 and cuDNN 8 and put their libraries on LD_LIBRARY_PATH")}
 
 
-def run_commands(flags: list, tmp_path) -> tuple:
-    """({command: exit status}, stderr lines) of every command run with `flags`."""
-    lines = [f"OUT, INPUT, FLAGS = {str(tmp_path)!r}, {os.path.join(OWN_DATA, 'reviews_new.jsonl')!r}, {flags!r}",
-             "statuses = {}"]
-    for name, call in COMMANDS.items():
-        lines += [call.replace("main(", "status = main(", 1), f"statuses[{name!r}] = status"]
-    lines.append("import json; print(json.dumps(statuses))")
-    result = subprocess.run([sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True, cwd=ROOT,
-                            timeout=600, env=dict(os.environ, PYTHONPATH=ROOT))
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory) -> dict:
+    """flag set → ({command: exit status}, its stderr lines): every command run with each of FLAG_SETS, all in
+    one process (MindSpore can be asked again after a failed set_device); every command must write exactly
+    one line, so the lines split by count."""
+    out = str(tmp_path_factory.mktemp("refusals"))
+    body = [f"import {module}" for module, _ in COMMANDS.values()]
+    body += [f"OUT, INPUT = {out!r}, {os.path.join(OWN_DATA, 'reviews_new.jsonl')!r}", "statuses = {}"]
+    for label, flags in FLAG_SETS.items():
+        body += [f"statuses[{label + ' ' + name!r}] = {module}.main({arguments} + {flags!r})"
+                 for name, (module, arguments) in COMMANDS.items()]
+    body.append("import json; print(json.dumps(statuses))")
+    result = subprocess.run([sys.executable, "-c", "\n".join(body)], capture_output=True, text=True, cwd=ROOT,
+                            timeout=900, env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr.splitlines()
+    statuses, stderr = json.loads(result.stdout.strip().splitlines()[-1]), result.stderr.splitlines()
+    assert len(stderr) == len(FLAG_SETS) * len(COMMANDS), stderr
+    return {label: ({name: statuses[f"{label} {name}"] for name in COMMANDS},
+                    stderr[i * len(COMMANDS):(i + 1) * len(COMMANDS)]) for i, label in enumerate(FLAG_SETS)}
 
 
-@pytest.mark.parametrize("target, remedy", [
-    ("Ascend", "install CANN 8.2.RC1 and source its set_env.sh"),
-    ("GPU", "install CUDA 11.6 and cuDNN 8 and put their libraries on LD_LIBRARY_PATH")])
-def test_a_device_that_is_not_there_stops_every_command_with_one_line(target, remedy, tmp_path):
-    """On this CPU-only machine: exit status 2 and exactly one line per command, naming the device, the
-    libraries the loader could not find, what to install and the check to run next."""
-    if os.path.exists("/usr/local/Ascend") or os.path.exists("/dev/nvidia0"):
+@pytest.mark.parametrize("label", FLAG_SETS)
+def test_what_mindspore_cannot_run_here_stops_every_command_with_one_line(label, refusals):
+    """On this CPU-only machine, a missing Ascend or GPU backend, O2 off Ascend and a level that does not
+    exist: exit status 2 and exactly one line per command; a missing device names the libraries the loader
+    could not find, what to install and the check to run next."""
+    if label in REMEDIES and (os.path.exists("/usr/local/Ascend") or os.path.exists("/dev/nvidia0")):
         pytest.skip("a device may be installed here")
-    statuses, stderr = run_commands(["--device_target", target], tmp_path)
+    statuses, stderr = refusals[label]
     assert statuses == {name: 2 for name in COMMANDS}
-    assert len(stderr) == len(COMMANDS), stderr
-    library = "libge_runner.so" if target == "Ascend" else "libcudart.so"
     for name, line in zip(COMMANDS, stderr):
-        assert line.startswith(f"{name}: error: --device_target {target}: MindSpore cannot load its {target} "
-                               "backend here ("), line
-        assert library in line and " not found); " in line, line
-        assert line.endswith(f"{remedy}, then run scripts/check_device.sh --device_target {target}"), line
-
-
-def test_jit_levels_mindspore_does_not_run_here_are_refused_with_one_line(tmp_path):
-    """O2 is CANN's GraphEngine (Ascend only); O3 does not exist; bf16 has no CPU kernels."""
-    for flags, message in ((["--jit_level", "O2"], "--jit_level O2: MindSpore runs O2 through CANN's GraphEngine, "
-                                                   "on Ascend only; on CPU use O0 or O1"),
-                           (["--jit_level", "O3"], "--jit_level must be one of O0, O1, O2, got 'O3'")):
-        statuses, stderr = run_commands(flags, tmp_path)
-        assert statuses == {name: 2 for name in COMMANDS}
-        assert stderr == [f"{name}: error: {message}" for name in COMMANDS]
+        assert line.startswith(f"{name}: error: {REFUSALS[label]}"), line
+        if label in REMEDIES:
+            library, remedy = REMEDIES[label]
+            assert library in line and " not found); " in line, line
+            assert line.endswith(f"{remedy}, then run scripts/check_device.sh --device_target {label}"), line
+        else:
+            assert line == f"{name}: error: {REFUSALS[label]}"
 
 
 class Doubler(nn.Cell):
