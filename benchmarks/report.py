@@ -30,7 +30,8 @@ def load_average() -> str:
 
 def header(options) -> str:
     return (f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {cpu_description()}; {os.cpu_count()} cores, "
-            f"{options.threads} threads per side; load average {load_average()} before the run. "
+            f"{options.threads} threads per side; load average {load_average()} before the run; ms_ptuning on "
+            f"{getattr(options, 'device_target', 'CPU')} at jit level {getattr(options, 'jit_level', 'O0')}. "
             f"{options.warmup} warm-up + {options.steps} timed rounds, medians of the per-step time; "
             "ratio = ms_ptuning / PyTorch reference (< 1: ms_ptuning faster).")
 

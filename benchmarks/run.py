@@ -25,6 +25,10 @@ import subprocess
 import sys
 import time
 
+from ms_ptuning.cli import report_user_errors
+from ms_ptuning.device.jit import DEFAULT_JIT_LEVEL, JIT_LEVEL_HELP, set_jit_level
+from ms_ptuning.device.target import require_device
+
 from .configs import CASES, DEFAULT_CASES
 from .report import header, markdown, update_results
 
@@ -39,11 +43,12 @@ class WorkerFailed(RuntimeError):
 class Worker:
     """One side in its own process (`benchmarks.worker`), its stderr kept in `log_path`."""
 
-    def __init__(self, side: str, case: str, threads: int, log_path: str):
+    def __init__(self, side: str, case: str, threads: int, log_path: str, device: tuple = ("CPU", "O0")):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
         self.side = side
         with open(log_path, "w") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", side, case, str(threads)],
+            self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", side, case, str(threads),
+                                             *device],
                                             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                             stderr=log, text=True)
         self.ready = self._read()
@@ -69,12 +74,13 @@ class Worker:
         self.process.wait()
 
 
-def start_workers(case: str, sides: list, threads: int, log_dir: str) -> tuple:
-    """(side → Worker for those that started, side → error for those that did not)."""
+def start_workers(case: str, sides: list, threads: int, log_dir: str, device: tuple = ("CPU", "O0")) -> tuple:
+    """(side → Worker for those that started, side → error for those that did not); `device`: the ms_ptuning
+    sides' (--device_target, --jit_level)."""
     workers, errors = {}, {}
     for side in sides:
         try:
-            workers[side] = Worker(side, case, threads, os.path.join(log_dir, f"{case}.{side}.log"))
+            workers[side] = Worker(side, case, threads, os.path.join(log_dir, f"{case}.{side}.log"), device)
         except WorkerFailed as error:
             errors[side] = str(error)
     return workers, errors
@@ -99,12 +105,13 @@ def timed_rounds(workers: dict, errors: dict, kind: str, rounds: int, warmup: in
 
 
 def measure(case: str, backends: list, steps: int, warmup: int, threads: int, round_steps: int | None = None,
-            log_dir: str = None) -> list:
-    """One row per backend of `case` (dicts of numbers, see report.markdown)."""
+            log_dir: str = None, device: tuple = ("CPU", "O0")) -> list:
+    """One row per backend of `case` (dicts of numbers, see report.markdown); `device`: the ms_ptuning sides'
+    (--device_target, --jit_level)."""
     round_steps = round_steps or CASES[case].get("round_steps", 1)
     log_dir = log_dir or os.path.join(ROOT, "benchmarks", "out")
     os.makedirs(log_dir, exist_ok=True)
-    workers, errors = start_workers(case, ["torch", *backends], threads, log_dir)
+    workers, errors = start_workers(case, ["torch", *backends], threads, log_dir, device)
     versions = {name: v for worker in workers.values() for name, v in worker.ready.get("versions", {}).items()}
     try:
         train = timed_rounds(workers, errors, "train", steps, warmup, round_steps)
@@ -155,7 +162,16 @@ def main(argv=None) -> int:
     parser.add_argument("--output_dir", default=os.path.join(ROOT, "benchmarks", "out"))
     parser.add_argument("--update_results", default=None, metavar="FILE",
                         help="replace the generated section of FILE (benchmarks/RESULTS.md) with this run's")
+    parser.add_argument("--device_target", default="CPU", help="the ms_ptuning sides' device: CPU | GPU | Ascend "
+                        "(the torch reference runs on CPU)")
+    parser.add_argument("--jit_level", default=DEFAULT_JIT_LEVEL, help=JIT_LEVEL_HELP)
     options = parser.parse_args(argv)
+    return report_user_errors("benchmarks.run", run_benchmarks, parser, options)
+
+
+def run_benchmarks(parser, options) -> int:
+    require_device(options.device_target)  # here, before any worker starts: one line if the device is missing
+    set_jit_level(options.jit_level, options.device_target)
     cases, backends = options.cases.split(","), options.backends.split(",")
     for name, known, given in (("--cases", CASES, cases), ("--backends", BACKENDS, backends)):
         unknown = [value for value in given if value not in known]
@@ -166,7 +182,7 @@ def main(argv=None) -> int:
     for case in cases:
         started = time.time()
         results += measure(case, backends, options.steps, options.warmup, options.threads, options.round_steps,
-                           options.output_dir)
+                           options.output_dir, (options.device_target, options.jit_level))
         print(f"{case}: done in {time.time() - started:.0f}s", file=sys.stderr)
     table = markdown(results, started_header)
     write_results(options.output_dir, "results", table, {"header": started_header, "results": results})

@@ -84,8 +84,10 @@ def step_arguments(case):
                              per_device_eval_batch_size=case["batch_size"], report_to=[], seed=0)
 
 
-def mindspore_side(case, threads, backend_name):
-    from ms_ptuning.backend import seed_everything, set_threads  # first: mindnlp patches transformers
+def mindspore_side(case, threads, backend_name, device_target="CPU", jit_level="O0"):
+    # first: mindnlp patches transformers
+    from ms_ptuning.backend import seed_everything, set_device_target, set_threads
+    from ms_ptuning.device.jit import set_jit_level
     from ms_ptuning.backbones import build_backbone
     from ms_ptuning.distributed import DataParallel
     from ms_ptuning.encoders import fold_encoders
@@ -95,6 +97,8 @@ def mindspore_side(case, threads, backend_name):
     from ms_ptuning.weights import trainable_weights
     import transformers
 
+    set_device_target(device_target)
+    set_jit_level(jit_level)
     set_threads(threads)
     seed_everything(0)
     backbone = build_backbone(transformers.AutoConfig.for_model(**case["backbone"]))
@@ -148,9 +152,9 @@ def serve(train, infer, fold, compile_seconds) -> None:
 
 
 def main(argv):
-    side, case_name, threads = argv[0], argv[1], int(argv[2])
+    side, case_name, threads, device = argv[0], argv[1], int(argv[2]), argv[3:]  # device: (target, jit level)
     try:
-        build = torch_side if side == "torch" else lambda case, n: mindspore_side(case, n, side)
+        build = torch_side if side == "torch" else lambda case, n: mindspore_side(case, n, side, *device)
         train, infer, fold, compile_seconds, versions = build(CASES[case_name], threads)
         print(json.dumps({"ready": True, "versions": versions}), flush=True)
         serve(train, infer, fold, compile_seconds)

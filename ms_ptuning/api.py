@@ -23,6 +23,7 @@ from .backbones import build_backbone, input_positions, load_backbone, load_toke
 from .config import PTuningConfig
 from .data import nlpcc2017
 from .deberta_prefix import DEBERTA_MODEL_TYPES
+from .device.jit import set_jit_level
 from .encoders.folding import fold_encoders
 from .execution import choose_backend
 from .inference import EagerForward, GraphForward
@@ -88,7 +89,7 @@ class AdapterModel:
 
 def load_adapter(directory: str, model_name_or_path: str = None, text_column_names=None, max_length: int = None,
                  generation=None, device_target: str = None, backend: str = "auto",
-                 batch_size: int = 32, allow_pickle: bool = False) -> AdapterModel:
+                 batch_size: int = 32, allow_pickle: bool = False, jit_level: str = None) -> AdapterModel:
     """The adapter in `directory` on its base model: an output_dir's `adapter/` or `best_model/`, a Hugging
     Face peft adapter directory or a THUDM/P-tuning-v2 output directory (ms_ptuning.interop; recognised by
     their files). The base model is the directory recorded at training time (peft's
@@ -98,9 +99,13 @@ def load_adapter(directory: str, model_name_or_path: str = None, text_column_nam
     `backend` auto|graph|eager (`execution.choose_backend`): on graph (BERT/RoBERTa/GPT-2 by default)
     batches run through compiled eval graphs of `batch_size` rows (ms_ptuning.inference) and GPT-2 generates
     on a compiled fixed-size cache (ms_ptuning.static_decoding). `allow_pickle`: read THUDM's
-    pytorch_model.bin / peft's adapter_model.bin when there are no safetensors (unpickling can run code)."""
+    pytorch_model.bin / peft's adapter_model.bin when there are no safetensors (unpickling can run code).
+    `device_target` CPU|GPU|Ascend and `jit_level` O0|O1|O2 (device/jit.py) set the process's device and
+    compilation level when given."""
     if device_target:
         set_device_target(device_target)
+    if jit_level:
+        set_jit_level(jit_level)
     model, saved, chosen = build_adapter_model(directory, model_name_or_path, backend, allow_pickle)
     head = saved["head"]
     if head not in PREDICTORS:

@@ -11,6 +11,7 @@ from . import backend  # noqa: F401  (mindnlp must patch transformers before it 
 from transformers import TrainingArguments
 
 from .config import PTuningConfig
+from .device.jit import DEFAULT_JIT_LEVEL, JIT_LEVEL_HELP
 from .execution import BACKEND_HELP
 from .training.optim import L2_WEIGHT_DECAY
 
@@ -27,6 +28,7 @@ class PTuningArguments:
         "help": "finetune mode: train the head only, the backbone frozen (THUDM's fix_bert, which its NER, QA and "
                 "COPA fine-tuning applies); prefix/prompt modes freeze the backbone anyway"})
     backend: str = field(default="auto", metadata={"help": BACKEND_HELP})
+    jit_level: str = field(default=DEFAULT_JIT_LEVEL, metadata={"help": JIT_LEVEL_HELP})
 
     def ptuning_config(self, dropout: float, num_labels: int = 2,
                        problem_type: str = "single_label_classification") -> PTuningConfig:

@@ -9,6 +9,9 @@ import contextlib
 import os
 import random
 
+# mindnlp imports diffusers' experimental "modular pipelines", which log a warning at every start; ms_ptuning
+# never uses diffusers, and a command's own messages (a refused flag, a missing device) should stand alone
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 import mindnlp  # noqa: F401  (side effect: `torch` becomes mindtorch, HF models run on MindSpore)
 import mindspore
 import numpy as np
@@ -20,29 +23,27 @@ from mindtorch._apis import cpu as mindtorch_cpu_api
 from mindtorch._op_prim.cpu import legacy as mindtorch_legacy
 from mindtorch._bind import get_device_in_context
 
+from .device.jit import jit_level
+from .device.target import require_device
 from .layers import reset_dropout_sites, set_dropout_key
 
-DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 _MINDTORCH_DEVICE = {"CPU": "cpu", "GPU": "cuda", "Ascend": "npu"}
 
 
 def set_device_target(target: str) -> None:
-    """Run MindSpore kernels on CPU, GPU or Ascend (PyNative mode)."""
-    if target not in DEVICE_TARGETS:
-        raise ValueError(f"device_target must be one of {DEVICE_TARGETS}, got {target!r}")
-    if mindspore.get_context("device_target") == target:
-        return  # MindSpore refuses to set the device again once its runtime has started
-    mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
-    mindspore.set_device(target)
+    """Run MindSpore kernels on CPU, GPU or Ascend (PyNative mode); a device MindSpore cannot load stops
+    with one line naming what is missing (`device.target`). `device.jit.set_jit_level` comes after it."""
+    require_device(target)
 
 
 @contextlib.contextmanager
-def graph_mode(jit_level: str = "O0"):
-    """Compile the Cells called inside (GRAPH_MODE, `jit_level` O0 or O1) and return to the mode before.
+def graph_mode():
+    """Compile the Cells called inside (GRAPH_MODE, at the process's `--jit_level`) and return to the mode
+    before.
 
     Each Cell compiles once per input shape; mindtorch/mindnlp eager code needs PyNative again afterwards."""
     previous = mindspore.get_context("mode")
-    mindspore.set_context(mode=mindspore.GRAPH_MODE, jit_config={"jit_level": jit_level})
+    mindspore.set_context(mode=mindspore.GRAPH_MODE, jit_config={"jit_level": jit_level()})
     try:
         yield
     finally:

@@ -17,7 +17,9 @@ import sys
 import time
 from collections import Counter
 
+from .cli import report_user_errors
 from .data.packaged import minilm_dir
+from .device.jit import DEFAULT_JIT_LEVEL, JIT_LEVEL_HELP
 from .execution import BACKEND_HELP, BACKENDS
 from .run import DataArguments, ModelArguments, RunTrainingArguments, run
 from .tasks import get_task
@@ -46,7 +48,8 @@ def parse(argv=None):
     parser.add_argument("--epochs", type=float, default=None, help="for every mode (default: each mode's own)")
     parser.add_argument("--max_seq_length", type=int, default=48)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--device_target", default="CPU")
+    parser.add_argument("--device_target", default="CPU", help="CPU | GPU | Ascend")
+    parser.add_argument("--jit_level", default=DEFAULT_JIT_LEVEL, help=JIT_LEVEL_HELP)
     options = parser.parse_args(argv)
     options.modes = [mode.strip() for mode in options.modes.split(",") if mode.strip()]
     unknown = [mode for mode in options.modes if mode not in MODE_SETTINGS]
@@ -62,7 +65,7 @@ def train_mode(mode: str, options) -> dict:
     started = time.time()
     results = run(
         ModelArguments(model_name_or_path=minilm_dir(), mode=mode, pre_seq_len=settings["pre_seq_len"],
-                       device_target=options.device_target, backend=options.backend),
+                       device_target=options.device_target, jit_level=options.jit_level, backend=options.backend),
         DataArguments(task="rotten_tomatoes", max_seq_length=options.max_seq_length,
                       max_train_samples=options.train_samples),
         RunTrainingArguments(output_dir=os.path.join(options.output_dir, mode), overwrite_output_dir=True,
@@ -76,7 +79,10 @@ def train_mode(mode: str, options) -> dict:
 
 
 def main(argv=None) -> int:
-    options = parse(argv)
+    return report_user_errors("ms_ptuning.demo", run_demo, parse(argv))
+
+
+def run_demo(options) -> int:
     majority, baseline = majority_baseline(get_task("rotten_tomatoes"))
     started = time.time()
     rows = [train_mode(mode, options) for mode in options.modes]

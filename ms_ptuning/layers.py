@@ -13,6 +13,8 @@ import mindspore
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
+from .device.jit import function_jit_level
+
 
 def _uniform(shape, bound, rng):
     return Tensor(rng.uniform(-bound, bound, size=shape).astype(np.float32))
@@ -147,8 +149,8 @@ def lstm_cell(input_gates, h, c, w_hh_t):
 
 # One compiled graph per step instead of ten dispatched ops: a 16×768 2-layer biLSTM forward+backward takes
 # 0.83 s instead of 2.6 s. Compiling the whole unrolled loop would be faster still (0.35 s) but its graph
-# costs ~900 MB of memory; this one ~100 MB.
-compiled_lstm_cell = mindspore.jit(lstm_cell)
+# costs ~900 MB of memory; this one ~100 MB. One per jit level `mindspore.jit` takes (device/jit.py).
+compiled_lstm_cells = {level: mindspore.jit(lstm_cell, jit_level=level) for level in ("O0", "O1")}
 
 
 class LSTM(nn.Cell):
@@ -166,6 +168,7 @@ class LSTM(nn.Cell):
         self.num_layers = num_layers
         self.directions = ("", "_reverse") if bidirectional else ("",)
         self.compiled_steps = True
+        self.compiled_cell = compiled_lstm_cells[function_jit_level()]  # the level when the model is built
         rng = init_rng()
         bound = 1.0 / math.sqrt(hidden_size)
         for layer in range(num_layers):
@@ -190,7 +193,7 @@ class LSTM(nn.Cell):
         c = ops.zeros((x.shape[0], self.hidden_size), x.dtype)
         outputs = [None] * len(step_gates)
         order = range(len(step_gates) - 1, -1, -1) if reverse else range(len(step_gates))
-        cell = compiled_lstm_cell if self.compiled_steps else lstm_cell
+        cell = self.compiled_cell if self.compiled_steps else lstm_cell
         for t in order:
             h, c = cell(step_gates[t], h, c, w_hh_t)
             outputs[t] = h

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .api import load_adapter
 from .cli import report_user_errors
+from .device.jit import DEFAULT_JIT_LEVEL, JIT_LEVEL_HELP
 from .execution import BACKEND_HELP, BACKENDS
 from .tasks.base import TaskDataError
 from .tasks.records import file_format, iter_records
@@ -139,6 +140,7 @@ def parser() -> argparse.ArgumentParser:
                        help="default: the adapter's (a chat adapter: its max_source_length, the prompt tokens kept)")
     parse.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     parse.add_argument("--device_target", default="CPU", help="CPU | GPU | Ascend")
+    parse.add_argument("--jit_level", default=DEFAULT_JIT_LEVEL, help=JIT_LEVEL_HELP)
     parse.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     parse.add_argument("--disable_tqdm", action="store_true", help="no progress bar")
     generation = parse.add_argument_group("causal LM generation (ms_ptuning/generation.py)")
@@ -155,7 +157,8 @@ def run(args) -> Report:
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     model = load_adapter(args.adapter, args.model_name_or_path, args.text_column_names, args.max_seq_length,
-                         generation_config(args), args.device_target, args.backend, args.batch_size, args.allow_pickle)
+                         generation_config(args), args.device_target, args.backend, args.batch_size, args.allow_pickle,
+                         args.jit_level)
     print(model.backend.describe(), file=sys.stderr)
     return predict_file(model, args.input, args.output, args.batch_size, args.split, args.overwrite,
                         progress=not args.disable_tqdm)

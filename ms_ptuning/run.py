@@ -31,6 +31,7 @@ from .backbones import input_positions, load_backbone, load_tokenizer
 from .interop.init_from import init_from
 from .cli import report_user_errors
 from .deberta_prefix import DEBERTA_MODEL_TYPES
+from .device.jit import set_jit_level
 from .execution import choose_backend
 from .tasks.custom import task_for
 from .training import DatasetMetrics, Trainer
@@ -134,6 +135,7 @@ def adapter_metadata(task, model_args: ModelArguments, max_length: int | None) -
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: RunTrainingArguments) -> dict:
     set_device_target(model_args.device_target)
+    set_jit_level(model_args.jit_level)
     seed_everything(training_args.seed)
     task = task_for(data_args.task, data_args.data_dir, **{name: getattr(data_args, name) for name in OWN_DATA_FLAGS})
     test_splits = requested_test_splits(data_args, training_args, task)
@@ -169,7 +171,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
                       compute_metrics=DatasetMetrics(task.compute_metrics), test_datasets=test_datasets,
                       metadata_columns=task.metadata_columns, adapter_metadata=metadata, parallel=parallel,
                       loss_scaler=default_loss_scaler(training_args.mixed_precision), steps=backend.steps)
-    results = {"task": task.name, "mode": model_args.mode, "backend": backend.name, "run_name": training_args.run_name,
+    results = {"task": task.name, "mode": model_args.mode, "backend": backend.name,
+               "device_target": model_args.device_target, "jit_level": model_args.jit_level,
+               "run_name": training_args.run_name,
                "trainable_parameters": trainable, "total_parameters": total}
     return train_and_report(trainer, training_args, metadata, results)
 

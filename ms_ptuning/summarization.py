@@ -32,6 +32,7 @@ from .interop.init_from import init_from
 from .arguments import PTuningArguments, RunTrainingArguments
 from .backbones import build_backbone, load_backbone
 from .cli import report_user_errors
+from .device.jit import set_jit_level
 from .config import PTuningConfig
 from .execution import Backend, choose_backend
 from .data.nlpcc2017 import (NLPCC2017_URL, LoadReport, decode_summary, generation_prompts, iter_records,
@@ -207,6 +208,7 @@ def announce(model, backend: Backend, train_dataset, eval_dataset, task: str = "
 def run(model_args: ModelArguments, data_args: DataArguments, gen_args: GenerationArguments,
         training_args: RunTrainingArguments) -> dict:
     set_device_target(model_args.device_target)
+    set_jit_level(model_args.jit_level)
     seed_everything(training_args.seed)
     resolve_precision(training_args)
     saved = read_adapter_config(model_args.adapter_dir) if model_args.adapter_dir else {}
@@ -226,7 +228,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
                "skipped_lines": report.skipped, "first_skipped_lines": report.skipped_lines,
                "train_examples": len(train_dataset), "eval_examples": len(eval_dataset),
                "trainable_parameters": trainable, "total_parameters": total,
-               "generation": asdict(gen_args), "max_length": max_length, "backend": backend.name}
+               "generation": asdict(gen_args), "max_length": max_length, "backend": backend.name,
+               "device_target": model_args.device_target, "jit_level": model_args.jit_level}
     if gen_args.rouge_before_training:
         results["before_training"] = corpus_rouge(summarize(model, tokenizer, to_summarize, gen_args, max_length),
                                                   references)

@@ -3,6 +3,7 @@
 import mindspore
 from mindspore import Tensor, nn
 
+from ..device.jit import function_jit_level
 from ..layers import LSTM
 
 
@@ -24,7 +25,7 @@ class FoldableEncoder(nn.Cell):
         super().__init__()
         self.folded = None
         # built here, not on first use: a compiled graph can call it but cannot assign attributes
-        self.compiled_encode = mindspore.jit(self.encode)
+        self.compiled_encode = mindspore.jit(self.encode, jit_level=function_jit_level())
 
     def encode(self):
         """The encoder output computed from the weights."""

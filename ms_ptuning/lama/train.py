@@ -32,10 +32,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..backend import seed_everything
+from ..backend import seed_everything, set_device_target
 from ..arguments import PTuningArguments, RunTrainingArguments
 from ..backbones import load_backbone, load_tokenizer
 from ..cli import report_user_errors
+from ..device.jit import DEFAULT_JIT_LEVEL, JIT_LEVEL_HELP, set_jit_level
 from ..config import PTuningConfig
 from ..execution import BACKEND_HELP, choose_backend
 from ..models.lama_probe import LamaProbe
@@ -217,6 +218,8 @@ def parse_args(argv=None):
                         "from its latest checkpoint (refused if its settings differ)")
     parser.add_argument("--overwrite_output_dir", action="store_true",
                         help="replace a run already in OUTPUT_DIR/<relation>/")
+    parser.add_argument("--device_target", default="CPU", help="CPU | GPU | Ascend")
+    parser.add_argument("--jit_level", default=DEFAULT_JIT_LEVEL, help=JIT_LEVEL_HELP)
     for name, value in asdict(defaults).items():
         parser.add_argument(f"--{name}", type=type(value), default=value,
                             help=BACKEND_HELP if name == "backend" else None)
@@ -249,6 +252,8 @@ def probe_and_report(args) -> int:
     if args.summarize:
         print(summary_table(load_results(args.summarize)))
         return 0
+    set_device_target(args.device_target)
+    set_jit_level(args.jit_level)
     lama_args = LamaArgs(**{name: getattr(args, name) for name in asdict(LamaArgs())})
     relations = load_relations(os.path.join(args.data_dir, "relations.jsonl"))
     if args.relation not in relations:
@@ -267,7 +272,7 @@ def probe_and_report(args) -> int:
     result = probe_relation(model, tokenizer, VocabFilter(tokenizers, allowed), args.relation,
                             relations[args.relation], facts, lama_args, run_dir, backend.steps)
     result["vocabulary"] = {"vocab_file": args.vocab_file, "vocab_key": key, "shared_model_dirs": args.shared_model_dir}
-    result["backend"] = backend.name
+    result.update(backend=backend.name, device_target=args.device_target, jit_level=args.jit_level)
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, f"{args.relation}.json"), "w") as handle:
         json.dump(result, handle, indent=1)

@@ -32,14 +32,12 @@ import mindspore
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
+from ..device.jit import jit_config
 from ..encoders.folding import compile_encoders
 from ..layers import DROPOUT_KEY
 from ..losses import LABEL_COLUMNS, ignored_label
 from .optim import AdamW, build_optimizer, with_l2
 from .steps import StepResult
-
-JIT_CONFIG = mindspore.JitConfig(jit_level="O0")  # O1 adds nothing on CPU and compiles longer
-
 
 @contextlib.contextmanager
 def graph_mode():
@@ -359,7 +357,7 @@ def launch(graph: nn.Cell, label: str, inputs, compiled: set, training: bool = F
     with graph_mode():
         if signature not in compiled:
             graph.set_train(training)  # dropout on or off is fixed in the compiled graph
-            graph.set_jit_config(JIT_CONFIG)
+            graph.set_jit_config(jit_config())  # the process's --jit_level
             started = time.perf_counter()
             try:
                 graph.compile(*inputs)
