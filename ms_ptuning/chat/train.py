@@ -26,6 +26,7 @@ from ..adapters import save_adapter
 from ..arguments import PTuningArguments, RunTrainingArguments
 from ..backbones import input_positions, load_backbone, load_tokenizer
 from ..cli import report_user_errors
+from ..device.jit import set_jit_level
 from ..execution import choose_backend
 from ..generation import GenerationConfig, generate
 from ..models.causal_lm import CausalLM, load_lm_head
@@ -102,6 +103,7 @@ def write_predictions(path: str, examples, generated, per_example) -> None:
 def run(model_args: ModelArguments, data_args: DataArguments, gen_args: GenerationArguments,
         training_args: RunTrainingArguments) -> dict:
     set_device_target(model_args.device_target)
+    set_jit_level(model_args.jit_level)
     seed_everything(training_args.seed)
     resolve_precision(training_args)
     tokenizer_dir = model_args.tokenizer_name or model_args.model_name_or_path
@@ -126,7 +128,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
                       loss_scaler=default_loss_scaler(training_args.mixed_precision), steps=backend.steps)
     train_output = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
     save_adapter(model, os.path.join(training_args.output_dir, "adapter"), **metadata)
-    results = {"mode": model.config.mode, "backend": backend.name, "chat_format": chat_format.to_dict(),
+    results = {"mode": model.config.mode, "backend": backend.name, "device_target": model_args.device_target,
+               "jit_level": model_args.jit_level, "chat_format": chat_format.to_dict(),
                "train_examples": len(train_dataset), "eval_examples": len(eval_dataset),
                "skipped_records": {"train": train_skipped, "validation": eval_skipped},
                "trainable_parameters": trainable, "total_parameters": total, "generation": asdict(gen_args),
