@@ -29,6 +29,8 @@ COMMANDS = {
     "ms_ptuning.summarization": ("ms_ptuning.summarization", "['--output_dir', OUT + '/s']"),
     "ms_ptuning.lama.train": ("ms_ptuning.lama.train", "['--model_dir', 'm', '--data_dir', 'd', '--relation', 'P19', "
                                                        "'--output_dir', OUT + '/lama']"),
+    "ms_ptuning.chat": ("ms_ptuning.chat.train", "['--model_name_or_path', 'm', '--train_file', 't', "
+                                                 "'--validation_file', 'v', '--output_dir', OUT + '/c']"),
     "benchmarks.run": ("benchmarks.run", "['--output_dir', OUT + '/b']"),
     "check_device": ("ms_ptuning.device.check", "[]"),
 }
