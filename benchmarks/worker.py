@@ -85,7 +85,7 @@ def step_arguments(case):
 
 
 def mindspore_side(case, threads, backend_name):
-    from ms_ptuning.backend import seed_everything, set_threads  # first: mindnlp patches transformers
+    from ms_ptuning.backend import seed_everything, set_threads
     from ms_ptuning.backbones import build_backbone
     from ms_ptuning.distributed import DataParallel
     from ms_ptuning.encoders import fold_encoders

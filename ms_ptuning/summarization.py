@@ -23,13 +23,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .backend import seed_everything, set_device_target  # first: mindnlp must patch transformers
 import transformers
 from transformers import HfArgumentParser
 
 from .adapters import load_adapter, read_adapter_config, save_adapter
 from .arguments import PTuningArguments, RunTrainingArguments
 from .backbones import build_backbone, load_backbone
+from .backend import seed_everything, set_device_target
 from .cli import report_user_errors
 from .config import PTuningConfig
 from .execution import Backend, choose_backend
