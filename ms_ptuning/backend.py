@@ -35,7 +35,7 @@ def placeholder_module(name: str):
 
 
 # mindnlp's `__init__` ends with `from . import diffusers`, which star-imports all of diffusers (every pipeline
-# and model module): a second or more and ~100 MB on every command, and its "Modular Diffusers is currently an
+# and model module): about a second and 45 MB on every command, and its "Modular Diffusers is currently an
 # experimental feature" notice, for a library ms_ptuning never uses. `import mindnlp.diffusers` still loads it.
 with placeholder_module("mindnlp.diffusers"):
     import mindnlp  # noqa: F401  (side effect: `torch` becomes mindtorch, HF models run on MindSpore)
