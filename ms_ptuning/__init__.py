@@ -21,12 +21,14 @@ API = ("AdapterModel", "build_model", "load_adapter", "load_tokenizer", "print_t
 
 REFERENCE = __name__ + ".reference"  # the torch side: once imported, this process is the reference's
 BACKEND = __name__ + ".backend"
-# Loaded without the backend first: plain Python the reference shares (`config`), the console dispatcher
-# (`cli`, whose --help stays instant), the msrun entry point and the MindSpore-only module it imports before
-# the backend (`run` serves msrun's scheduler before paying for mindnlp, then imports the backend itself), and
-# the backend with the module it imports (`layers`, plain MindSpore; loading the backend first would run it
-# twice).
-WITHOUT_BACKEND = {__name__ + "." + name for name in ("config", "cli", "run", "distributed", "backend", "layers")}
+# Loaded without the backend first (tests/test_imports.py checks that none of them gets real torch):
+# - plain Python: `config` (the reference shares it), `cli` (its --help stays instant), `data.packaged` (the
+#   shipped files' paths, printed by one-liners in the README);
+# - `run` with `distributed` (MindSpore only): msrun's scheduler process runs the same command and turns into
+#   the scheduler before mindnlp is paid for; run.py imports the backend itself afterwards;
+# - the backend and the one module it imports (`layers`, plain MindSpore), which would otherwise run twice.
+WITHOUT_BACKEND = {f"{__name__}.{name}" for name in ("config", "cli", "data", "data.packaged", "run", "distributed",
+                                                      "backend", "layers")}
 
 
 class BackendFirst:
