@@ -85,7 +85,6 @@ def step_arguments(case):
 
 
 def mindspore_side(case, threads, backend_name, device_target="CPU", jit_level="O0"):
-    # first: mindnlp patches transformers
     from ms_ptuning.backend import seed_everything, set_device_target, set_threads
     from ms_ptuning.device.jit import set_jit_level
     from ms_ptuning.backbones import build_backbone

@@ -1,17 +1,48 @@
 """ms_ptuning: P-tuning v1, P-tuning v2 and fine-tuning on MindSpore + MindNLP.
 
-This file imports nothing heavy on purpose: `ms_ptuning.reference` runs the PyTorch reference in a
-process that must never import mindnlp (which replaces `torch` with mindtorch). The Python API
-(`from ms_ptuning import load_adapter`, see ms_ptuning/api.py) needs mindnlp, so its names are looked up
-in `ms_ptuning.api` only when first used (module `__getattr__`, PEP 562), never at `import ms_ptuning`.
+Import order. mindnlp must be imported before transformers or torch, whose modules it patches (imported
+after them it breaks transformers). A user may import any module of the package first (`from
+ms_ptuning.models import HEADS`), so the one place every import passes through, this file, makes sure
+`ms_ptuning.backend` (mindnlp, then its workarounds) is loaded before the first module that needs it. This
+file cannot simply import the backend: the PyTorch reference process imports `ms_ptuning.reference...`,
+which runs this file first, and must get real torch. So a meta path finder (`BackendFirst`), which sees the
+name of each module before it loads, imports the backend first for every module but the reference's and the
+few in `WITHOUT_BACKEND`. The Python API's names (`from ms_ptuning import load_adapter`) are looked up in
+`ms_ptuning.api` only when first used (module `__getattr__`, PEP 562).
 """
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
 API = ("AdapterModel", "build_model", "load_adapter", "load_tokenizer", "print_trainable_parameters", "to_inputs",
        "trainable_parameters")
+
+REFERENCE = __name__ + ".reference"  # the torch side: once imported, this process is the reference's
+BACKEND = __name__ + ".backend"
+# Loaded without the backend first (tests/test_imports.py checks that none of them gets real torch):
+# - plain Python: `config` (the reference shares it), `cli` (its --help stays instant), `data.packaged` (the
+#   shipped files' paths, printed by one-liners in the README);
+# - `run` with `distributed` (MindSpore only): msrun's scheduler process runs the same command and turns into
+#   the scheduler before mindnlp is paid for; run.py imports the backend itself afterwards;
+# - the backend and the one module it imports (`layers`, plain MindSpore), which would otherwise run twice.
+WITHOUT_BACKEND = {f"{__name__}.{name}" for name in ("config", "cli", "data", "data.packaged", "run", "distributed",
+                                                      "backend", "layers")}
+
+
+class BackendFirst:
+    """Meta path finder that imports the backend before the first module of the package that needs it."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if (name.startswith(__name__ + ".") and BACKEND not in sys.modules and REFERENCE not in sys.modules
+                and name != REFERENCE and name not in WITHOUT_BACKEND):
+            importlib.import_module(BACKEND)
+        return None  # the ordinary finders load the module itself
+
+
+sys.meta_path.insert(0, BackendFirst())
 
 
 def __getattr__(name: str):

@@ -14,12 +14,11 @@ one of them is used.
 """
 
 import numpy as np
-
-from .backend import set_device_target, torch  # first: mindnlp must patch transformers before it is imported
 import transformers
 
 from .adapters import load_weights
 from .backbones import build_backbone, input_positions, load_backbone, load_tokenizer
+from .backend import set_device_target, torch
 from .config import PTuningConfig
 from .data import nlpcc2017
 from .deberta_prefix import DEBERTA_MODEL_TYPES

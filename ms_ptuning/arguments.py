@@ -7,7 +7,6 @@ and `ptuning_config()` turns them into the PTuningConfig every head is built wit
 
 from dataclasses import dataclass, field
 
-from . import backend  # noqa: F401  (mindnlp must patch transformers before it is imported)
 from transformers import TrainingArguments
 
 from .config import PTuningConfig

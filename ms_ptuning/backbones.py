@@ -5,7 +5,6 @@ import socket
 import warnings
 from urllib.parse import urlparse
 
-from .backend import torch  # noqa: F401  (mindnlp must be imported before transformers is used)
 import transformers
 
 from .safe_loading import WeightsFileError, check_safetensors, pickle_files

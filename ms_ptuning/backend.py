@@ -2,17 +2,43 @@
 
 Importing this module imports mindnlp, after which `import torch` resolves to mindtorch (MindSpore
 underneath). Everything that touches the mindnlp stack imports it from here, so the bridge between plain
-MindSpore Cells and mindtorch modules lives in one place.
+MindSpore Cells and mindtorch modules lives in one place. The package loads it before any module that needs
+it, whichever is imported first (`BackendFirst` in ms_ptuning/__init__.py).
 """
 
 import contextlib
 import os
 import random
+import sys
+import types
 
-# mindnlp imports diffusers' experimental "modular pipelines", which log a warning at every start; ms_ptuning
-# never uses diffusers, and a command's own messages (a refused flag, a missing device) should stand alone
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-import mindnlp  # noqa: F401  (side effect: `torch` becomes mindtorch, HF models run on MindSpore)
+if "torch" in sys.modules and "mindtorch" not in sys.modules:
+    raise ImportError("ms_ptuning runs on MindSpore through mindnlp, which must be imported before torch, but this "
+                      "process has already imported PyTorch (directly or through transformers, peft, accelerate). "
+                      "Import ms_ptuning first; the PyTorch reference (ms_ptuning.reference) needs a process of its "
+                      "own.")
+
+
+@contextlib.contextmanager
+def placeholder_module(name: str):
+    """`name` answers imports with an empty module inside the block, and loads normally again after it."""
+    placeholder = types.ModuleType(name)
+    sys.modules[name] = placeholder
+    try:
+        yield
+    finally:
+        parent_name, _, child = name.rpartition(".")
+        if sys.modules.get(name) is placeholder:
+            del sys.modules[name]
+        if getattr(sys.modules.get(parent_name), child, None) is placeholder:
+            delattr(sys.modules[parent_name], child)
+
+
+# mindnlp's `__init__` ends with `from . import diffusers`, which star-imports all of diffusers (every pipeline
+# and model module): about a second and 45 MB on every command, and its "Modular Diffusers is currently an
+# experimental feature" notice, for a library ms_ptuning never uses. `import mindnlp.diffusers` still loads it.
+with placeholder_module("mindnlp.diffusers"):
+    import mindnlp  # noqa: F401  (side effect: `torch` becomes mindtorch, HF models run on MindSpore)
 import mindspore
 import numpy as np
 import torch

@@ -21,7 +21,7 @@ import contextlib
 
 from mindspore import nn
 
-from .backend import to_mindtorch, torch  # first: mindnlp must patch transformers before it is imported
+from .backend import to_mindtorch, torch
 from transformers.cache_utils import DynamicCache
 from .deberta_prefix import DEBERTA_MODEL_TYPES, forward_with_prefix
 from .native import set_compute_dtype

@@ -19,10 +19,8 @@ import sys
 import tempfile
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
-
-from . import backend  # noqa: F401  (mindnlp must patch transformers before it is imported)
 import transformers
+from safetensors.numpy import load_file, save_file
 from transformers.trainer_callback import PrinterCallback
 
 from .arguments import RunTrainingArguments

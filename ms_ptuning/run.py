@@ -20,7 +20,7 @@ import numpy as np
 from .distributed import DataParallel, serve_if_scheduler
 
 serve_if_scheduler()  # msrun runs this command as its scheduler too: serve before mindnlp is loaded
-from .backend import seed_everything, set_device_target  # noqa: E402  (mindnlp must patch transformers first)
+from .backend import seed_everything, set_device_target  # noqa: E402  (ours to order: WITHOUT_BACKEND)
 from transformers import HfArgumentParser
 
 from .adapters import save_adapter

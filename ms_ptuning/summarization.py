@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .backend import seed_everything, set_device_target  # first: mindnlp must patch transformers
 import transformers
 from transformers import HfArgumentParser
 
@@ -31,6 +30,7 @@ from .adapters import load_adapter, read_adapter_config, save_adapter
 from .interop.init_from import init_from
 from .arguments import PTuningArguments, RunTrainingArguments
 from .backbones import build_backbone, load_backbone
+from .backend import seed_everything, set_device_target
 from .cli import report_user_errors
 from .device.jit import set_jit_level
 from .config import PTuningConfig

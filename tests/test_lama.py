@@ -11,8 +11,8 @@ import pytest
 from mindspore import Parameter, Tensor
 from safetensors.numpy import load_file
 
-from ms_ptuning.backend import torch  # noqa: F401  (mindnlp before transformers)
 from ms_ptuning.arguments import RunTrainingArguments
+from ms_ptuning.backend import torch
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.lama.data import (Fact, SPLITS, VocabFilter, encode_facts, list_relations, load_qa_wikidata,
                                   load_relations, load_split, read_vocab_file)

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-from ..backend import seed_everything, set_device_target  # first: mindnlp must patch transformers
+from ..backend import seed_everything, set_device_target
 from transformers import HfArgumentParser
 
 from ..adapters import save_adapter

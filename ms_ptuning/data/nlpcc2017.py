@@ -150,7 +150,7 @@ def load_tokenizer(tokenizer_dir: str = None):
     """A BERT WordPiece tokenizer from `tokenizer_dir`, or bert-base-chinese's by default: its vocabulary
     with its pretrained configuration's do_lower_case=False (what `from_pretrained("bert-base-chinese")`
     gives the tutorial), so Latin text keeps its case; capitalised words the vocabulary lacks become [UNK]."""
-    from ..backbones import load_tokenizer as load_directory_tokenizer  # imports mindnlp before transformers
+    from ..backbones import load_tokenizer as load_directory_tokenizer
     from transformers import BertTokenizerFast
 
     if tokenizer_dir:

@@ -1,6 +1,5 @@
 """Training: the Trainer loop (Hugging Face's contract) on a step engine, AdamW, HF schedules, checkpoints."""
 
-from .. import backend  # noqa: F401  (mindnlp must patch transformers before it is imported)
 from transformers import TrainingArguments
 
 from .callbacks import EarlyStoppingCallback

@@ -6,7 +6,6 @@ working. `check_arguments` runs in the Trainer's constructor, before anything is
 tests/test_trainer_contract.py enumerates the dataclass fields, so a transformers upgrade cannot add a silent one.
 """
 
-from .. import backend  # noqa: F401  (mindnlp before transformers)
 from transformers import TrainingArguments
 
 from .optim import OPTIMIZERS

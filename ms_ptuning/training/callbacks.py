@@ -7,7 +7,6 @@ save, and `EarlyStoppingCallback` works unchanged.
 
 import importlib
 
-from .. import backend  # noqa: F401  (mindnlp before transformers)
 from transformers.integrations import TensorBoardCallback as HFTensorBoardCallback
 from transformers.trainer_callback import (DefaultFlowCallback, EarlyStoppingCallback as HFEarlyStoppingCallback,
                                            ExportableState, PrinterCallback, ProgressCallback, TrainerControl)

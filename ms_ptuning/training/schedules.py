@@ -6,7 +6,6 @@ from `transformers.get_scheduler` with the reference's PyTorch optimizer.
 
 from functools import partial
 
-from .. import backend  # noqa: F401  (mindnlp before transformers)
 from transformers import optimization
 
 SCHEDULES = {

@@ -30,8 +30,6 @@ from functools import cached_property
 
 import numpy as np
 from mindspore import ops
-
-from .. import backend  # noqa: F401  (mindnlp before transformers)
 from transformers import EvalPrediction, TrainerControl, TrainerState
 from transformers.trainer_callback import CallbackHandler
 from transformers.trainer_utils import PredictionOutput, TrainOutput, speed_metrics
