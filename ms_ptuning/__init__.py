@@ -26,9 +26,10 @@ BACKEND = __name__ + ".backend"
 #   shipped files' paths, printed by one-liners in the README);
 # - `run` with `distributed` (MindSpore only): msrun's scheduler process runs the same command and turns into
 #   the scheduler before mindnlp is paid for; run.py imports the backend itself afterwards;
-# - the backend and the one module it imports (`layers`, plain MindSpore), which would otherwise run twice.
+# - the backend and the modules it imports (`layers`, `device.target`, `device.jit`: plain MindSpore), which
+#   would otherwise run twice.
 WITHOUT_BACKEND = {f"{__name__}.{name}" for name in ("config", "cli", "data", "data.packaged", "run", "distributed",
-                                                      "backend", "layers")}
+                                                      "backend", "layers", "device", "device.target", "device.jit")}
 
 
 class BackendFirst:
