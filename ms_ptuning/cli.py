@@ -8,6 +8,7 @@ COMMANDS = {
     "predict": ("ms_ptuning.predict", "predict new inputs with a trained adapter (flags: --help)"),
     "demo": ("ms_ptuning.demo", "offline P-tuning v2 sentiment demo on all-MiniLM-L6-v2"),
     "compare-torch": ("ms_ptuning.parity", "parity table against the PyTorch reference"),
+    "compare": ("ms_ptuning.comparison.compare_dirs", "table and curves of finished runs (ours, transformers.Trainer's)"),
 }
 
 

@@ -99,7 +99,7 @@ def build_model(model_args: ModelArguments, task, mixed_precision: str, width: i
     output is written."""
     compute_dtype = mixed_precision_dtype(mixed_precision)
     backbone = load_backbone(model_args.model_name_or_path, allow_pickle=model_args.allow_pickle,
-                             hidden_dropout_prob=model_args.hidden_dropout_prob)
+                             **model_args.dropout_overrides())
     backend = choose_backend(model_args.backend, backbone.config.model_type)
     ptuning_config = model_args.ptuning_config(model_args.hidden_dropout_prob, task.num_labels, task.problem_type)
     check_sequence_length(width, backbone.config, ptuning_config, model_args.model_name_or_path)
@@ -129,6 +129,13 @@ def adapter_metadata(task, model_args: ModelArguments, max_length: int | None) -
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: RunTrainingArguments) -> dict:
+    return train_and_report(*prepare(model_args, data_args, training_args))
+
+
+def prepare(model_args: ModelArguments, data_args: DataArguments, training_args: RunTrainingArguments) -> tuple:
+    """Everything before training: (the Trainer over the encoded splits, the arguments, the adapter's metadata,
+    results.json's first entries). `ms_ptuning.comparison` hands the encoded splits and new weights to the
+    torch reference from here."""
     set_device_target(model_args.device_target)
     seed_everything(training_args.seed)
     task = task_for(data_args.task, data_args.data_dir, **{name: getattr(data_args, name) for name in OWN_DATA_FLAGS})
@@ -167,7 +174,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
                       loss_scaler=default_loss_scaler(training_args.mixed_precision), steps=backend.steps)
     results = {"task": task.name, "mode": model_args.mode, "backend": backend.name, "run_name": training_args.run_name,
                "trainable_parameters": trainable, "total_parameters": total}
-    return train_and_report(trainer, training_args, metadata, results)
+    return trainer, training_args, metadata, results
 
 
 def train_and_report(trainer: Trainer, training_args: RunTrainingArguments, metadata: dict, results: dict) -> dict:
