@@ -3,7 +3,7 @@
 (`trainer_state.json` from `save_state()`, `all_results.json` / `eval_results.json` from `save_metrics()`).
 
 A run is a dict: `name`, `kind`, `metric` (the dev metric, `eval_...`), `train` [(step, loss)], `dev`
-[(step, metric)], `best_dev`, `best_step`, `final_dev`, `test` {name: value at the best dev step}, `steps`,
+[(step, metric)], `dev_loss` [(step, eval_loss)], `best_dev`, `best_step`, `final_dev`, `test` {name: value at the best dev step}, `steps`,
 `train_seconds`, `seconds_per_step`, and, when the comparison measured them (`run_info.json`),
 `wall_seconds` and `peak_rss_mb`. Needs no mindnlp and no torch.
 """
@@ -77,8 +77,9 @@ def load_run(directory: str, metric: str | None = None, name: str | None = None)
     metric = dev_metric(history, results, metric)
     train = [(r["step"], r["loss"]) for r in history if "loss" in r and "step" in r]
     dev = [(r["step"], r[metric]) for r in history if metric and metric in r]
+    dev_loss = [(r["step"], r["eval_loss"]) for r in history if "eval_loss" in r and "step" in r]
     run = {"name": name or directory, "directory": directory, "kind": "ms_ptuning" if ours else "transformers",
-           "metric": metric, "train": train, "dev": dev}
+           "metric": metric, "train": train, "dev": dev, "dev_loss": dev_loss}
     if dev:
         pick = max if greater_is_better(metric) else min
         best_step, best = pick(dev, key=lambda point: point[1])  # the first of equal values, as a strict >

@@ -1,4 +1,5 @@
-"""The PyTorch side of a comparison, one seed: `python -m ms_ptuning.comparison.torch_side EXCHANGE_DIR OUTPUT_DIR`.
+"""The PyTorch side of a comparison, one seed: `python -m ms_ptuning.comparison.torch_side EXCHANGE_DIR OUTPUT_DIR`
+(several pairs: one after the other in one process).
 
 Trains as THUDM/P-tuning-v2's run.py does: the real `transformers.Trainer` and `TrainingArguments` in real
 torch, over the reference head (`ms_ptuning.reference.models`) on the pretrained backbone that
@@ -106,10 +107,17 @@ class ReferenceTrainer(transformers.Trainer):
 
     def __init__(self, model, args, splits: dict, task, spec: dict):
         self.splits, self.task, self.spec = splits, task, spec
-        self.best, self.step_losses = None, StepLosses()
+        self.best, self.step_losses, self.training = None, StepLosses(), False
         super().__init__(model=model, args=args, train_dataset=splits["train"], eval_dataset=splits["validation"],
                          callbacks=[self.step_losses])
         self.remove_callback(PrinterCallback)
+
+    def train(self, *args, **kwargs):
+        self.training = True
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self.training = False
 
     def get_train_dataloader(self):
         split = self.train_dataset
@@ -168,7 +176,7 @@ class ReferenceTrainer(transformers.Trainer):
         split = self.eval_dataset if eval_dataset is None else eval_dataset
         self._scored_on(split)
         metrics = super().evaluate(split, ignore_keys, metric_key_prefix)
-        if metric_key_prefix == "eval":
+        if metric_key_prefix == "eval" and self.training:  # the best is chosen among training's evaluations
             self._track_best(metrics)
         return metrics
 
@@ -234,6 +242,8 @@ def run(directory: str, output_dir: str) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m ms_ptuning.comparison.torch_side EXCHANGE_DIR OUTPUT_DIR")
-    run(*sys.argv[1:])
+    pairs = sys.argv[1:]
+    if not pairs or len(pairs) % 2:
+        sys.exit("usage: python -m ms_ptuning.comparison.torch_side EXCHANGE_DIR OUTPUT_DIR [EXCHANGE_DIR OUTPUT_DIR ...]")
+    for exchange_dir, output_dir in zip(pairs[::2], pairs[1::2]):  # several runs share one process start-up
+        run(exchange_dir, output_dir)
