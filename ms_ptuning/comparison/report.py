@@ -35,13 +35,21 @@ def value_of(run: dict, quantity: str):
     return run["test"].get(quantity[len("test:"):]) if quantity.startswith("test:") else run.get(quantity)
 
 
+SCORES = ("best_dev", "final_dev")  # and every test metric: the quantities the spread rule judges
+
+
+def is_score(quantity: str) -> bool:
+    return quantity in SCORES or quantity.startswith("test:")
+
+
 def difference(a: list, b: list, quantity: str) -> dict:
-    """Mean of b − mean of a, and whether it lies within the seeds' spread (RULE)."""
+    """Mean of b − mean of a, and for scores whether it lies within the seeds' spread (RULE); steps, times and
+    memory get the difference only."""
     (mean_a, std_a), (mean_b, std_b) = (mean_std([value_of(run, quantity) for run in runs]) for runs in (a, b))
     if mean_a is None or mean_b is None:
         return {"delta": None, "bound": None, "within": None}
     delta = mean_b - mean_a
-    if std_a is None or std_b is None:  # one run on a side: no spread to judge by
+    if std_a is None or std_b is None or not is_score(quantity):  # one run on a side: no spread to judge by
         return {"delta": delta, "bound": None, "within": None}
     bound = 2 * math.sqrt(std_a ** 2 / len(a) + std_b ** 2 / len(b))
     return {"delta": delta, "bound": bound, "within": abs(delta) <= bound}
