@@ -14,7 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from ms_ptuning.comparison import compare_dirs, ms_side, report
+from ms_ptuning import cli
+from ms_ptuning.comparison import ms_side, report
 from ms_ptuning.comparison.driver import step_agreement
 from ms_ptuning.comparison.runs import load_run
 from tiny_runs import same_process_runs, save_tiny_bert  # noqa: F401  (fixture)
@@ -84,7 +85,7 @@ def test_compare_tabulates_a_transformers_trainer_directory(both_sides, tmp_path
     _, _, _, torch_dir = both_sides["conll2003"]
     ms_dir = both_sides["conll2003"][0]["directory"]
     assert not os.path.exists(os.path.join(torch_dir, "results.json"))  # only what transformers.Trainer writes
-    assert compare_dirs.main([ms_dir, torch_dir, "--output_dir", str(tmp_path)]) == 0
+    assert cli.main(["compare", ms_dir, torch_dir, "--output_dir", str(tmp_path)]) == 0  # ms-ptuning compare
     table = capsys.readouterr().out
     assert "eval_f1" in table and "test_f1" in table
     with open(tmp_path / "comparison.json") as handle:
@@ -93,7 +94,7 @@ def test_compare_tabulates_a_transformers_trainer_directory(both_sides, tmp_path
     assert [len(group["runs"]) for group in groups] == [1, 1]
     assert groups[0]["runs"][0]["best_dev"] == pytest.approx(groups[1]["runs"][0]["best_dev"])
     assert os.path.getsize(tmp_path / "comparison.png") > 10_000
-    assert compare_dirs.main([str(tmp_path / "missing")]) == 2
+    assert cli.main(["compare", str(tmp_path / "missing")]) == 2
 
 
 def test_spread_rule():

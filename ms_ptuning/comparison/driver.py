@@ -114,11 +114,12 @@ def main(argv=None) -> int:
     options, run_argv = parse(argv)
     os.makedirs(options.output_dir, exist_ok=True)
     print(f"[compare] {len(options.seeds)} seed(s), ms_ptuning then torch per seed; {DROPOUT_NOTE}", flush=True)
+    started, clock = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), time.time()
     pairs = [run_seed(options, run_argv, seed) for seed in options.seeds]
     groups = {"ms_ptuning": [ms for ms, _ in pairs], "torch": [ref for _, ref in pairs]}
     stats = report.summary(groups)
     content = {"run_flags": run_argv, "seeds": options.seeds, "dropout": options.dropout, "note": DROPOUT_NOTE,
-               **stats}
+               "started": started, "seconds": time.time() - clock, "load_average": os.getloadavg()[0], **stats}
     print(report.table(groups, stats))
     status = 0
     if options.compare_steps is not None:

@@ -25,7 +25,7 @@ import sys
 import numpy as np
 import torch
 import transformers
-from transformers.trainer_callback import PrinterCallback, TrainerCallback
+from transformers.trainer_callback import TrainerCallback
 
 from ..config import PTuningConfig
 from ..data.dataset import batch_indices, concatenate_rows, epoch_order
@@ -110,7 +110,6 @@ class ReferenceTrainer(transformers.Trainer):
         self.best, self.step_losses, self.training = None, StepLosses(), False
         super().__init__(model=model, args=args, train_dataset=splits["train"], eval_dataset=splits["validation"],
                          callbacks=[self.step_losses])
-        self.remove_callback(PrinterCallback)
 
     def train(self, *args, **kwargs):
         self.training = True
