@@ -93,6 +93,8 @@ def load_run(directory: str, metric: str | None = None, name: str | None = None)
     steps = results.get("global_step") or (finished[-1]["step"] if finished else None)
     seconds = results.get("train_runtime") or (finished[-1]["train_runtime"] if finished else None)
     run.update(steps=steps, train_seconds=seconds, seconds_per_step=seconds / steps if seconds and steps else None)
+    if not dev and run["final_dev"] is not None and steps:  # scored once, after training (not in the log)
+        run["dev"] = [(steps, run["final_dev"])]
     info_path = os.path.join(directory, RUN_INFO)
     info = read_json(info_path) if os.path.exists(info_path) else {}
     run.update(wall_seconds=info.get("wall_seconds"), peak_rss_mb=info.get("peak_rss_mb"))

@@ -218,11 +218,11 @@ def run(directory: str, output_dir: str) -> dict:
     trainer = ReferenceTrainer(model, args, splits, task, spec)
     output = trainer.train()
     trainer.save_metrics("train", output.metrics)
-    trainer.save_state()
     evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
     final = evaluations[-1] if evaluations and evaluations[-1]["step"] == trainer.state.global_step else None
     final = {k: v for k, v in final.items() if k.startswith("eval_")} if final else trainer.evaluate()
     trainer.save_metrics("eval", final)
+    trainer.save_state()  # after the final evaluation, which its log history then holds
     if trainer.best is not None:
         best = trainer.best
         trainer.save_metrics("best", {f"best_{best['metric']}": best["value"], "best_step": best["step"],
