@@ -80,10 +80,14 @@ def load_run(directory: str, metric: str | None = None, name: str | None = None)
     dev_loss = [(r["step"], r["eval_loss"]) for r in history if "eval_loss" in r and "step" in r]
     run = {"name": name or directory, "directory": directory, "kind": "ms_ptuning" if ours else "transformers",
            "metric": metric, "train": train, "dev": dev, "dev_loss": dev_loss}
-    if dev:
+    # the best is chosen among the evaluations during training: those logged before the run's summary record
+    # (train_runtime); a Trainer's evaluate() after training logs after it
+    summary = next((index for index, r in enumerate(history) if "train_runtime" in r), len(history))
+    during = [(r["step"], r[metric]) for r in history[:summary] if metric and metric in r]
+    if during:
         pick = max if greater_is_better(metric) else min
-        best_step, best = pick(dev, key=lambda point: point[1])  # the first of equal values, as a strict >
-        best_step = next(step for step, value in dev if value == best)
+        best = pick(value for _, value in during)
+        best_step = next(step for step, value in during if value == best)  # the first of equal values
         run.update(best_dev=results.get(f"best_{metric}", best), best_step=results.get("best_step", best_step),
                    final_dev=results.get(metric, dev[-1][1]))
     else:
