@@ -46,6 +46,9 @@ class ModelArguments(PTuningArguments):
     tokenizer_name: str | None = field(default=None, metadata={"help": "tokenizer directory if not the model's"})
     hidden_dropout_prob: float = field(default=0.1, metadata={
         "help": "dropout of the backbone, the prefix and the classifier, as the reference sets it"})
+    attention_probs_dropout_prob: float | None = field(default=None, metadata={
+        "help": "dropout of the attention probabilities (default: the model's config.json, which the reference "
+                "keeps)"})
     device_target: str = field(default="CPU", metadata={"help": "CPU | GPU | Ascend"})
     init_from: str | None = field(default=None, metadata={
         "help": "start from an adapter's weights: an ms_ptuning adapter, a peft adapter directory or a THUDM/P-tuning-v2 "
@@ -53,6 +56,13 @@ class ModelArguments(PTuningArguments):
     allow_pickle: bool = field(default=False, metadata={
         "help": "load pickled pytorch_model.bin weights when the model has no *.safetensors (runs any code "
                 "the file holds: only for files you trust)"})
+
+    def dropout_overrides(self) -> dict:
+        """The backbone config's dropout fields these flags set."""
+        overrides = {"hidden_dropout_prob": self.hidden_dropout_prob}
+        if self.attention_probs_dropout_prob is not None:
+            overrides["attention_probs_dropout_prob"] = self.attention_probs_dropout_prob
+        return overrides
 
 
 @dataclass

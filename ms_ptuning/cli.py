@@ -10,6 +10,7 @@ COMMANDS = {
     "export": ("ms_ptuning.interop.export", "write an adapter as a peft adapter or THUDM output dir (flags: --help)"),
     "demo": ("ms_ptuning.demo", "offline P-tuning v2 sentiment demo on all-MiniLM-L6-v2"),
     "compare-torch": ("ms_ptuning.parity", "parity table against the PyTorch reference"),
+    "compare": ("ms_ptuning.comparison.compare_dirs", "table and curves of finished runs (ours, transformers.Trainer's)"),
 }
 
 

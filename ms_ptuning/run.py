@@ -101,7 +101,7 @@ def build_model(model_args: ModelArguments, task, mixed_precision: str, width: i
     output is written."""
     compute_dtype = mixed_precision_dtype(mixed_precision)
     backbone = load_backbone(model_args.model_name_or_path, allow_pickle=model_args.allow_pickle,
-                             hidden_dropout_prob=model_args.hidden_dropout_prob)
+                             **model_args.dropout_overrides())
     backend = choose_backend(model_args.backend, backbone.config.model_type)
     ptuning_config = model_args.ptuning_config(model_args.hidden_dropout_prob, task.num_labels, task.problem_type)
     check_sequence_length(width, backbone.config, ptuning_config, model_args.model_name_or_path)
@@ -134,6 +134,13 @@ def adapter_metadata(task, model_args: ModelArguments, max_length: int | None) -
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: RunTrainingArguments) -> dict:
+    return train_and_report(*prepare(model_args, data_args, training_args))
+
+
+def prepare(model_args: ModelArguments, data_args: DataArguments, training_args: RunTrainingArguments) -> tuple:
+    """Everything before training: (the Trainer over the encoded splits, the arguments, the adapter's metadata,
+    results.json's first entries). `ms_ptuning.comparison` hands the encoded splits and new weights to the
+    torch reference from here."""
     set_device_target(model_args.device_target)
     set_jit_level(model_args.jit_level)
     seed_everything(training_args.seed)
@@ -175,7 +182,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Run
                "device_target": model_args.device_target, "jit_level": model_args.jit_level,
                "run_name": training_args.run_name,
                "trainable_parameters": trainable, "total_parameters": total}
-    return train_and_report(trainer, training_args, metadata, results)
+    return trainer, training_args, metadata, results
 
 
 def train_and_report(trainer: Trainer, training_args: RunTrainingArguments, metadata: dict, results: dict) -> dict:
