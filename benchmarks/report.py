@@ -42,7 +42,7 @@ def _cell(value, spec: str) -> str:
 
 def table_row(r: dict) -> str:
     if r.get("error"):
-        return f"| {r['case']} | {r['backend']} | not measured: {r['error']} |" + " |" * 11
+        return f"| {r['case']} | {r['backend']} | not measured: {r['error']} |" + " |" * 12
     compile_seconds = ("n/a" if r["compile_train_s"] is None
                        else f"{r['compile_train_s']:.1f} / {_cell(r['compile_infer_s'], '.1f')}")
     return (f"| {r['case']} | {r['backend']} | {r['ms_train_s']:.4f} | {r['torch_train_s']:.4f} "
@@ -51,7 +51,14 @@ def table_row(r: dict) -> str:
             f"| {r['infer_ratio']:.2f} ({_cell(r['infer_cpu_ratio'], '.2f')}) "
             f"| {_cell(r['ms_infer_folded_s'], '.4f')} "
             f"| {r['ms_peak_rss_mb']:.0f} | {r['torch_peak_rss_mb']:.0f} | {r['rss_ratio']:.2f} | {compile_seconds} "
-            f"| {r['round_steps']} |")
+            f"| {kernel_counts(r)} | {r['round_steps']} |")
+
+
+def kernel_counts(r: dict) -> str:
+    """'train / infer' kernels per step on graph; n/a on eager (op by op, no compiled graph to count)."""
+    if r.get("kernels_train") is None:
+        return "n/a" if not r.get("kernels_error") else f"not counted: {r['kernels_error']}"
+    return f"{r['kernels_train']} / {r['kernels_infer']}"
 
 
 def target_lines(results: list) -> list:
@@ -77,8 +84,8 @@ def markdown(results: list, run_header: str) -> str:
     lines = [run_header, "", "Versions: " + ", ".join(f"{name} {v}" for name, v in sorted(versions.items())), "",
              "| case | backend | ms train s/step | torch train s/step | ratio (cpu-time ratio) | ms infer s/batch "
              "| torch infer s/batch | ratio (cpu-time ratio) | ms infer folded s/batch | ms peak RSS MB "
-             "| torch peak RSS MB | ratio | compile s (train / infer) | steps per round |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| torch peak RSS MB | ratio | compile s (train / infer) | kernels/step (train / infer) | steps per round |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [table_row(r) for r in results]
     targets = target_lines(results)
     if targets:

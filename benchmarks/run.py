@@ -10,7 +10,8 @@ that all see the same machine load; in a round each runs `round_steps` steps bac
 does (the case's default: 1 for the large cases, more for the millisecond-long tiny steps, which would
 otherwise time MindSpore's thread pool waking up after the other side's turn, not the step). After the
 warm-up rounds the median per-step time of the timed rounds is reported, with each worker's peak RSS and the
-graph backend's compile seconds (train: the step's graphs; inference: the eval graph), and beside each ratio
+graph backend's compile seconds (train: the step's graphs; inference: the eval graph) and kernels per train step
+and per inference batch (`benchmarks/kernels.py`, counted untimed in a process of its own), and beside each ratio
 the ratio of process CPU seconds per step, which other jobs on the machine disturb less than wall time (torch's
 OpenMP threads spin while waiting, which counts as CPU time). A side that fails to
 build or run gets a row saying why. Prints the table and writes `results.md` / `results.json` to the output
@@ -30,6 +31,7 @@ from ms_ptuning.device.jit import DEFAULT_JIT_LEVEL, JIT_LEVEL_HELP, set_jit_lev
 from ms_ptuning.device.target import require_device
 
 from .configs import CASES, DEFAULT_CASES
+from .kernels import count_kernels, totals
 from .report import header, markdown, update_results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,12 +128,27 @@ def measure(case: str, backends: list, steps: int, warmup: int, threads: int, ro
     finally:
         for worker in workers.values():
             worker.close()
-    return [row(case, backend, train, infer, folded, stats, errors, round_steps, versions) for backend in backends]
+    kernels = graph_kernels(case) if "graph" in backends else None
+    return [row(case, backend, train, infer, folded, stats, errors, round_steps, versions,
+                kernels if backend == "graph" else None) for backend in backends]
 
 
-def row(case, backend, train, infer, folded, stats, errors, round_steps, versions) -> dict:
+def graph_kernels(case: str):
+    """{"train": n, "infer": n} kernels of the case's graph step engine, or the reason they were not counted."""
+    try:
+        return totals(count_kernels(case))
+    except RuntimeError as error:
+        return str(error).splitlines()[0]
+
+
+def row(case, backend, train, infer, folded, stats, errors, round_steps, versions, kernels=None) -> dict:
     values = {"case": case, "backend": backend, "round_steps": round_steps, "versions": versions,
-              "error": errors.get(backend) or (f"torch reference: {errors['torch']}" if "torch" in errors else None)}
+              "error": errors.get(backend) or (f"torch reference: {errors['torch']}" if "torch" in errors else None),
+              "kernels_train": kernels["train"] if isinstance(kernels, dict) else None,
+              "kernels_infer": kernels["infer"] if isinstance(kernels, dict) else None,
+              "kernels_error": kernels if isinstance(kernels, str) else None}
+
+
     if values["error"] or backend not in stats:
         return values
     compile_seconds = stats[backend]["compile_seconds"]

@@ -29,6 +29,9 @@ def test_harness_measures_every_backend_against_torch_with_folding(tiny_rows):
     assert graph["torch_train_s"] == eager["torch_train_s"]  # one torch reference per case, shared by the rows
     assert graph["compile_train_s"] > 0 and graph["compile_infer_s"] > 0  # GraphSteps compiled its graphs
     assert eager["compile_train_s"] is None
+    # kernels counted from the compiled graphs: a train step launches the forward, the backward and AdamW
+    assert graph["kernels_train"] > graph["kernels_infer"] > 0 and eager["kernels_train"] is None
+    assert f"| {graph['kernels_train']} / {graph['kernels_infer']} |" in table_row(graph)
     assert {"mindspore", "mindnlp", "torch", "transformers"} <= set(graph["versions"])
 
 
