@@ -164,8 +164,9 @@ class Worker:
         raise RuntimeError(f"the worker exited with status {self.process.wait()} (run it with --serve to see why)")
 
     def close(self):
-        self.process.stdin.write("quit\n")
-        self.process.stdin.flush()
+        if self.process.poll() is None:
+            self.process.stdin.write("quit\n")
+            self.process.stdin.flush()
         self.process.wait()
 
 
