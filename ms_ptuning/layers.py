@@ -125,14 +125,14 @@ def reset_dropout_sites() -> None:
 
 
 @constexpr
-def element_index(count: int) -> Tensor:
+def index_range(count: int) -> Tensor:
     """0 … count − 1 as int32, a constant of the graph (no kernel: `ops.arange`'s Range primitive is
-    documented for GPU and CPU only, and a cumulative sum takes 60 ms for 6 M elements on CPU)."""
-    return _element_index(count)
+    documented for GPU and CPU only). Only a row's or a column's length, never an input's size."""
+    return _index_range(count)
 
 
-@functools.lru_cache(maxsize=8)
-def _element_index(count: int) -> Tensor:
+@functools.lru_cache(maxsize=64)
+def _index_range(count: int) -> Tensor:
     return Tensor(np.arange(count, dtype=np.int32))
 
 
@@ -168,12 +168,18 @@ def keep_mask(key, site: int, shape: tuple, threshold: int, scale: float, dtype)
     random state: equal (key, site, index) give equal masks op by op, compiled, after a resume and on any
     device.
     """
-    count = math.prod(shape)
+    grid = shape or (1,)  # a scalar is one row of one
+    count, width = math.prod(grid), grid[-1]
     multiplier, offset, worker_offset = ops.unstack(ops.mul(key, site_factors(site, count)))
-    h = ops.add(ops.mul(element_index(count), multiplier), ops.add(offset, worker_offset))
+    # a·g + b with g = row·width + column, as (a·width·row + b) + a·column: two small vectors and one
+    # broadcast add, the only full-size op before the mix (no input-sized index constant, no reshape)
+    row_step, start = ops.mul(multiplier, width), ops.add(offset, worker_offset)
+    rows = ops.add(ops.mul(index_range(math.prod(grid[:-1])), row_step), start)
+    columns = ops.mul(index_range(width), multiplier)
+    h = ops.add(ops.reshape(rows, grid[:-1] + (1,)), columns)
     h = ops.mul(_logical_shift_xor(h, 16), 0x7FEB352D)
     h = ops.mul(_logical_shift_xor(h, 15), _int32(0x846CA68B))
-    keep = ops.greater_equal(ops.reshape(h, shape), threshold)
+    keep = ops.reshape(ops.greater_equal(h, threshold), shape)
     return ops.mul(ops.cast(keep, dtype), scale)
 
 
