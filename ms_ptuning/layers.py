@@ -103,7 +103,7 @@ def _odd_words(*values: int) -> tuple[int, int]:
 
 def step_key(seed: int, step: int, worker: int = 0) -> np.ndarray:
     """int32 (a, b, worker·a) of one training step: odd words a and b from (seed, step), and the worker's
-    rank times a, which moves each worker's element indices past those of the workers before it."""
+    rank times a, which moves each worker's hash-word indices past those of the workers before it."""
     multiplier, offset = _odd_words(seed, step)
     return np.array([_int32(multiplier), _int32(offset), _int32(worker * multiplier)], np.int32)
 
@@ -138,7 +138,7 @@ def _index_range(count: int) -> Tensor:
 
 @constexpr
 def site_factors(site: int, count: int) -> Tensor:
-    """What the step key is multiplied by at one site, for inputs of `count` elements (a graph constant)."""
+    """What the step key is multiplied by at one site, for inputs of `count` hash words (a graph constant)."""
     return _site_factors(site, count)
 
 
@@ -157,35 +157,43 @@ def _logical_shift_xor(x, bits: int):
 def keep_mask(key, site: int, shape: tuple, threshold: int, scale: float, dtype):
     """The inverted-dropout mask of one site, computed on the device: 0 where a unit is dropped, else `scale`.
 
-    A counter-based hash of each element's global index g = i + worker·n (i its flat index in this worker's
-    n-element input; worker w's rows follow those of workers 0 … w−1 in the global batch, so N workers draw
-    the masks one process draws on their concatenated batch). With the step's odd words (a, b) times the
-    site's odd words (c, d): h = lowbias32(a·c·g + b·d) (Chris Wellons' 32-bit mix: xorshift 16,
-    ×0x7feb352d, xorshift 15, ×0x846ca68b; its last xorshift only improves the low bits, which the
-    comparison hardly reads, and is left out). The unit is kept when h, read as int32, is ≥ `threshold`
-    (= p·2³² − 2³¹, so the drop probability is p to 2⁻³²). Only int32 multiply (wrapping), add, xor, and,
-    arithmetic right shift, compare and cast, all documented by MindSpore for Ascend, GPU and CPU, and no
-    random state: equal (key, site, index) give equal masks op by op, compiled, after a resume and on any
+    A counter-based hash, one 32-bit word per two neighbouring units of a row: the unit in global row r
+    (worker w's rows follow those of workers 0 … w−1 in the global batch, so N workers draw the masks one
+    process draws on their concatenated batch), column c of a row of W units reads word j = r·⌈W/2⌉ + ⌊c/2⌋
+    (for even W, j = g >> 1 with g the unit's flat global index): for even c its low 16 bits, for odd c its
+    high 16 bits with their top bit flipped (what comparing h read as int32 against an offset threshold reads).
+    With the step's odd words (a, b) times the site's odd words (s, t): h = lowbias32(a·s·j + b·t) (Chris
+    Wellons' 32-bit mix: xorshift 16, ×0x7feb352d, xorshift 15, ×0x846ca68b, xorshift 16). The unit is
+    dropped when its 16 bits are < `threshold` (= round(p·2¹⁶), so the drop probability is p to 2⁻¹⁷).
+    Half as many words as units halves the int32 work and the buffers it leaves (MindSpore 2.7's CPU graph
+    backend reuses none of them). Only int32 multiply (wrapping), add, xor, and, arithmetic right shift,
+    compare, stack, slice and cast, all documented by MindSpore for Ascend, GPU and CPU, and no random
+    state: equal (key, site, row, column) give equal masks op by op, compiled, after a resume and on any
     device.
     """
     grid = shape or (1,)  # a scalar is one row of one
-    count, width = math.prod(grid), grid[-1]
-    multiplier, offset, worker_offset = ops.unstack(ops.mul(key, site_factors(site, count)))
-    # a·g + b with g = row·width + column, as (a·width·row + b) + a·column: two small vectors and one
-    # broadcast add, the only full-size op before the mix (no input-sized index constant, no reshape)
-    row_step, start = ops.mul(multiplier, width), ops.add(offset, worker_offset)
-    rows = ops.add(ops.mul(index_range(math.prod(grid[:-1])), row_step), start)
-    columns = ops.mul(index_range(width), multiplier)
-    h = ops.add(ops.reshape(rows, grid[:-1] + (1,)), columns)
+    rows, width = math.prod(grid[:-1]), grid[-1]
+    words = (width + 1) // 2
+    multiplier, offset, worker_offset = ops.unstack(ops.mul(key, site_factors(site, rows * words)))
+    # a·j + b with j = row·words + column word, as (a·words·row + b) + a·column word: two small vectors and
+    # one broadcast add, the only input-sized op before the mix (no input-sized index constant)
+    row_step, start = ops.mul(multiplier, words), ops.add(offset, worker_offset)
+    row_starts = ops.add(ops.mul(index_range(rows), row_step), start)
+    h = ops.add(ops.reshape(row_starts, grid[:-1] + (1,)), ops.mul(index_range(words), multiplier))
     h = ops.mul(_logical_shift_xor(h, 16), 0x7FEB352D)
     h = ops.mul(_logical_shift_xor(h, 15), _int32(0x846CA68B))
-    keep = ops.reshape(ops.greater_equal(h, threshold), shape)
-    return ops.mul(ops.cast(keep, dtype), scale)
+    # the last xorshift 16 leaves the high half as it is; the low half is then (h ^ h >> 16) & 0xffff
+    keep_high = ops.greater_equal(h, threshold * 2**16 - 2**31)  # (high half ^ 0x8000) ≥ threshold
+    low = ops.bitwise_and(ops.bitwise_xor(h, ops.bitwise_right_shift(h, 16)), 0xFFFF)
+    keep = ops.reshape(ops.stack((ops.greater_equal(low, threshold), keep_high), -1), grid[:-1] + (2 * words,))
+    if width % 2:
+        keep = ops.slice(keep, (0,) * len(grid), grid)
+    return ops.mul(ops.cast(ops.reshape(keep, shape), dtype), scale)
 
 
 class Dropout(nn.Cell):
     """Inverted dropout, active only in training mode (`set_train(True)`), with masks a pure function of
-    (`DROPOUT_KEY`, site, element index), see `keep_mask`. Each instance is one site (numbered as built),
+    (`DROPOUT_KEY`, site, row, column), see `keep_mask`. Each instance is one site (numbered as built),
     so a Dropout called twice in one step applies the same mask to same-shaped inputs. Inputs are batch
     first (every site's are), so that the worker offset of `keep_mask` lands on the worker's rows."""
 
@@ -195,7 +203,7 @@ class Dropout(nn.Cell):
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
         self.site = next(_dropout_sites)
-        self.threshold = min(round(p * 2**32), 2**32 - 1) - 2**31
+        self.threshold = min(round(p * 2**16), 2**16 - 1)
         self.scale = 1.0 / (1.0 - p)
 
     def construct(self, x):

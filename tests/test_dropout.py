@@ -82,37 +82,47 @@ def test_a_jit_function_draws_the_eager_masks():
     assert np.array_equal(keyed(Tensor(step_key(3, 9)), Tensor(np.ones(SHAPE, np.float32))).asnumpy(), eager)
 
 
-def lowbias32_masks(seed: int, step: int, site: int, count: int, p: float) -> np.ndarray:
-    """The documented hash in numpy's uint32 arithmetic: True where a unit is dropped."""
-    multiplier, offset, _ = step_key(seed, step).view(np.uint32) * site_factors(site, count).asnumpy().view(np.uint32)
+def lowbias32_masks(seed: int, step: int, site: int, rows: int, width: int, p: float, worker: int = 0) -> np.ndarray:
+    """The documented hash in numpy's uint32 arithmetic, for `rows` rows of `width` units: True where dropped."""
+    words = (width + 1) // 2
+    multiplier, offset, worker_offset = (step_key(seed, step, worker).view(np.uint32)
+                                         * site_factors(site, rows * words).asnumpy().view(np.uint32))
     with np.errstate(over="ignore"):
-        h = np.arange(count, dtype=np.uint32) * multiplier + offset
+        h = np.arange(rows * words, dtype=np.uint32).reshape(rows, words) * multiplier + offset + worker_offset
         h = (h ^ (h >> np.uint32(16))) * np.uint32(0x7FEB352D)
         h = (h ^ (h >> np.uint32(15))) * np.uint32(0x846CA68B)
-    return h.view(np.int32) < min(round(p * 2**32), 2**32 - 1) - 2**31
+        h = h ^ (h >> np.uint32(16))
+    halves = np.stack([h & np.uint32(0xFFFF), (h >> np.uint32(16)) ^ np.uint32(0x8000)], -1).reshape(rows, 2 * words)[:, :width]
+    return halves < min(round(p * 2**16), 2**16 - 1)
 
 
-def test_masks_are_the_documented_integer_hash_of_the_element_index():
+def test_masks_are_the_documented_integer_hash_of_row_and_column():
     # pins the function itself: what another device or MindSpore version must reproduce bit for bit
     dropout = Dropout(0.3)
+    dropout.set_train(True)
     set_dropout_key(5, 17)
     dropped = mask_of(dropout) == 0
-    assert np.array_equal(dropped.ravel(), lowbias32_masks(5, 17, dropout.site, dropped.size, 0.3))
-    # an element's mask depends on its flat index, not on the shape around it
-    dropout.set_train(True)
-    wider = dropout(Tensor(np.ones((2, SHAPE[0] * SHAPE[1] * SHAPE[2]), np.float32))).asnumpy()
+    rows, width = SHAPE[0] * SHAPE[1], SHAPE[2]
+    assert np.array_equal(dropped.reshape(rows, width), lowbias32_masks(5, 17, dropout.site, rows, width, 0.3))
+    # for an even row length a unit's mask depends on its flat index, not on the shape around it
+    wider = dropout(Tensor(np.ones((2, rows * width), np.float32))).asnumpy()
     assert np.array_equal(wider[0] == 0, dropped.ravel())
+    # an odd row length: the last word of each row lends only its low half
+    odd = dropout(Tensor(np.ones((5, 3, 7), np.float32))).asnumpy() == 0
+    assert np.array_equal(odd.reshape(15, 7), lowbias32_masks(5, 17, dropout.site, 15, 7, 0.3))
 
 
-def test_workers_draw_the_masks_of_one_process_on_their_rows():
+@pytest.mark.parametrize("shape", [SHAPE, (3, 5, 9)])
+def test_workers_draw_the_masks_of_one_process_on_their_rows(shape):
     # worker w's batch holds rows w·B … (w+1)·B − 1 of the global batch (DataParallel.shard)
     dropout = Dropout(0.4)
     dropout.set_train(True)
     set_dropout_key(9, 2)
-    whole = dropout(Tensor(np.ones((3 * SHAPE[0],) + SHAPE[1:], np.float32))).asnumpy()
+    whole = dropout(Tensor(np.ones((3 * shape[0],) + shape[1:], np.float32))).asnumpy()
     for worker in range(3):
         set_dropout_key(9, 2, worker=worker)
-        assert np.array_equal(mask_of(dropout), whole[worker * SHAPE[0]:(worker + 1) * SHAPE[0]])
+        part = dropout(Tensor(np.ones(shape, np.float32))).asnumpy()
+        assert np.array_equal(part, whole[worker * shape[0]:(worker + 1) * shape[0]])
 
 
 DRAWS = 1_000_000
