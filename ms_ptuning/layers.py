@@ -166,7 +166,7 @@ def keep_mask(key, site: int, shape: tuple, threshold: int, scale: float, dtype)
     Wellons' 32-bit mix: xorshift 16, ×0x7feb352d, xorshift 15, ×0x846ca68b, xorshift 16). The unit is
     dropped when its 16 bits are < `threshold` (= round(p·2¹⁶), so the drop probability is p to 2⁻¹⁷).
     Half as many words as units halves the int32 work and the buffers it leaves (MindSpore 2.7's CPU graph
-    backend reuses none of them). Only int32 multiply (wrapping), add, xor, and, arithmetic right shift,
+    backend keeps about one buffer per op of a site for the graph's life). Only int32 multiply (wrapping), add, xor, and, arithmetic right shift,
     compare, stack, slice and cast, all documented by MindSpore for Ascend, GPU and CPU, and no random
     state: equal (key, site, row, column) give equal masks op by op, compiled, after a resume and on any
     device.

@@ -1,4 +1,4 @@
-"""layers.Dropout: masks a pure function of (seed, step, worker, site, element index), computed by int32 ops on
+"""layers.Dropout: masks a pure function of (seed, step, worker, site, row, column), computed by int32 ops on
 the device, op by op, in a GRAPH_MODE Cell and under mindspore.jit alike, so an exact resume replays them; drop
 rate p; independent across steps, sites, workers and neighbouring elements; inverted scaling; off in eval mode."""
 
@@ -92,7 +92,8 @@ def lowbias32_masks(seed: int, step: int, site: int, rows: int, width: int, p: f
         h = (h ^ (h >> np.uint32(16))) * np.uint32(0x7FEB352D)
         h = (h ^ (h >> np.uint32(15))) * np.uint32(0x846CA68B)
         h = h ^ (h >> np.uint32(16))
-    halves = np.stack([h & np.uint32(0xFFFF), (h >> np.uint32(16)) ^ np.uint32(0x8000)], -1).reshape(rows, 2 * words)[:, :width]
+    high = (h >> np.uint32(16)) ^ np.uint32(0x8000)
+    halves = np.stack([h & np.uint32(0xFFFF), high], -1).reshape(rows, 2 * words)[:, :width]
     return halves < min(round(p * 2**16), 2**16 - 1)
 
 
