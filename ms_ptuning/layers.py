@@ -6,12 +6,14 @@ device on the tensor, which tensors computed by `mindspore.ops` do not carry. Pa
 safetensors file loads into either implementation without a name map.
 """
 
+import functools
 import itertools
 import math
 
 import mindspore
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
+from mindspore.ops import constexpr
 
 from .device.jit import function_jit_level
 
@@ -63,8 +65,8 @@ class Linear(nn.Cell):
 
 @mindspore.jit_class
 class DropoutKey:
-    """(run seed, step, data-parallel worker) of the step being computed: every `Dropout` mask is a pure
-    function of it and of the layer's site number.
+    """The step being computed, (run seed, step, data-parallel worker), as the three int32 words every
+    `Dropout` mask is derived from (`step_key`).
 
     A Parameter, not a Python value, so that a compiled graph reads it when it runs rather than when it was
     compiled: a train-step graph assigns it from its own input before the forward pass (`assign`), eager
@@ -73,16 +75,48 @@ class DropoutKey:
     """
 
     def __init__(self):
-        self.value = Parameter(Tensor(np.zeros(3, np.int64)), name="dropout_key", requires_grad=False)
+        self.value = Parameter(Tensor(step_key(0, 0)), name="dropout_key", requires_grad=False)
 
 
-DROPOUT_KEY = DropoutKey()
-_dropout_sites = itertools.count()
+_MASK32, _MASK64 = 2**32 - 1, 2**64 - 1
+
+
+def _splitmix64(value: int) -> int:
+    """SplitMix64's finaliser on a Python int (exact, host side): a bijective 64-bit mix."""
+    value = (value + 0x9E3779B97F4A7C15) & _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
+
+
+def _int32(word: int) -> int:
+    """A 32-bit word as the int32 with the same bits."""
+    word &= _MASK32
+    return word - 2**32 if word >= 2**31 else word
+
+
+def _odd_words(*values: int) -> tuple[int, int]:
+    """Two odd 32-bit words hashed from any integers."""
+    state = 0
+    for value in values:
+        state = _splitmix64(state ^ (value & _MASK64))
+    return (state & _MASK32) | 1, (state >> 32) | 1
+
+
+def step_key(seed: int, step: int, worker: int = 0) -> np.ndarray:
+    """int32 (a, b, worker·a) of one training step: odd words a and b from (seed, step), and the worker's
+    rank times a, which moves each worker's hash-word indices past those of the workers before it."""
+    multiplier, offset = _odd_words(seed, step)
+    return np.array([_int32(multiplier), _int32(offset), _int32(worker * multiplier)], np.int32)
 
 
 def set_dropout_key(seed: int, step: int, worker: int = 0) -> None:
     """Key the masks of the next forward passes run op by op (compiled steps assign it in-graph)."""
-    DROPOUT_KEY.value.set_data(Tensor(np.array([seed, step, worker], np.int64)))
+    DROPOUT_KEY.value.set_data(Tensor(step_key(seed, step, worker)))
+
+
+DROPOUT_KEY = DropoutKey()
+_dropout_sites = itertools.count()
 
 
 def reset_dropout_sites() -> None:
@@ -92,35 +126,78 @@ def reset_dropout_sites() -> None:
     _dropout_sites = itertools.count()
 
 
-def keep_mask_function(p: float, site: int):
-    """numpy function (input, key) → the input's inverted-dropout mask: 0 with probability p, else 1/(1-p).
+@constexpr
+def index_range(count: int) -> Tensor:
+    """0 … count − 1 as int32, a constant of the graph (no kernel: `ops.arange`'s Range primitive is
+    documented for GPU and CPU only). Only a row's or a column's length, never an input's size."""
+    return _index_range(count)
 
-    Drawn on the host from a bit generator seeded by (key, site), so equal keys give equal masks in a
-    compiled graph and op by op alike, and a resumed run replays the masks of the run it continues. MindSpore's
-    CPU random kernels cannot do this: those taking a seed as an input (DropoutExt, RandLikeExt, UniformExt,
-    BernoulliExt) have no CPU kernel in 2.7, and those seeded by attributes (Dropout, UniformReal) keep their
-    state between launches of a compiled graph. A unit is dropped when a raw 32-bit draw is below p·2³²
-    (p exact to 2⁻³²); raw draws cost a third of numpy's float32 uniforms.
+
+@functools.lru_cache(maxsize=64)
+def _index_range(count: int) -> Tensor:
+    return Tensor(np.arange(count, dtype=np.int32))
+
+
+@constexpr
+def site_factors(site: int, count: int) -> Tensor:
+    """What the step key is multiplied by at one site, for inputs of `count` hash words (a graph constant)."""
+    return _site_factors(site, count)
+
+
+@functools.lru_cache(maxsize=256)
+def _site_factors(site: int, count: int) -> Tensor:
+    multiplier, offset = _odd_words(0x5175, site)
+    return Tensor(np.array([_int32(multiplier), _int32(offset), _int32(count * multiplier)], np.int32))
+
+
+def _logical_shift_xor(x, bits: int):
+    """x ^ (x >>> bits) on int32 bits: MindSpore's right shift of int32 is arithmetic, so the sign copies are
+    masked off (int32, not uint32: the integer dtype every device's xor, shift, and and multiply take)."""
+    return ops.bitwise_xor(x, ops.bitwise_and(ops.bitwise_right_shift(x, bits), (1 << (32 - bits)) - 1))
+
+
+def keep_mask(key, site: int, shape: tuple, threshold: int, scale: float, dtype):
+    """The inverted-dropout mask of one site, computed on the device: 0 where a unit is dropped, else `scale`.
+
+    A counter-based hash, one 32-bit word per two neighbouring units of a row: the unit in global row r
+    (worker w's rows follow those of workers 0 … w−1 in the global batch, so N workers draw the masks one
+    process draws on their concatenated batch), column c of a row of W units reads word j = r·⌈W/2⌉ + ⌊c/2⌋
+    (for even W, j = g >> 1 with g the unit's flat global index): for even c its low 16 bits, for odd c its
+    high 16 bits with their top bit flipped (what comparing h read as int32 against an offset threshold reads).
+    With the step's odd words (a, b) times the site's odd words (s, t): h = lowbias32(a·s·j + b·t) (Chris
+    Wellons' 32-bit mix: xorshift 16, ×0x7feb352d, xorshift 15, ×0x846ca68b, xorshift 16). The unit is
+    dropped when its 16 bits are < `threshold` (= round(p·2¹⁶), so the drop probability is p to 2⁻¹⁷).
+    Half as many words as units halves the int32 work and the buffers it leaves (MindSpore 2.7's CPU graph
+    backend keeps about one buffer per op of a site for the graph's life). Only int32 multiply (wrapping), add, xor, and, arithmetic right shift,
+    compare, stack, slice and cast, all documented by MindSpore for Ascend, GPU and CPU, and no random
+    state: equal (key, site, row, column) give equal masks op by op, compiled, after a resume and on any
+    device.
     """
-    scale = np.float32(1.0 / (1.0 - p))
-    threshold = np.uint32(min(round(p * 2**32), 2**32 - 1))
-
-    def keep_mask(x, key):
-        bits = np.random.SFC64(np.random.SeedSequence([int(k) % 2**64 for k in key] + [site]))
-        draws = bits.random_raw((x.size + 1) // 2).view(np.uint32)[:x.size]
-        return ((draws >= threshold) * scale).astype(x.dtype, copy=False).reshape(x.shape)
-
-    return keep_mask
-
-
-def _like_input(x_shape_or_dtype, key_shape_or_dtype):
-    return x_shape_or_dtype  # the mask has the input's shape and dtype
+    grid = shape or (1,)  # a scalar is one row of one
+    rows, width = math.prod(grid[:-1]), grid[-1]
+    words = (width + 1) // 2
+    multiplier, offset, worker_offset = ops.unstack(ops.mul(key, site_factors(site, rows * words)))
+    # a·j + b with j = row·words + column word, as (a·words·row + b) + a·column word: two small vectors and
+    # one broadcast add, the only input-sized op before the mix (no input-sized index constant)
+    row_step, start = ops.mul(multiplier, words), ops.add(offset, worker_offset)
+    row_starts = ops.add(ops.mul(index_range(rows), row_step), start)
+    h = ops.add(ops.reshape(row_starts, grid[:-1] + (1,)), ops.mul(index_range(words), multiplier))
+    h = ops.mul(_logical_shift_xor(h, 16), 0x7FEB352D)
+    h = ops.mul(_logical_shift_xor(h, 15), _int32(0x846CA68B))
+    # the last xorshift 16 leaves the high half as it is; the low half is then (h ^ h >> 16) & 0xffff
+    keep_high = ops.greater_equal(h, threshold * 2**16 - 2**31)  # (high half ^ 0x8000) ≥ threshold
+    low = ops.bitwise_and(ops.bitwise_xor(h, ops.bitwise_right_shift(h, 16)), 0xFFFF)
+    keep = ops.reshape(ops.stack((ops.greater_equal(low, threshold), keep_high), -1), grid[:-1] + (2 * words,))
+    if width % 2:
+        keep = ops.slice(keep, (0,) * len(grid), grid)
+    return ops.mul(ops.cast(ops.reshape(keep, shape), dtype), scale)
 
 
 class Dropout(nn.Cell):
     """Inverted dropout, active only in training mode (`set_train(True)`), with masks a pure function of
-    (`DROPOUT_KEY`, site), see `keep_mask_function`. Each instance is one site (numbered as built), so a
-    Dropout called twice in one step applies the same mask to same-shaped inputs."""
+    (`DROPOUT_KEY`, site, row, column), see `keep_mask`. Each instance is one site (numbered as built),
+    so a Dropout called twice in one step applies the same mask to same-shaped inputs. Inputs are batch
+    first (every site's are), so that the worker offset of `keep_mask` lands on the worker's rows."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -128,14 +205,14 @@ class Dropout(nn.Cell):
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
         self.site = next(_dropout_sites)
-        # a host (CPU) op on every device target: on GPU/Ascend the graph runs it heterogeneously (untested here)
-        self.keep_mask = ops.Custom(keep_mask_function(p, self.site), out_shape=_like_input, out_dtype=_like_input,
-                                    func_type="pyfunc").set_device("CPU")
+        self.threshold = min(round(p * 2**16), 2**16 - 1)
+        self.scale = 1.0 / (1.0 - p)
 
     def construct(self, x):
         if not self.training or self.p == 0.0:
             return x
-        return ops.mul(x, ops.stop_gradient(self.keep_mask(x, DROPOUT_KEY.value)))
+        mask = keep_mask(DROPOUT_KEY.value, self.site, x.shape, self.threshold, self.scale, x.dtype)
+        return ops.mul(x, ops.stop_gradient(mask))
 
 
 def lstm_cell(input_gates, h, c, w_hh_t):

@@ -1,6 +1,7 @@
 """The toy classifier of test_graph_steps.py trained for 4 steps by GraphSteps, in one process or as an msrun
 worker: `python graph_steps_worker.py OUTPUT.npz PER_DEVICE_BATCH`. Writes the step losses and the final
-trainable weights (rank 0 only). 9 rows in global batches of 4 (4, 4, 1): in the last one worker 1 has no row."""
+trainable weights (rank 0 only). 9 rows in global batches of 4 (4, 4, 1): in the last one worker 1 has no row.
+Dropout 0.3 on: each worker draws the masks of its rows of the global batch, so 2 workers take one process's steps."""
 
 import os
 import sys
@@ -26,7 +27,7 @@ STEPS, ACCUMULATION = 4, 2
 def main(output: str, per_device: int) -> None:
     set_device_target("CPU")
     parallel = DataParallel.from_environment()
-    model = toy()
+    model = toy(dropout=0.3)
     args = arguments(os.path.dirname(output), per_device_train_batch_size=per_device,
                      gradient_accumulation_steps=ACCUMULATION)
     steps = GraphSteps(model, trainable_weights(model), args, LossScaler("none"), parallel)

@@ -1,5 +1,6 @@
-"""layers.Dropout: masks a pure function of (seed, step, worker, site), op by op and in a compiled graph alike,
-so an exact resume replays them; inverted scaling; off in eval mode."""
+"""layers.Dropout: masks a pure function of (seed, step, worker, site, row, column), computed by int32 ops on
+the device, op by op, in a GRAPH_MODE Cell and under mindspore.jit alike, so an exact resume replays them; drop
+rate p; independent across steps, sites, workers and neighbouring elements; inverted scaling; off in eval mode."""
 
 import mindspore
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from ms_ptuning.backend import seed_everything, seed_step
-from ms_ptuning.layers import DROPOUT_KEY, Dropout, set_dropout_key
+from ms_ptuning.layers import DROPOUT_KEY, Dropout, set_dropout_key, site_factors, step_key
 from ms_ptuning.training.graph_steps import graph_mode
 
 SHAPE = (4, 8, 32)
@@ -57,13 +58,101 @@ def test_a_compiled_graph_draws_the_eager_masks_and_replays_them():
     graph = KeyedDropout(dropout)
     graph.set_train(True)
     ones = Tensor(np.ones(SHAPE, np.float32))
-    key = lambda step: Tensor(np.array([3, step, 0], np.int64))  # noqa: E731
+    key = lambda step: Tensor(step_key(3, step))  # noqa: E731
     with graph_mode():
         compiled = graph(key(9), ones).asnumpy()
         next_step = graph(key(10), ones).asnumpy()
         replayed = graph(key(9), ones).asnumpy()  # a resumed run launching the same step again
     assert np.array_equal(compiled, eager) and np.array_equal(replayed, eager)
     assert not np.array_equal(next_step, eager)
+
+
+def test_a_jit_function_draws_the_eager_masks():
+    dropout = Dropout(0.5)
+    dropout.set_train(True)
+    set_dropout_key(3, 9)
+    eager = mask_of(dropout)
+
+    @mindspore.jit
+    def keyed(key, x):
+        ops.assign(DROPOUT_KEY.value, key)
+        return dropout(x)
+
+    set_dropout_key(0, 0)
+    assert np.array_equal(keyed(Tensor(step_key(3, 9)), Tensor(np.ones(SHAPE, np.float32))).asnumpy(), eager)
+
+
+def lowbias32_masks(seed: int, step: int, site: int, rows: int, width: int, p: float, worker: int = 0) -> np.ndarray:
+    """The documented hash in numpy's uint32 arithmetic, for `rows` rows of `width` units: True where dropped."""
+    words = (width + 1) // 2
+    multiplier, offset, worker_offset = (step_key(seed, step, worker).view(np.uint32)
+                                         * site_factors(site, rows * words).asnumpy().view(np.uint32))
+    with np.errstate(over="ignore"):
+        h = np.arange(rows * words, dtype=np.uint32).reshape(rows, words) * multiplier + offset + worker_offset
+        h = (h ^ (h >> np.uint32(16))) * np.uint32(0x7FEB352D)
+        h = (h ^ (h >> np.uint32(15))) * np.uint32(0x846CA68B)
+        h = h ^ (h >> np.uint32(16))
+    high = (h >> np.uint32(16)) ^ np.uint32(0x8000)
+    halves = np.stack([h & np.uint32(0xFFFF), high], -1).reshape(rows, 2 * words)[:, :width]
+    return halves < min(round(p * 2**16), 2**16 - 1)
+
+
+def test_masks_are_the_documented_integer_hash_of_row_and_column():
+    # pins the function itself: what another device or MindSpore version must reproduce bit for bit
+    dropout = Dropout(0.3)
+    dropout.set_train(True)
+    set_dropout_key(5, 17)
+    dropped = mask_of(dropout) == 0
+    rows, width = SHAPE[0] * SHAPE[1], SHAPE[2]
+    assert np.array_equal(dropped.reshape(rows, width), lowbias32_masks(5, 17, dropout.site, rows, width, 0.3))
+    # for an even row length a unit's mask depends on its flat index, not on the shape around it
+    wider = dropout(Tensor(np.ones((2, rows * width), np.float32))).asnumpy()
+    assert np.array_equal(wider[0] == 0, dropped.ravel())
+    # an odd row length: the last word of each row lends only its low half
+    odd = dropout(Tensor(np.ones((5, 3, 7), np.float32))).asnumpy() == 0
+    assert np.array_equal(odd.reshape(15, 7), lowbias32_masks(5, 17, dropout.site, 15, 7, 0.3))
+
+
+@pytest.mark.parametrize("shape", [SHAPE, (3, 5, 9)])
+def test_workers_draw_the_masks_of_one_process_on_their_rows(shape):
+    # worker w's batch holds rows w·B … (w+1)·B − 1 of the global batch (DataParallel.shard)
+    dropout = Dropout(0.4)
+    dropout.set_train(True)
+    set_dropout_key(9, 2)
+    whole = dropout(Tensor(np.ones((3 * shape[0],) + shape[1:], np.float32))).asnumpy()
+    for worker in range(3):
+        set_dropout_key(9, 2, worker=worker)
+        part = dropout(Tensor(np.ones(shape, np.float32))).asnumpy()
+        assert np.array_equal(part, whole[worker * shape[0]:(worker + 1) * shape[0]])
+
+
+DRAWS = 1_000_000
+
+
+def dropped_units(dropout: Dropout, seed: int, step: int, worker: int = 0) -> np.ndarray:
+    set_dropout_key(seed, step, worker)
+    dropout.set_train(True)
+    return dropout(Tensor(np.ones((1000, DRAWS // 1000), np.float32))).asnumpy().ravel() == 0
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_drop_rate_is_p_within_three_sigma(p):
+    rate = dropped_units(Dropout(p), 11, 2).mean()
+    assert abs(rate - p) < 3 * np.sqrt(p * (1 - p) / DRAWS), rate
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_masks_of_other_steps_sites_workers_and_neighbours_are_independent(p):
+    # P(both dropped) = p² for independent masks; allowed: 4 standard deviations of the estimate over 10⁶ pairs
+    # (the cases are fixed, so the test is deterministic; 4σ leaves ~1e-4 chance for a sound hash to fail it)
+    first, second = Dropout(p), Dropout(p)
+    base = dropped_units(first, 21, 40)
+    others = {"next step": dropped_units(first, 21, 41), "other site": dropped_units(second, 21, 40),
+              "other worker": dropped_units(first, 21, 40, worker=1), "other seed": dropped_units(first, 22, 40),
+              "neighbouring element": np.roll(base, 1), "element one row on": np.roll(base, DRAWS // 1000)}
+    tolerance = 4 * np.sqrt(p * p * (1 - p * p) / DRAWS)
+    overlaps = {name: float((base & other).mean()) for name, other in others.items()}
+    assert all(abs(overlap - p * p) < tolerance for overlap in overlaps.values()), (overlaps, p * p, tolerance)
 
 
 def test_models_built_after_the_same_seeding_get_the_same_sites():

@@ -227,8 +227,8 @@ def free_port() -> int:
 
 def test_two_msrun_workers_reach_the_weights_of_one_process(tmp_path):
     """The accumulated gradients are all-reduced inside the reduce graph: 2 workers with shards of 2 take
-    the steps one process takes on global batches of 4, including a last batch of 1 row that leaves
-    worker 1 nothing (zero weight) and a shard of 1 padded to 2."""
+    the steps one process takes on global batches of 4, dropout on, including a last batch of 1 row that
+    leaves worker 1 nothing (zero weight) and a shard of 1 padded to 2."""
     train_toy(str(tmp_path / "single.npz"), 4)
     env = dict(os.environ, PYTHONPATH=ROOT, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"])
     command = [os.path.join(ROOT, ".venv", "bin", "msrun"), "--worker_num", "2", "--local_worker_num", "2",

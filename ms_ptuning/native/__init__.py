@@ -21,9 +21,9 @@ modes drive:
 
 Compile Cells whose outputs are tensors only, not these backbones themselves (their `construct` returns a
 None pooled output for GPT-2, or BERT without a pooler): MindSpore 2.7 returns a None from a compiled graph
-through a Python fallback (a PyExecute node), the graph then runs as an AnyTypeKernelActor, and that actor
-cannot run the host-side Custom op behind `layers.Dropout` ("The prim is not a PrimitivePy. Prim name:
-Custom"). Heads, the step engines' graphs and the decoding Cells return tensors only.
+through a Python fallback (a PyExecute node), a host-side step no device graph should hold (`audit.py`
+finds them). Heads, the step engines' graphs (an empty tuple for a missing loss) and the decoding Cells
+return tensors only.
 
 `set_compute_dtype(backbone, float16)` runs a native backbone in mixed precision (`precision.py`).
 """

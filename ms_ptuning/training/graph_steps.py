@@ -34,7 +34,7 @@ from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
 from ..device.jit import jit_config
 from ..encoders.folding import compile_encoders
-from ..layers import DROPOUT_KEY
+from ..layers import DROPOUT_KEY, step_key
 from ..losses import LABEL_COLUMNS, ignored_label
 from .optim import AdamW, build_optimizer, with_l2
 from .steps import StepResult
@@ -72,8 +72,10 @@ def row_count(batch: dict) -> int:
 
 
 class ModelCall(nn.Cell):
-    """`model(**inputs)` with the inputs given positionally in `names` order: a graph's inputs are tensors,
-    not a dict. `auto_prefix=False` keeps the model's parameter names as they are."""
+    """`model(**inputs)` → (loss, outputs) with the inputs given positionally in `names` order: a graph's
+    inputs are tensors, not a dict. Without labels the loss is an empty tuple, not None: MindSpore 2.7
+    returns a None from a graph through a host-side Python node (PyExecute). `auto_prefix=False` keeps the
+    model's parameter names as they are."""
 
     def __init__(self, model, names: tuple):
         super().__init__(auto_prefix=False)
@@ -83,7 +85,10 @@ class ModelCall(nn.Cell):
         named = {}
         for index in range(len(self.names)):
             named[self.names[index]] = inputs[index]
-        return self.model(**named)
+        loss, outputs = self.model(**named)
+        if loss is None:
+            return (), outputs
+        return loss, outputs
 
 
 class ScaledLoss(nn.Cell):
@@ -320,7 +325,7 @@ class GraphSteps:
         if row_count(shard) == 0:  # a short last batch left this worker nothing: real rows, zero weight
             shard = {name: values[:1] for name, values in global_batch.items()}
         inputs = pad_rows(shard, per_device)
-        dropout_key = Tensor(np.array([self.args.seed, seed, self.parallel.rank], np.int64))
+        dropout_key = Tensor(step_key(self.args.seed, seed, self.parallel.rank))
         return inputs, [dropout_key, Tensor(share, mindspore.float32),
                                Tensor(self.loss_scaler.loss_scale, mindspore.float32), *to_tensors(inputs)]
 
@@ -334,7 +339,7 @@ class GraphSteps:
         loss, output = self._launch(self.forward_graphs[names], f"eval step graph ({describe(inputs)})",
                                     *to_tensors(inputs), training=False)
         outputs = tuple(o.asnumpy()[:rows] for o in output) if isinstance(output, tuple) else output.asnumpy()[:rows]
-        return (None if loss is None else float(loss.asnumpy())), outputs
+        return (None if isinstance(loss, tuple) else float(loss.asnumpy())), outputs
 
     def optimizer_state(self) -> dict:
         return self.optimizer.state_arrays()
