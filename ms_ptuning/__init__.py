@@ -19,7 +19,9 @@ __version__ = "0.1.0"
 API = ("AdapterModel", "build_model", "load_adapter", "load_tokenizer", "print_trainable_parameters", "to_inputs",
        "trainable_parameters")
 
-REFERENCE = __name__ + ".reference"  # the torch side: once imported, this process is the reference's
+REFERENCE = __name__ + ".reference"
+# The modules a PyTorch process runs (it must get real torch): once one is imported, this process is torch's.
+TORCH_SIDE = (REFERENCE, __name__ + ".comparison.torch_side")
 BACKEND = __name__ + ".backend"
 # Loaded without the backend first (tests/test_imports.py checks that none of them gets real torch):
 # - plain Python: `config` (the reference shares it), `cli` (its --help stays instant), `data.packaged` (the
@@ -27,9 +29,11 @@ BACKEND = __name__ + ".backend"
 # - `run` with `distributed` (MindSpore only): msrun's scheduler process runs the same command and turns into
 #   the scheduler before mindnlp is paid for; run.py imports the backend itself afterwards;
 # - the backend and the modules it imports (`layers`, `device.target`, `device.jit`: plain MindSpore), which
-#   would otherwise run twice.
+#   would otherwise run twice;
+# - `comparison` (its __init__ imports nothing), whose `torch_side` runs in the PyTorch process.
 WITHOUT_BACKEND = {f"{__name__}.{name}" for name in ("config", "cli", "data", "data.packaged", "run", "distributed",
-                                                      "backend", "layers", "device", "device.target", "device.jit")}
+                                                      "backend", "layers", "device", "device.target", "device.jit",
+                                                      "comparison")}
 
 
 class BackendFirst:
@@ -37,8 +41,8 @@ class BackendFirst:
 
     @staticmethod
     def find_spec(name, path=None, target=None):
-        if (name.startswith(__name__ + ".") and BACKEND not in sys.modules and REFERENCE not in sys.modules
-                and name != REFERENCE and name not in WITHOUT_BACKEND):
+        if (name.startswith(__name__ + ".") and BACKEND not in sys.modules and name not in TORCH_SIDE
+                and not any(module in sys.modules for module in TORCH_SIDE) and name not in WITHOUT_BACKEND):
             importlib.import_module(BACKEND)
         return None  # the ordinary finders load the module itself
 

@@ -39,13 +39,19 @@ NOT_PRELOADED = {  # top-level packages the parent process must not have importe
 }
 
 
+# ms_ptuning.TORCH_SIDE (this process may not import the package to read it; test_imports checks they agree)
+TORCH_SIDE = ("ms_ptuning.reference", "ms_ptuning.comparison.torch_side")
+
+
 def module_names(side: str) -> list:
-    """The package's modules, read from its files: ms_ptuning/reference/** or all the others."""
+    """The package's modules, read from its files: those the PyTorch process runs (ms_ptuning/reference/**,
+    the comparison's torch side) or all the others."""
     names = []
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        if (name == "ms_ptuning.reference" or name.startswith("ms_ptuning.reference.")) == (side == "reference"):
+        torch_side = any(name == module or name.startswith(module + ".") for module in TORCH_SIDE)
+        if torch_side == (side == "reference"):
             names.append(name)
     return names
 

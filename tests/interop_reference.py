@@ -23,10 +23,12 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 
+# the reference first: the package knows a PyTorch process by it (ms_ptuning.TORCH_SIDE), and then loads no
+# mindnlp for the plain modules below
+from ms_ptuning.reference.models import HEADS  # isort: skip
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.data.packaged import minilm_dir, read_rotten_tomatoes
 from ms_ptuning.interop import thudm
-from ms_ptuning.reference.models import HEADS
 
 SIZES = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
              max_position_embeddings=66, pad_token_id=1)

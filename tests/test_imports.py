@@ -32,12 +32,20 @@ def test_every_module_imports_first_in_a_fresh_process_and_prints_nothing(side):
     assert not printed, printed
 
 
+def test_the_sweep_splits_the_package_where_the_package_does():
+    import ms_ptuning
+    from first_imports import TORCH_SIDE
+
+    assert TORCH_SIDE == ms_ptuning.TORCH_SIDE
+
+
 def test_the_sweep_covers_every_file_of_the_package():
     files = sum(1 for _, _, names in os.walk(os.path.join(ROOT, "ms_ptuning")) for name in names
                 if name.endswith(".py"))
     assert len(module_names("package")) + len(module_names("reference")) == files
     assert "ms_ptuning.models.sequence_classification" in module_names("package")
     assert "ms_ptuning.reference.models.sequence_classification" in module_names("reference")
+    assert "ms_ptuning.comparison.torch_side" in module_names("reference")
 
 
 def test_command_help_prints_no_third_party_notice():

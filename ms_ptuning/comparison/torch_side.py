@@ -27,9 +27,11 @@ import torch
 import transformers
 from transformers.trainer_callback import TrainerCallback
 
+# the reference first: run as `python -m`, this module is `__main__`, and the package knows a PyTorch process
+# (no mindnlp for the modules below) by `ms_ptuning.reference` being imported (ms_ptuning.TORCH_SIDE)
+from ..reference.models import HEADS  # isort: skip
 from ..config import PTuningConfig
 from ..data.dataset import batch_indices, concatenate_rows, epoch_order
-from ..reference.models import HEADS
 from ..tasks.custom import task_for
 from . import exchange
 
