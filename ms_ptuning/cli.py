@@ -1,6 +1,7 @@
 """`ms-ptuning COMMAND [flags]`: one console entry for the module entry points."""
 
 import importlib
+import json
 import sys
 
 COMMANDS = {
@@ -24,6 +25,18 @@ def report_user_errors(prog: str, command, *args) -> int:
     except (ValueError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+
+
+def run_and_print_results(prog: str, run, arguments) -> int:
+    """A training command's main(): `run(*arguments())`, its scalar results printed as JSON on stdout, bad
+    input reported as `report_user_errors` does."""
+    def run_and_print() -> int:
+        results = run(*arguments())
+        print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (dict, list))}, indent=2,
+                         default=str))
+        return 0
+
+    return report_user_errors(prog, run_and_print)
 
 
 def main(argv=None) -> int:

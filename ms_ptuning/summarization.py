@@ -31,7 +31,7 @@ from .interop.init_from import init_from
 from .arguments import PTuningArguments, RunTrainingArguments
 from .backbones import build_backbone, load_backbone
 from .backend import seed_everything, set_device_target
-from .cli import report_user_errors
+from .cli import run_and_print_results
 from .device.jit import set_jit_level
 from .config import PTuningConfig
 from .execution import Backend, choose_backend
@@ -263,13 +263,7 @@ def parse(argv=None):
 
 
 def main(argv=None) -> int:
-    def run_and_print() -> int:
-        results = run(*parse(argv))
-        print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (dict, list))}, indent=2,
-                         default=str))
-        return 0
-
-    return report_user_errors("ms_ptuning.summarization", run_and_print)
+    return run_and_print_results("ms_ptuning.summarization", run, lambda: parse(argv))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from transformers import HfArgumentParser
 from ..adapters import save_adapter
 from ..arguments import PTuningArguments, RunTrainingArguments
 from ..backbones import input_positions, load_backbone, load_tokenizer
-from ..cli import report_user_errors
+from ..cli import run_and_print_results
 from ..device.jit import set_jit_level
 from ..execution import choose_backend
 from ..generation import GenerationConfig, generate
@@ -155,10 +155,4 @@ def parse(argv=None):
 
 
 def main(argv=None) -> int:
-    def run_and_print() -> int:
-        results = run(*parse(argv))
-        print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (dict, list))}, indent=2,
-                         default=str))
-        return 0
-
-    return report_user_errors("ms_ptuning.chat", run_and_print)
+    return run_and_print_results("ms_ptuning.chat", run, lambda: parse(argv))
