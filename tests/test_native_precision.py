@@ -1,6 +1,8 @@
-"""Mixed precision (fp16) on the native graph backbones: frozen weights stored in float16 except the input
-embedding, trainable weights and AdamW moments float32, results close to float32 through the compiled step
-engine, and an fp16 overflow skipped through `ms_ptuning.run` on the graph backend."""
+"""Mixed precision (fp16) on the native graph backbones: frozen weights stored in float16 except an input
+embedding a head is tied to, trainable weights and AdamW moments float32, results close to float32 through
+the compiled step engine (BERT, RoBERTa, and a grouped-query Llama causal LM), and an fp16 overflow skipped
+through `ms_ptuning.run` on the graph backend. bf16 has no CPU kernels in MindSpore 2.7 (refused there,
+tests/test_precision.py): only its storage is checked here."""
 
 import json
 import os
@@ -8,6 +10,7 @@ import os
 import mindspore
 import numpy as np
 import pytest
+import transformers
 
 from ms_ptuning import run as run_module
 from ms_ptuning.backend import seed_everything
@@ -122,3 +125,78 @@ def test_run_on_graph_skips_overflowing_fp16_steps(tmp_path, same_process_runs, 
     assert skipped and applied and len(skipped) + len(applied) == 12
     assert skipped[0]["step"] == 1 and skipped[0]["loss_scale"] == 2.0**29
     assert all(np.isfinite(r["loss"]) for r in applied)
+
+
+LLAMA_SIZES = dict(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                   max_position_embeddings=64, initializer_range=0.02)
+LLAMA_CONFIGS = {  # GQA with an untied LM head; multi-query with Qwen2's tied head and q/k/v biases
+    "llama": transformers.LlamaConfig(**LLAMA_SIZES, num_key_value_heads=2, tie_word_embeddings=False),
+    "qwen2": transformers.Qwen2Config(**LLAMA_SIZES, num_key_value_heads=1, tie_word_embeddings=True,
+                                      use_sliding_window=False),
+}
+LLAMA_STEPS = 6
+
+
+def native_causal_lm(config_name: str, compute_dtype=None):
+    seed_everything(0)
+    return HEADS["causal_lm"](to_native(build_backbone(LLAMA_CONFIGS[config_name])),
+                              PTuningConfig(mode="prefix", pre_seq_len=4), compute_dtype)
+
+
+def token_batch(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    input_ids = rng.integers(1, 97, (4, 12))
+    return {"input_ids": input_ids, "attention_mask": np.ones((4, 12), np.int64), "labels": input_ids.copy()}
+
+
+@pytest.fixture(scope="module")
+def llama_fp32_and_fp16():
+    """precision → (model, step engine, eval (loss, logits), losses of LLAMA_STEPS prefix steps on one batch)."""
+    results = {}
+    for precision, dtype in (("no", None), ("fp16", mindspore.float16)):
+        model = native_causal_lm("llama", dtype)
+        steps = engine(model, precision)
+        evaluated = steps.eval_step(token_batch())
+        losses = [steps.train_step([token_batch(1)], [step], 1e-2).loss for step in range(LLAMA_STEPS)]
+        results[precision] = model, steps, evaluated, np.array(losses)
+    return results
+
+
+def test_llama_fp16_stores_the_frozen_backbone_in_float16(llama_fp32_and_fp16):
+    """Every frozen backbone weight in float16 (RMSNorm weights too, widened where they are used; the input
+    embedding too, no head being tied to it), the prefix and its AdamW moments float32; the untied LM head,
+    a head weight outside the backbone, stays float32 like every head's."""
+    model, steps, _, _ = llama_fp32_and_fp16["fp16"]
+    trainable = trainable_weights(model)
+    assert list(trainable) == ["encoder.prefix_encoder.embedding.weight"]
+    assert {p.dtype for p in trainable.values()} == {mindspore.float32}
+    moments = list(steps.optimizer.exp_avg.values()) + list(steps.optimizer.exp_avg_sq.values())
+    assert {p.dtype for p in moments} == {mindspore.float32}
+    frozen = {name: p.dtype for name, p in named_weights(model).items() if name not in trainable}
+    assert frozen.pop("lm_head.weight") == mindspore.float32
+    assert "encoder.backbone.embed_tokens.weight" in frozen and "encoder.backbone.norm.weight" in frozen
+    assert set(frozen.values()) == {mindspore.float16}
+
+
+@pytest.mark.parametrize("dtype", [mindspore.float16, mindspore.bfloat16], ids=["fp16", "bf16"])
+def test_a_tied_qwen2_head_keeps_its_embedding_float32(dtype):
+    """Qwen2's LM head multiplies by the input embedding in float32, so that one frozen weight stays float32."""
+    frozen = {name: p.dtype for name, p in named_weights(native_causal_lm("qwen2", dtype)).items()
+              if not p.requires_grad}
+    assert frozen.pop("encoder.backbone.embed_tokens.weight") == mindspore.float32
+    assert "encoder.backbone.layers.0.self_attn.q_proj.bias" in frozen and set(frozen.values()) == {dtype}
+
+
+def test_llama_fp16_logits_and_training_stay_close_to_float32(llama_fp32_and_fp16):
+    """fp16 products, float32 RMSNorm/softmax/rotary/loss: logits within 2e-3 of their scale (measured about
+    3e-4), and the same prefix-tuning run (6 AdamW steps at lr 1e-2) within 1e-3 relative per step, falling."""
+    (loss32, logits32), (loss16, logits16) = llama_fp32_and_fp16["no"][2], llama_fp32_and_fp16["fp16"][2]
+    assert logits16.dtype == np.float32
+    relative = float(np.abs(logits16 - logits32).max()) / float(np.abs(logits32).max())
+    assert 0 < relative < 2e-3  # it really computed in float16, yet close
+    assert abs(loss16 - loss32) < 1e-3 * abs(loss32)
+    losses32, losses16 = llama_fp32_and_fp16["no"][3], llama_fp32_and_fp16["fp16"][3]
+    print(f"llama fp16 vs fp32: logits rel {relative:.1e}, losses max-rel "
+          f"{float(np.max(np.abs(losses16 - losses32) / losses32)):.1e}, {losses16[0]:.4f} -> {losses16[-1]:.4f}")
+    assert losses16[-1] < losses16[0] - 0.01  # it trains
+    np.testing.assert_allclose(losses16, losses32, rtol=1e-3)

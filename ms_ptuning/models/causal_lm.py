@@ -65,9 +65,6 @@ class CausalLM(PTuningHead):
         if model_config.model_type not in DECODER_MODEL_TYPES:
             raise ValueError(f"a causal LM needs a decoder-only backbone ({', '.join(DECODER_MODEL_TYPES)}), not a "
                              f"{model_config.model_type!r} model")
-        if compute_dtype is not None and model_config.model_type != "gpt2":
-            raise ValueError(f"mixed precision is not implemented for {model_config.model_type} causal LMs yet; "
-                             "pass --mixed_precision no")
         super().__init__(backbone, config, compute_dtype)
         self.return_logits = return_logits
         self.lm_head = None

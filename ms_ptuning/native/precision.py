@@ -1,15 +1,21 @@
-"""Mixed precision on the native backbones (`--mixed_precision fp16`), as the eager backend does it.
+"""Mixed precision on the native backbones (`--mixed_precision fp16|bf16`), as the eager backend does it.
 
-MatMuls (the linear layers and the two attention products) run in the low dtype; LayerNorm, softmax, GELU,
-the residual stream, the outputs and the losses stay float32 (autocast's rule). The frozen weights are
-stored in the low dtype (they never update, so they need no float32 master copy), except the input word
-embedding, which tied heads (GPT-2's LM head, BERT's MLM decoder) multiply by in float32. Trainable weights
-(everything when fine-tuning) stay float32 and are cast for each product.
+MatMuls (the linear layers and the two attention products) run in the low dtype; LayerNorm, RMSNorm, softmax,
+GELU/SiLU, the rotary phases, the residual stream, the outputs and the losses stay float32 (autocast's rule).
+The frozen weights are stored in the low dtype (they never update, so they need no float32 master copy),
+except the input word embedding when the LM/MLM head is tied to it (GPT-2's LM head, BERT's MLM decoder,
+Qwen2's tied head), because that head multiplies by it in float32. Trainable weights (everything when
+fine-tuning) stay float32 and are cast for each product.
 """
 
 import mindspore
 
-INPUT_EMBEDDINGS = ("embeddings.word_embeddings.weight", "wte.weight")
+INPUT_EMBEDDINGS = ("embeddings.word_embeddings.weight", "wte.weight", "embed_tokens.weight")
+
+
+def keeps_float32(name: str, config) -> bool:
+    """Whether a frozen weight stays float32: the input embedding, when a head is tied to it."""
+    return name in INPUT_EMBEDDINGS and getattr(config, "tie_word_embeddings", True)
 
 
 def set_compute_dtype(backbone, dtype) -> None:
@@ -18,7 +24,7 @@ def set_compute_dtype(backbone, dtype) -> None:
     if dtype not in (mindspore.float16, mindspore.bfloat16):
         raise ValueError(f"compute_dtype must be float16 or bfloat16, got {dtype}")
     for name, parameter in backbone.parameters_and_names():
-        if not parameter.requires_grad and name not in INPUT_EMBEDDINGS:
+        if not parameter.requires_grad and not keeps_float32(name, backbone.config):
             parameter.set_dtype(dtype)
     for _, cell in backbone.cells_and_names():
         if hasattr(type(cell), "compute_dtype"):
