@@ -25,12 +25,14 @@ through a Python fallback (a PyExecute node), a host-side step no device graph s
 finds them). Heads, the step engines' graphs (an empty tuple for a missing loss) and the decoding Cells
 return tensors only.
 
-`set_compute_dtype(backbone, float16)` runs a native backbone in mixed precision (`precision.py`).
+`set_compute_dtype(backbone, float16)` runs a native backbone in mixed precision (`precision.py`);
+`recompute_layers(backbone)` recomputes its layers' activations in the backward pass (`recompute.py`).
 """
 
 from .convert import NATIVE_MODEL_TYPES, build_native, check_native_config, to_native
 from .gpt2 import GPT2Prefill, GPT2StaticStep, fixed_size_cache
 from .precision import set_compute_dtype
+from .recompute import recompute_layers
 
 __all__ = ["NATIVE_MODEL_TYPES", "GPT2Prefill", "GPT2StaticStep", "build_native", "check_native_config",
-           "fixed_size_cache", "set_compute_dtype", "to_native"]
+           "fixed_size_cache", "recompute_layers", "set_compute_dtype", "to_native"]

@@ -163,6 +163,11 @@ class NativeBert(nn.Cell):
         self.pooler = BertPooler(config) if add_pooling_layer else None
 
     @property
+    def transformer_layers(self):
+        """The encoder layers, which `--gradient_checkpointing` recomputes (`native.recompute`)."""
+        return self.encoder.layer
+
+    @property
     def word_embedding_weight(self):
         """The (V, H) input embedding, which tied output layers (BERT's MLM decoder) multiply by."""
         return self.embeddings.word_embeddings.weight

@@ -102,6 +102,11 @@ class NativeGPT2(nn.Cell):
     pooler = None  # GPT-2 has none
 
     @property
+    def transformer_layers(self):
+        """The blocks, which `--gradient_checkpointing` recomputes (`native.recompute`)."""
+        return self.h
+
+    @property
     def word_embedding_weight(self):
         """The (V, H) token embeddings, which the tied LM head multiplies by."""
         return self.wte.weight

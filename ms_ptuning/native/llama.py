@@ -225,6 +225,11 @@ class NativeLlama(nn.Cell):
         self.inverse_frequency = inverse_frequencies(config)
 
     @property
+    def transformer_layers(self):
+        """The decoder layers, which `--gradient_checkpointing` recomputes (`native.recompute`)."""
+        return self.layers
+
+    @property
     def word_embedding_weight(self):
         """The (V, H) token embeddings, which a tied LM head multiplies by."""
         return self.embed_tokens.weight

@@ -68,6 +68,9 @@ HONOURED = {
     "eval_on_start": "one evaluation before the first training step",
     "fp16": "ms_ptuning.run maps it to --mixed_precision fp16 (the Trainer alone refuses it)",
     "bf16": "ms_ptuning.run maps it to --mixed_precision bf16 (the Trainer alone refuses it)",
+    "gradient_checkpointing": "graph backend: every native backbone layer's activations are recomputed in the "
+                              "backward pass (MindSpore's Cell.recompute, native/recompute.py); the eager "
+                              "engine refuses it",
     "_n_gpu": "not a flag: TrainingArguments computes it",
 }
 
@@ -111,9 +114,8 @@ REFUSED = {
     "push_to_hub": NO_HUB, "hub_model_id": NO_HUB, "hub_strategy": NO_HUB, "hub_token": NO_HUB,
     "hub_private_repo": NO_HUB, "hub_always_push": NO_HUB, "hub_revision": NO_HUB,
     "push_to_hub_model_id": NO_HUB, "push_to_hub_organization": NO_HUB, "push_to_hub_token": NO_HUB,
-    "gradient_checkpointing": "not available for mindnlp modules under MindSpore autodiff; use a smaller "
-                              "per_device_train_batch_size with gradient_accumulation_steps",
-    "gradient_checkpointing_kwargs": "gradient_checkpointing is refused",
+    "gradient_checkpointing_kwargs": "torch.utils.checkpoint options do not apply: gradient_checkpointing "
+                                     "recomputes whole layers (MindSpore's Cell.recompute)",
     "eval_do_concat_batches": "evaluation always concatenates batches (padding widths with -100)",
     "fp16_backend": "deprecated by HF: " + USE_PRECISION,
     "mp_parameters": "SageMaker model parallelism does not apply",

@@ -19,6 +19,11 @@ from .steps import StepResult
 
 class EagerSteps:
     def __init__(self, model, params: dict, args, loss_scaler, parallel):
+        if args.gradient_checkpointing:
+            raise ValueError("gradient_checkpointing=True: recomputation is MindSpore's Cell.recompute, which "
+                             "compiled graphs apply; use the graph backend (--backend graph: bert, roberta, gpt2, "
+                             "llama, qwen2), or a smaller per_device_train_batch_size with "
+                             "gradient_accumulation_steps")
         self.model, self.params, self.args = model, params, args
         self.loss_scaler, self.parallel = loss_scaler, parallel
         self.optimizer = build_optimizer(params, args)

@@ -36,6 +36,7 @@ from ..device.jit import jit_config
 from ..encoders.folding import compile_encoders
 from ..layers import DROPOUT_KEY, step_key
 from ..losses import LABEL_COLUMNS, ignored_label
+from ..native.recompute import recompute_layers
 from .optim import AdamW, build_optimizer, with_l2
 from .steps import StepResult
 
@@ -254,6 +255,8 @@ class GraphSteps:
         self.model, self.params, self.args = model, params, args
         self.loss_scaler, self.parallel = loss_scaler, parallel
         compile_encoders(model, enabled=False)  # their PyNative-only `mindspore.jit` pieces: the graphs hold them
+        if args.gradient_checkpointing:
+            recompute_layers(getattr(model, "backbone", model))
         self.optimizer = build_optimizer(params, args)
         self.reduction = Reduction([p.shape for p in params.values()], parallel.world_size,
                                    loss_scaler.kind != "none")
