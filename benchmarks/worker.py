@@ -1,7 +1,9 @@
 """One side of the benchmark in its own process: `python -m benchmarks.worker SIDE CASE THREADS`.
 
 SIDE is `torch` (the PyTorch reference; never imports mindnlp, which would replace torch) or an ms_ptuning
-backend, `graph` or `eager`. The ms_ptuning side builds the head the Trainer would train (`build_model`'s
+backend, `graph` or `eager`. The torch side is ms_ptuning's torch mirror of the head (`ms_ptuning.reference`),
+or, for a case with `torch_reference="peft"`, what a peft user runs: transformers' `*ForCausalLM` wrapped by
+real peft (`get_peft_model` with `PrefixTuningConfig` / `PromptTuningConfig`). The ms_ptuning side builds the head the Trainer would train (`build_model`'s
 path: a mindnlp backbone, moved into its native Cell on graph) and runs it through that backend's step
 engine (`GraphSteps` / `EagerSteps`), so what is timed is the Trainer's own optimizer step: forward,
 backward, clipping to max_grad_norm 1, AdamW. The torch side runs the reference head with torch.optim.AdamW
@@ -36,24 +38,45 @@ def ptuning_config(case):
     return PTuningConfig(mode=case["mode"], pre_seq_len=case["pre_seq_len"], num_labels=2)
 
 
-def torch_side(case, threads):
-    import torch
+def torch_model(case):
+    """→ (model, run) where run(model, batch) gives (loss, outputs): the reference head, or peft's model."""
     import transformers
 
-    from ms_ptuning.reference.models import HEADS
+    config = transformers.AutoConfig.for_model(**case["backbone"])
+    if case.get("torch_reference") != "peft":
+        from ms_ptuning.reference.models import HEADS
+
+        backbone = transformers.AutoModel.from_config(config, attn_implementation="eager")
+        return HEADS[case["head"]](backbone, ptuning_config(case)), lambda model, batch: model(**batch)
+    import peft
+
+    if case["head"] != "causal_lm" or case["mode"] not in ("prefix", "prompt"):
+        raise ValueError("the peft torch side takes causal_lm cases in prefix or prompt mode")
+    peft_config = (peft.PrefixTuningConfig if case["mode"] == "prefix" else peft.PromptTuningConfig)(
+        task_type="CAUSAL_LM", num_virtual_tokens=case["pre_seq_len"])
+    model = peft.get_peft_model(transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager"),
+                                peft_config)
+
+    def run(model, batch):
+        output = model(**batch)
+        return output.loss, output.logits
+
+    return model, run
+
+
+def torch_side(case, threads):
+    import torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    backbone = transformers.AutoModel.from_config(transformers.AutoConfig.for_model(**case["backbone"]),
-                                                  attn_implementation="eager")
-    model = HEADS[case["head"]](backbone, ptuning_config(case))
+    model, run = torch_model(case)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=0.0)  # ms_ptuning's default decay
     batch = {k: torch.tensor(v) for k, v in make_batch(case).items()}
 
     def train():
         model.train()
-        loss, _ = model(**batch)
+        loss, _ = run(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         optimizer.step()
@@ -63,10 +86,11 @@ def torch_side(case, threads):
     def infer():
         model.eval()
         with torch.no_grad():
-            _, outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
+            _, outputs = run(model, {k: v for k, v in batch.items() if k != "labels"})
         return float(outputs.flatten()[0])
 
-    return train, infer, None, lambda: {}, package_versions("torch", "transformers")
+    versions = ("torch", "transformers") + (("peft",) if case.get("torch_reference") == "peft" else ())
+    return train, infer, None, lambda: {}, package_versions(*versions)
 
 
 def package_versions(*names) -> dict:

@@ -188,3 +188,45 @@ def test_chat_script_trains_generates_scores_and_predict_writes_the_same(tokeniz
     expected = generate(shorter.model, [prompt], GenerationConfig(max_new_tokens=2, eos_token_id=tokenizer.sep_token_id,
                                                                   pad_token_id=tokenizer.pad_token_id))
     assert first == decode_text(tokenizer, expected[0])
+
+
+def test_two_msrun_workers_tune_a_llama_prefix_like_one_process(tokenizer, tmp_path):
+    """Chat P-tuning of the tiny Llama (graph backend, prefix dropout on) as 2 msrun workers with batches of 2
+    against one process with batches of 4: the same adapter, losses and evaluation (the 7 usable records make
+    batches of 4 and 3, so worker 1 gets one row of the last). The loss averages over response tokens, so the
+    workers weigh their shards by labelled tokens, not rows (`training.steps.shard_share`)."""
+    from safetensors.numpy import load_file
+    from test_distributed import free_port
+
+    model_dir = tmp_path / "tiny_llama"
+    write_tiny_llama(model_dir, tokenizer)
+    flags = ["--model_name_or_path", str(model_dir), "--train_file", TRAIN, "--validation_file", DEV,
+             "--history_column", "history", "--mode", "prefix", "--pre_seq_len", "4", "--prefix_dropout", "0.1",
+             "--backend", "graph", "--learning_rate", "1e-1", "--max_steps", "4", "--logging_steps", "1",
+             "--save_strategy", "no", "--max_source_length", "40", "--max_target_length", "16",
+             "--max_new_tokens", "2", "--seed", "3", "--disable_tqdm", "true"]
+    run_command(sys.executable, "-m", "ms_ptuning.chat", *flags, "--output_dir", str(tmp_path / "single"),
+                "--per_device_train_batch_size", "4")
+    logs = tmp_path / "logs"
+    result = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_distributed.sh"), "2", *flags,
+                             "--output_dir", str(tmp_path / "parallel"), "--per_device_train_batch_size", "2"],
+                            capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, PYTHONPATH=ROOT, ENTRY="ms_ptuning.chat", MASTER_PORT=str(free_port()),
+                                     MSRUN_LOG_DIR=str(logs)))
+    worker_logs = "".join((logs / name).read_text(errors="replace")[-2000:] for name in sorted(os.listdir(logs)))
+    assert result.returncode == 0, result.stderr[-2000:] + worker_logs
+    one = load_file(str(tmp_path / "single" / "adapter" / "adapter.safetensors"))
+    two = load_file(str(tmp_path / "parallel" / "adapter" / "adapter.safetensors"))
+    assert set(one) == set(two) and one
+    for name in one:
+        np.testing.assert_allclose(two[name], one[name], rtol=0, atol=1e-5, err_msg=name)
+    records = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+               for run in ("single", "parallel")]
+    losses = [[r["loss"] for r in run if "loss" in r] for run in records]
+    assert len(losses[0]) == 4 and losses[1] == pytest.approx(losses[0], rel=1e-4)
+    results = [json.loads((tmp_path / run / "results.json").read_text()) for run in ("single", "parallel")]
+    # the token-level scores of the gathered outputs; eval_loss is HF's row-weighted mean of batch means,
+    # whose batches are the workers' shards here (README, "Data parallelism")
+    for name in ("eval_token_nll", "eval_perplexity"):
+        assert results[1][name] == pytest.approx(results[0][name], rel=1e-5), name
+    assert (tmp_path / "parallel" / "generated_predictions.jsonl").is_file()

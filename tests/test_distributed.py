@@ -157,7 +157,7 @@ def test_shards_cover_the_global_batch_once():
 
 def test_entry_points_without_data_parallel_refuse_msrun(monkeypatch, tmp_path):
     monkeypatch.setenv("MS_ROLE", "MS_WORKER")
-    with pytest.raises(RuntimeError, match="data-parallel training goes through ms_ptuning.run"):
+    with pytest.raises(RuntimeError, match="data-parallel training goes through ms_ptuning.run or ms_ptuning.chat"):
         Trainer(tiny_classifier(), tiny_arguments(tmp_path), train_dataset=tiny_dataset())
     assert not os.listdir(tmp_path)
 

@@ -27,6 +27,7 @@ from ..arguments import PTuningArguments, RunTrainingArguments
 from ..backbones import input_positions, load_backbone, load_tokenizer
 from ..cli import run_and_print_results
 from ..device.jit import set_jit_level
+from ..distributed import DataParallel
 from ..execution import choose_backend
 from ..generation import GenerationConfig, generate
 from ..models.causal_lm import CausalLM, load_lm_head
@@ -115,6 +116,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     train_dataset = chat_dataset(train_examples, tokenizer, chat_format)
     eval_dataset = chat_dataset(eval_examples, tokenizer, chat_format)
     model, backend = build_model(model_args, data_args, training_args.mixed_precision)
+    # join the msrun cluster (scripts/run_distributed.sh with ENTRY=ms_ptuning.chat) only now, after mindnlp's
+    # from_pretrained, as ms_ptuning.run does
+    parallel = DataParallel.from_environment()
     trainable, total = announce(model, backend, train_dataset, eval_dataset,
                                 f"{model.backbone.config.model_type} prompt/response tuning")
     print(f"[ms_ptuning] prompts as {'the chat template' if chat_format.use_chat_template else 'ChatGLM plain text'}"
@@ -125,8 +129,12 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
                 "max_length": data_args.max_source_length + data_args.max_target_length}
     trainer = Trainer(model, training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                       compute_metrics=DatasetMetrics(perplexity_metrics), adapter_metadata=metadata,
-                      loss_scaler=default_loss_scaler(training_args.mixed_precision), steps=backend.steps)
+                      loss_scaler=default_loss_scaler(training_args.mixed_precision), steps=backend.steps,
+                      parallel=parallel)
     train_output = trainer.train(resume_from_checkpoint=True if training_args.resume else None)
+    evaluation = trainer.evaluate()  # every worker: it gathers the shards
+    if not parallel.is_main:  # rank 0 alone generates and writes; the others hold the same weights
+        return evaluation
     save_adapter(model, os.path.join(training_args.output_dir, "adapter"), **metadata)
     results = {"mode": model.config.mode, "backend": backend.name, "device_target": model_args.device_target,
                "jit_level": model_args.jit_level, "chat_format": chat_format.to_dict(),
@@ -136,7 +144,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
                **train_output.metrics, "global_step": train_output.global_step,
                "train_tokens_per_second": train_output.metrics["train_steps_per_second"]
                * tokens_per_step(train_dataset, training_args)}
-    results.update(trainer.evaluate())
+    results.update(evaluation)
     started = time.time()
     generated = generate_responses(model, tokenizer, chat_format, eval_examples, gen_args)
     results["generation_seconds"] = time.time() - started

@@ -17,10 +17,12 @@ Cells of `ms_ptuning.static_decoding` for generation).
 
 import os
 
+import numpy as np
+from mindspore import dtype as mstype
 from mindspore import ops
 
 from ..config import PTuningConfig
-from ..losses import token_nll
+from ..losses import IGNORE_INDEX, token_nll
 from ..layers import Linear
 from ..safe_loading import read_tensor
 from ..weights import assign_weights
@@ -43,7 +45,10 @@ def load_lm_head(model, directory: str) -> None:
     if weight is None:
         raise ValueError(f"{directory}: the config unties the LM head (tie_word_embeddings=False) but no "
                          "*.safetensors file there holds lm_head.weight")
+    stored = model.lm_head.weight.dtype  # the low dtype of a frozen head under mixed precision: rounded into it
+    model.lm_head.weight.set_dtype(mstype.float32)
     assign_weights(model, {"lm_head.weight": weight}, strict=False, source=f"{directory}'s lm_head.weight")
+    model.lm_head.weight.set_dtype(stored)
 
 
 def last_position(hidden):
@@ -67,16 +72,31 @@ class CausalLM(PTuningHead):
                              f"{model_config.model_type!r} model")
         super().__init__(backbone, config, compute_dtype)
         self.return_logits = return_logits
-        self.lm_head = None
+        self.lm_head, self.head_dtype = None, None
         if not getattr(model_config, "tie_word_embeddings", True):
             # Hugging Face's `lm_head` (Linear(H, V), no bias), N(0, initializer_range) until a checkpoint's is loaded
             self.lm_head = Linear(model_config.hidden_size, model_config.vocab_size, bias=False, std=self.init_std)
             self.lm_head.weight.requires_grad = config.trains_backbone
+            if compute_dtype is not None and not config.trains_backbone:
+                # frozen like the backbone: stored and multiplied in the low dtype (autocast's rule for a
+                # Linear), the logits float32; a tied head multiplies by the float32 input embedding instead
+                self.lm_head.weight.set_dtype(compute_dtype)
+                self.head_dtype = compute_dtype
+
+    @staticmethod
+    def loss_weight(batch: dict) -> int:
+        """The tokens the loss averages over: labelled next tokens (what `token_nll` counts). Data-parallel
+        workers weigh their shards by it (`training.steps.shard_share`)."""
+        return int(np.count_nonzero(np.asarray(batch["labels"])[:, 1:] != IGNORE_INDEX))
 
     def lm_logits(self, hidden):
         """(..., H) → (..., V): one 2-D MatMul against the (V, H) output embedding."""
         weight = self.backbone.word_embedding_weight if self.lm_head is None else self.lm_head.weight
-        logits = _MATMUL_NT(ops.reshape(hidden, (-1, hidden.shape[-1])), weight)
+        flat = ops.reshape(hidden, (-1, hidden.shape[-1]))
+        if self.head_dtype is None:
+            logits = _MATMUL_NT(flat, weight)
+        else:
+            logits = ops.cast(_MATMUL_NT(ops.cast(flat, self.head_dtype), weight), mstype.float32)
         return ops.reshape(logits, hidden.shape[:-1] + (weight.shape[0],))
 
     def construct(self, input_ids, attention_mask, labels=None):

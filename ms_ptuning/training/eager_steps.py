@@ -14,7 +14,7 @@ from mindspore import ops
 
 from ..backend import seed_step, torch
 from .optim import build_optimizer, clip_by_global_norm, global_norm
-from .steps import StepResult
+from .steps import StepResult, shard_share
 
 
 class EagerSteps:
@@ -69,15 +69,13 @@ class EagerSteps:
         """Loss and gradients of this worker's shard of a global batch, weighted by the shard's share of it,
         so that their sum over the workers is the loss and gradient of the whole batch."""
         per_device = self.args.per_device_train_batch_size
-        size = len(next(iter(global_batch.values())))
         shard = {name: self.parallel.shard(values, per_device) for name, values in global_batch.items()}
-        shard_size = len(next(iter(shard.values())))
-        if shard_size == 0:  # a short last batch left this worker nothing: same shapes, zero weight
+        weight = shard_share(self.model, shard, global_batch)
+        if len(next(iter(shard.values()))) == 0:  # a short last batch left this worker nothing: zero weight
             shard = {name: values[:1] for name, values in global_batch.items()}
         loss, grads = self.grad_fn(**to_inputs(shard))
         if self.parallel.world_size == 1:  # the whole batch: weight 1, left out to keep the numbers as they were
             return loss, list(grads)
-        weight = shard_size / size
         return ops.mul(loss, weight), [ops.mul(grad, weight) for grad in grads]
 
     def _sum_over_workers(self, loss, grads: dict):

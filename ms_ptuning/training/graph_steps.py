@@ -38,7 +38,7 @@ from ..layers import DROPOUT_KEY, step_key
 from ..losses import LABEL_COLUMNS, ignored_label
 from ..native.recompute import recompute_layers
 from .optim import AdamW, build_optimizer, with_l2
-from .steps import StepResult
+from .steps import StepResult, shard_share
 
 @contextlib.contextmanager
 def graph_mode():
@@ -324,7 +324,7 @@ class GraphSteps:
         loss scale and the columns padded to the per-device batch size."""
         per_device = self.args.per_device_train_batch_size
         shard = {name: self.parallel.shard(values, per_device) for name, values in global_batch.items()}
-        share = row_count(shard) / row_count(global_batch)
+        share = shard_share(self.model, shard, global_batch)
         if row_count(shard) == 0:  # a short last batch left this worker nothing: real rows, zero weight
             shard = {name: values[:1] for name, values in global_batch.items()}
         inputs = pad_rows(shard, per_device)

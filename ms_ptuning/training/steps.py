@@ -25,6 +25,16 @@ The Trainer owns the loop (data order, callbacks, logging, checkpoints); a step 
 from dataclasses import dataclass
 
 
+def shard_share(model, shard: dict, global_batch: dict) -> float:
+    """What one worker's shard weighs in its global batch's loss, so that the weighted shard losses sum, over
+    the workers, to the loss of the whole batch: its share of the rows for a loss that averages over rows, or
+    of the counted tokens when the model says its loss averages over tokens (`loss_weight(batch)`, the causal
+    LM's labelled next tokens: a row-weighted mean of per-shard token means is not the global token mean)."""
+    weigh = getattr(model, "loss_weight", None) or (lambda batch: len(next(iter(batch.values()))))
+    total = weigh(global_batch)
+    return weigh(shard) / total if total else 0.0
+
+
 @dataclass(frozen=True)
 class StepResult:
     loss: float  # the step's training loss (unscaled), summed over its micro-batches

@@ -84,7 +84,7 @@ class Trainer:
         check_callbacks(args, list(callbacks or []))
         if parallel is None and launched_by_msrun():  # N independent runs writing to one output_dir
             raise RuntimeError("launched by msrun, but this entry point trains in one process; data-parallel "
-                               "training goes through ms_ptuning.run (scripts/run_distributed.sh)")
+                               "training goes through ms_ptuning.run or ms_ptuning.chat (scripts/run_distributed.sh)")
         self.model, self.args = model, args
         self.parallel = parallel or DataParallel()
         self.loss_scaler = loss_scaler or LossScaler("none")
