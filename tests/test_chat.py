@@ -148,16 +148,28 @@ def run_command(*argv, **env) -> subprocess.CompletedProcess:
     return result
 
 
-def test_chat_script_trains_generates_scores_and_predict_writes_the_same(tokenizer, tmp_path):
-    """scripts/run_chat_ptuning.sh with its ChatGLM defaults cut down to a tiny run: 12 prefix steps on the
-    graph backend, 6 epochs of the 7 usable training records in batches of 4."""
-    model_dir, output = tmp_path / "tiny_llama", tmp_path / "out"
-    write_tiny_llama(model_dir, tokenizer)
-    run_command("bash", os.path.join(ROOT, "scripts", "run_chat_ptuning.sh"), str(model_dir), TRAIN, DEV,
-                "--history_column", "history", "--pre_seq_len", "4", "--backend", "graph", "--learning_rate", "1e-1",
+SCRIPT_FLAGS = ["--history_column", "history", "--pre_seq_len", "4", "--backend", "graph", "--learning_rate", "1e-1",
                 "--max_steps", "12", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
                 "--logging_steps", "1", "--save_strategy", "no", "--max_source_length", "40",
-                "--max_target_length", "16", "--max_new_tokens", "8", "--seed", "3", OUTPUT_DIR=str(output))
+                "--max_target_length", "16", "--max_new_tokens", "8", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def script_run(tokenizer, tmp_path_factory):
+    """scripts/run_chat_ptuning.sh with its ChatGLM defaults cut down to a tiny run: 12 prefix steps on the
+    graph backend, 6 epochs of the 7 usable training records in batches of 4 → (model dir, output dir)."""
+    base = tmp_path_factory.mktemp("chat_script")
+    model_dir, output = base / "tiny_llama", base / "out"
+    write_tiny_llama(model_dir, tokenizer)
+    run_command("bash", os.path.join(ROOT, "scripts", "run_chat_ptuning.sh"), str(model_dir), TRAIN, DEV,
+                *SCRIPT_FLAGS, OUTPUT_DIR=str(output))
+    return model_dir, output
+
+
+def test_chat_script_trains_generates_scores_and_predict_writes_the_same(tokenizer, script_run, tmp_path):
+    """The script's run trains (the last epoch's losses below the first's), generates, scores, and
+    `ms-ptuning predict` on its adapter writes the same generations."""
+    _, output = script_run
     results = json.loads((output / "results.json").read_text())
     assert results["backend"] == "graph" and results["mode"] == "prefix" and results["global_step"] == 12
     assert results["skipped_records"] == {"train": 1, "validation": 0} and results["eval_examples"] == 3
@@ -190,43 +202,40 @@ def test_chat_script_trains_generates_scores_and_predict_writes_the_same(tokeniz
     assert first == decode_text(tokenizer, expected[0])
 
 
-def test_two_msrun_workers_tune_a_llama_prefix_like_one_process(tokenizer, tmp_path):
-    """Chat P-tuning of the tiny Llama (graph backend, prefix dropout on) as 2 msrun workers with batches of 2
-    against one process with batches of 4: the same adapter, losses and evaluation (the 7 usable records make
-    batches of 4 and 3, so worker 1 gets one row of the last). The loss averages over response tokens, so the
-    workers weigh their shards by labelled tokens, not rows (`training.steps.shard_share`)."""
+def test_two_msrun_workers_tune_a_llama_prefix_like_one_process(script_run, tmp_path):
+    """The script's run again as 2 msrun workers with batches of 2 (its command, from DRY_RUN, under
+    scripts/run_distributed.sh): the same adapter, losses and evaluation as the one process with batches of 4
+    (the 7 usable records make batches of 4 and 3, so worker 1 gets one row of every second batch). The loss
+    averages over response tokens, so the workers weigh their shards by labelled tokens, not rows
+    (`training.steps.shard_share`)."""
+    import shlex
+
     from safetensors.numpy import load_file
     from test_distributed import free_port
 
-    model_dir = tmp_path / "tiny_llama"
-    write_tiny_llama(model_dir, tokenizer)
-    flags = ["--model_name_or_path", str(model_dir), "--train_file", TRAIN, "--validation_file", DEV,
-             "--history_column", "history", "--mode", "prefix", "--pre_seq_len", "4", "--prefix_dropout", "0.1",
-             "--backend", "graph", "--learning_rate", "1e-1", "--max_steps", "4", "--logging_steps", "1",
-             "--save_strategy", "no", "--max_source_length", "40", "--max_target_length", "16",
-             "--max_new_tokens", "2", "--seed", "3", "--disable_tqdm", "true"]
-    run_command(sys.executable, "-m", "ms_ptuning.chat", *flags, "--output_dir", str(tmp_path / "single"),
-                "--per_device_train_batch_size", "4")
-    logs = tmp_path / "logs"
-    result = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_distributed.sh"), "2", *flags,
-                             "--output_dir", str(tmp_path / "parallel"), "--per_device_train_batch_size", "2"],
+    model_dir, single = script_run
+    parallel, logs = tmp_path / "parallel", tmp_path / "logs"
+    command = run_command("bash", os.path.join(ROOT, "scripts", "run_chat_ptuning.sh"), str(model_dir), TRAIN, DEV,
+                          *SCRIPT_FLAGS, "--per_device_train_batch_size", "2", OUTPUT_DIR=str(parallel), DRY_RUN="1")
+    flags = shlex.split(command.stdout)[3:]  # after `python -m ms_ptuning.chat`
+    result = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_distributed.sh"), "2", *flags],
                             capture_output=True, text=True, timeout=600,
                             env=dict(os.environ, PYTHONPATH=ROOT, ENTRY="ms_ptuning.chat", MASTER_PORT=str(free_port()),
                                      MSRUN_LOG_DIR=str(logs)))
     worker_logs = "".join((logs / name).read_text(errors="replace")[-2000:] for name in sorted(os.listdir(logs)))
     assert result.returncode == 0, result.stderr[-2000:] + worker_logs
-    one = load_file(str(tmp_path / "single" / "adapter" / "adapter.safetensors"))
-    two = load_file(str(tmp_path / "parallel" / "adapter" / "adapter.safetensors"))
+    one = load_file(str(single / "adapter" / "adapter.safetensors"))
+    two = load_file(str(parallel / "adapter" / "adapter.safetensors"))
     assert set(one) == set(two) and one
     for name in one:
         np.testing.assert_allclose(two[name], one[name], rtol=0, atol=1e-5, err_msg=name)
-    records = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
-               for run in ("single", "parallel")]
+    records = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+               for run in (single, parallel)]
     losses = [[r["loss"] for r in run if "loss" in r] for run in records]
-    assert len(losses[0]) == 4 and losses[1] == pytest.approx(losses[0], rel=1e-4)
-    results = [json.loads((tmp_path / run / "results.json").read_text()) for run in ("single", "parallel")]
+    assert len(losses[0]) == 12 and losses[1] == pytest.approx(losses[0], rel=1e-4)
+    results = [json.loads((run / "results.json").read_text()) for run in (single, parallel)]
     # the token-level scores of the gathered outputs; eval_loss is HF's row-weighted mean of batch means,
     # whose batches are the workers' shards here (README, "Data parallelism")
     for name in ("eval_token_nll", "eval_perplexity"):
         assert results[1][name] == pytest.approx(results[0][name], rel=1e-5), name
-    assert (tmp_path / "parallel" / "generated_predictions.jsonl").is_file()
+    assert len((parallel / "generated_predictions.jsonl").read_text().splitlines()) == 3  # rank 0 generated

@@ -235,3 +235,31 @@ def test_unknown_precision_is_refused_and_no_is_float32():
         mixed_precision_dtype("fp8")
     assert mixed_precision_dtype("no") is None
     assert {p.dtype for p in named_weights(tiny_classifier(compute_dtype=None)).values()} == {mindspore.float32}
+
+
+def test_eager_llama_causal_lm_in_fp16_is_close_to_float32():
+    """The mindnlp Llama (GQA, untied head) under autocast in prefix mode: the frozen backbone and LM head
+    stored in float16, the prefix float32, logits within 2e-3 of their scale (measured 3e-4) and the loss
+    within 1e-4 relative of float32."""
+    import transformers
+
+    config = transformers.LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                      initializer_range=0.02, tie_word_embeddings=False)
+    rng = np.random.default_rng(0)
+    input_ids = torch.tensor(rng.integers(1, 97, (3, 10)))
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": input_ids}
+    results = {}
+    for dtype in (None, mindspore.float16):
+        seed_everything(0)
+        model = HEADS["causal_lm"](build_backbone(config), PTuningConfig(mode="prefix", pre_seq_len=4), dtype)
+        model.set_train(False)
+        loss, logits = model(**batch)
+        results[dtype] = float(loss.asnumpy()), logits.asnumpy()
+    weights = named_weights(model)
+    assert weights["lm_head.weight"].dtype == mindspore.float16
+    assert weights["encoder.prefix_encoder.embedding.weight"].dtype == mindspore.float32
+    (loss32, logits32), (loss16, logits16) = results[None], results[mindspore.float16]
+    assert logits16.dtype == np.float32
+    assert 0 < np.abs(logits16 - logits32).max() < 2e-3 * np.abs(logits32).max()
+    assert loss16 == pytest.approx(loss32, rel=1e-4)
