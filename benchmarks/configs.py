@@ -6,7 +6,8 @@ GPT2_SMALL = dict(model_type="gpt2", vocab_size=21128, n_embd=768, n_layer=12, n
 # Llama-shaped, 124.7M parameters (untied LM head; 75.5M in the 12 layers): grouped-query attention (4 key/value
 # heads for 12), SwiGLU 2048, Llama's 32000-token vocabulary
 LLAMA_100M = dict(model_type="llama", vocab_size=32000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                  num_key_value_heads=4, intermediate_size=2048, max_position_embeddings=2048, tie_word_embeddings=False)
+                  num_key_value_heads=4, intermediate_size=2048, max_position_embeddings=2048,
+                  tie_word_embeddings=False)
 TINY_BERT = dict(model_type="bert", vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                  intermediate_size=64, max_position_embeddings=64)
 

@@ -3,11 +3,11 @@
 SIDE is `torch` (the PyTorch reference; never imports mindnlp, which would replace torch) or an ms_ptuning
 backend, `graph` or `eager`. The torch side is ms_ptuning's torch mirror of the head (`ms_ptuning.reference`),
 or, for a case with `torch_reference="peft"`, what a peft user runs: transformers' `*ForCausalLM` wrapped by
-real peft (`get_peft_model` with `PrefixTuningConfig` / `PromptTuningConfig`). The ms_ptuning side builds the head the Trainer would train (`build_model`'s
-path: a mindnlp backbone, moved into its native Cell on graph) and runs it through that backend's step
-engine (`GraphSteps` / `EagerSteps`), so what is timed is the Trainer's own optimizer step: forward,
-backward, clipping to max_grad_norm 1, AdamW. The torch side runs the reference head with torch.optim.AdamW
-and clip_grad_norm_.
+real peft (`get_peft_model` with `PrefixTuningConfig` / `PromptTuningConfig`). The ms_ptuning side builds
+the head the Trainer would train (`build_model`'s path: a mindnlp backbone, moved into its native Cell on
+graph) and runs it through that backend's step engine (`GraphSteps` / `EagerSteps`), so what is timed is the
+Trainer's own optimizer step: forward, backward, clipping to max_grad_norm 1, AdamW. The torch side runs its
+model with torch.optim.AdamW and clip_grad_norm_.
 
 Reads commands from stdin, one per line, and answers one JSON line each:
   `train N` / `infer N`  N steps back to back (one optimizer step / one eval-mode forward each): wall and
