@@ -188,8 +188,9 @@ def test_a_tied_qwen2_head_keeps_its_embedding_float32(dtype):
 
 
 def test_llama_fp16_logits_and_training_stay_close_to_float32(llama_fp32_and_fp16):
-    """fp16 products, float32 RMSNorm/softmax/rotary/loss: logits within 2e-3 of their scale (measured about
-    3e-4), and the same prefix-tuning run (6 AdamW steps at lr 1e-2) within 1e-3 relative per step, falling."""
+    """fp16 products, float32 RMSNorm/softmax/rotary/loss: logits within 2e-3 of their scale (measured 5.2e-4),
+    and the same prefix-tuning run (6 AdamW steps at lr 1e-2) within 1e-3 relative per step (measured 4.7e-6),
+    falling."""
     (loss32, logits32), (loss16, logits16) = llama_fp32_and_fp16["no"][2], llama_fp32_and_fp16["fp16"][2]
     assert logits16.dtype == np.float32
     relative = float(np.abs(logits16 - logits32).max()) / float(np.abs(logits32).max())
