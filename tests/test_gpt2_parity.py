@@ -211,8 +211,9 @@ def test_no_repeat_ngram_size_counts_the_prompt_as_hugging_face(cases):
     assert generate(model, prompts, config) == expected  # batched, left-padded, cached
     for prompt, tokens in zip(prompts, expected):
         assert not repeated_bigrams(prompt, tokens)
-    output_only = [plain_decode(model, prompt, MAX_NEW, 2, count_prompt=False) for prompt in prompts]
-    assert output_only != expected  # the prompt's n-grams change some decode
+    # the prompt's n-grams change some decode (the repeating prompts first: they are the likely ones)
+    assert any(plain_decode(model, prompt, MAX_NEW, 2, count_prompt=False) != tokens
+               for prompt, tokens in reversed(list(zip(prompts, expected))))
 
 
 def exhaustive_best_two_tokens(model, prompt, ngram_size=0):
