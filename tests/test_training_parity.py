@@ -17,7 +17,7 @@ import pytest
 
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.data.dataset import ArrayDataset
-from ms_ptuning.parity_training import (VARIANTS, compare_training, micro_batch_order, settings_for,
+from ms_ptuning.parity_training import (VARIANTS, compare_trainings, micro_batch_order, settings_for,
                                         tiny_backbone_config, training_data, trainer_run)
 from tiny_runs import tiny_classifier
 
@@ -26,14 +26,23 @@ BACKENDS = ("eager", "graph")
 SUBSTANTIAL = 0.01  # tensors at least this large are held to the relative bound one by one
 
 
-@pytest.mark.parametrize("model_type, variant", CASES)
-def test_fifty_steps_follow_the_torch_training_curve(model_type, variant):
+def case(model_type: str, variant: str) -> tuple:
     head = "causal_lm" if model_type == "gpt2" else "sequence_classification"
     config = tiny_backbone_config(model_type)
     ptuning = PTuningConfig(pre_seq_len=4, prefix_hidden_size=32, prefix_dropout=0.0, classifier_dropout=0.0,
                             **VARIANTS[variant])
-    results = compare_training(head, config, ptuning, training_data(head, config), 50,
-                               settings_for(model_type, variant), BACKENDS)
+    return head, config, ptuning, training_data(head, config), 50, settings_for(model_type, variant)
+
+
+@pytest.fixture(scope="module")
+def curves():
+    """(model_type, variant) → `compare_training`'s results; one torch process trains every case."""
+    return dict(zip(CASES, compare_trainings([case(*name) for name in CASES], BACKENDS)))
+
+
+@pytest.mark.parametrize("model_type, variant", CASES)
+def test_fifty_steps_follow_the_torch_training_curve(curves, model_type, variant):
+    results = curves[model_type, variant]
     assert set(results) == {*BACKENDS, "graph_vs_eager"}
     for compared, result in results.items():  # each backend against torch; graph against eager
         print(model_type, variant, compared, {k: v for k, v in result.items() if k not in ("tensor_rel", "tensor_max")})
