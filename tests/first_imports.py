@@ -19,10 +19,11 @@ Most modules share a longer prefix. Importing `ms_ptuning.a.b` first runs `ms_pt
 looks up `ms_ptuning.a` through the meta path, where the package's finder imports the backend (mindnlp, the
 bulk of every child's time), and only then runs `ms_ptuning.a`. That prefix is the same for every `a` whose
 lookup imports the backend (a probe finds which, by stopping at the backend's lookup), so for those modules
-this process runs it once, `import ms_ptuning` and that lookup, with its output and module executions
+a forked process runs it once, `import ms_ptuning` and that lookup, with its output and module executions
 recorded, and forks their children from there: each child is then exactly where a fresh process importing its
-module first would be. Every other module (the package itself, and those whose lookup imports nothing) gets a
-child forked before the package is imported.
+module first would be. Likewise under a subpackage whose own lookup imports nothing (`ms_ptuning.data`): its
+__init__ runs, then the lookup of its module imports the backend. Every other module (the package itself,
+and those whose lookups import nothing) gets a child forked from this process.
 """
 
 import gc
@@ -154,11 +155,12 @@ class StopAtBackend:
         return None
 
 
-def components_importing_the_backend(names: list, scratch: str) -> set:
-    """The `ms_ptuning.a` whose lookup, right after `import ms_ptuning`, imports the backend (probed in a
-    forked child, which stops each lookup there: nothing is loaded)."""
-    components = sorted({".".join(name.split(".")[:2]) for name in names if name.count(".")})
-    found = pathlib.Path(scratch, "components.json")
+def lookups_importing_the_backend(package: str, names: list, scratch: str) -> list:
+    """The `package.a` (next level of `names` under `package`) whose lookup, right after `import package`,
+    imports the backend; probed in a forked child, which stops each lookup there (nothing is loaded)."""
+    depth = package.count(".") + 2
+    lookups = sorted({".".join(name.split(".")[:depth]) for name in names if name.startswith(package + ".")})
+    found = pathlib.Path(scratch, f"{package}.lookups.json")
     pid = os.fork()
     if pid == 0:
         try:
@@ -166,20 +168,53 @@ def components_importing_the_backend(names: list, scratch: str) -> set:
             with open(os.devnull, "wb") as devnull:
                 os.dup2(devnull.fileno(), 1)
                 os.dup2(devnull.fileno(), 2)
-            importlib.import_module("ms_ptuning")
+            importlib.import_module(package)
             probe = StopAtBackend()
             sys.meta_path.insert(0, probe)
-            for component in components:
-                probe.component = component
+            for lookup in lookups:
+                probe.component = lookup
                 try:
-                    importlib.util.find_spec(component)
+                    importlib.util.find_spec(lookup)
                 except BackendLookup:
-                    importing.append(component)
+                    importing.append(lookup)
             found.write_text(json.dumps(importing))
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
-    return set(json.loads(found.read_text())) if found.exists() else set()  # no probe result: no sharing
+    return json.loads(found.read_text()) if found.exists() else []  # no probe result: no sharing
+
+
+def prefix_groups(names: list, scratch: str) -> list:
+    """[(package, the lookups under it that import the backend)]: first the package's top level, then each
+    of its subpackages whose own lookup imports nothing (`ms_ptuning.data`: its modules import the backend
+    only after its __init__ has run)."""
+    top = lookups_importing_the_backend("ms_ptuning", names, scratch)
+    packages = sorted({".".join(name.split(".")[:2]) for name in names if name.count(".") >= 2} - set(top))
+    groups = [("ms_ptuning", top)] + [(package, lookups_importing_the_backend(package, names, scratch))
+                                      for package in packages]
+    return [(package, lookups) for package, lookups in groups if lookups]
+
+
+def run_group(side: str, package: str, lookups: list, names: list, jobs: int, scratch: str,
+              executions: Counter) -> list:
+    """In a forked process: `import package` and the first of `lookups` (which imports the backend), output
+    recorded; then one child per module of `names` from there."""
+    results_file = pathlib.Path(scratch, f"{package}.results.json")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            prefix_output = os.path.join(scratch, f"{package}.prefix.out")
+            error = captured(prefix_output, lambda: (importlib.import_module(package),
+                                                     importlib.util.find_spec(lookups[0])))
+            prefix = {"output": pathlib.Path(prefix_output).read_text(errors="replace"), "error": error}
+            results_file.write_text(json.dumps(fork_children(side, names, jobs, scratch, executions, prefix)))
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    if results_file.exists():
+        return json.loads(results_file.read_text())
+    return [{"module": name, "error": f"the process importing {package} died without results", "output": ""}
+            for name in names]
 
 
 def fork_children(side: str, names: list, jobs: int, scratch: str, executions: Counter, prefix: dict) -> list:
@@ -219,16 +254,14 @@ def sweep(side: str, jobs: int) -> list:
     executions = count_executions()
     names = module_names(side)
     with tempfile.TemporaryDirectory() as scratch:
-        importing = components_importing_the_backend(names, scratch)
-        shared = [name for name in names if ".".join(name.split(".")[:2]) in importing]
-        results = fork_children(side, [name for name in names if name not in shared], jobs, scratch, executions,
-                                {"output": "", "error": None})
-        if shared:
-            prefix_output = os.path.join(scratch, "prefix.out")
-            error = captured(prefix_output, lambda: (importlib.import_module("ms_ptuning"),
-                                                     importlib.util.find_spec(min(importing))))
-            prefix = {"output": pathlib.Path(prefix_output).read_text(errors="replace"), "error": error}
-            results += fork_children(side, shared, jobs, scratch, executions, prefix)
+        results, claimed = [], set()
+        for package, lookups in prefix_groups(names, scratch):
+            shared = [name for name in names if name not in claimed
+                      and any(name == lookup or name.startswith(lookup + ".") for lookup in lookups)]
+            results += run_group(side, package, lookups, shared, jobs, scratch, executions)
+            claimed.update(shared)
+        results += fork_children(side, [name for name in names if name not in claimed], jobs, scratch, executions,
+                                 {"output": "", "error": None})
     return sorted(results, key=lambda result: result["module"])
 
 
