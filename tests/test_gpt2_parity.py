@@ -13,7 +13,7 @@ import transformers
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.generation import GenerationConfig, banned_tokens, generate
 from transformers.generation.logits_process import _calc_banned_ngram_tokens
-from ms_ptuning.parity import (as_reference, build_model, compiled_forward_and_grads, differences, forward_and_grads,
+from ms_ptuning.parity import (as_reference, compiled_forward_and_grads, differences, forward_and_grads,
                                load_case, native_twin, output_differences, run_reference, write_case)
 
 VOCAB, EOS, MAX_NEW = 97, 5, 10
