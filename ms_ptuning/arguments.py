@@ -45,10 +45,11 @@ class ModelArguments(PTuningArguments):
     model_name_or_path: str = field(metadata={"help": "local model directory (config.json + *.safetensors)"})
     tokenizer_name: str | None = field(default=None, metadata={"help": "tokenizer directory if not the model's"})
     hidden_dropout_prob: float = field(default=0.1, metadata={
-        "help": "dropout of the backbone, the prefix and the classifier, as the reference sets it"})
+        "help": "dropout of the backbone, the prefix and the classifier, as the reference sets it (GPT-2: resid_pdrop and "
+                "embd_pdrop)"})
     attention_probs_dropout_prob: float | None = field(default=None, metadata={
-        "help": "dropout of the attention probabilities (default: the model's config.json, which the reference "
-                "keeps)"})
+        "help": "dropout of the attention probabilities (GPT-2: attn_pdrop, Llama/Qwen2: attention_dropout; "
+                "default: the model's config.json, which the reference keeps)"})
     device_target: str = field(default="CPU", metadata={"help": "CPU | GPU | Ascend"})
     init_from: str | None = field(default=None, metadata={
         "help": "start from an adapter's weights: an ms_ptuning adapter, a peft adapter directory or a THUDM/P-tuning-v2 "
@@ -57,12 +58,13 @@ class ModelArguments(PTuningArguments):
         "help": "load pickled pytorch_model.bin weights when the model has no *.safetensors (runs any code "
                 "the file holds: only for files you trust)"})
 
-    def dropout_overrides(self) -> dict:
-        """The backbone config's dropout fields these flags set."""
-        overrides = {"hidden_dropout_prob": self.hidden_dropout_prob}
+    def dropout_flags(self) -> dict:
+        """{flag: value} of the backbone dropout flags given (`backbones.dropout_fields` names the fields
+        they set in each model type's config)."""
+        flags = {"hidden_dropout_prob": self.hidden_dropout_prob}
         if self.attention_probs_dropout_prob is not None:
-            overrides["attention_probs_dropout_prob"] = self.attention_probs_dropout_prob
-        return overrides
+            flags["attention_probs_dropout_prob"] = self.attention_probs_dropout_prob
+        return flags
 
 
 @dataclass

@@ -10,6 +10,15 @@ import transformers
 from .safe_loading import WeightsFileError, check_safetensors, pickle_files
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "deberta", "deberta-v2", "gpt2", "llama", "qwen2")
+# run.py's dropout flags (BERT's config names, which THUDM's run.py sets) → the config fields of model types
+# that name them differently. GPT-2 drops the embeddings and each block's two output projections (BERT's
+# hidden dropout) with embd_pdrop and resid_pdrop, the attention probabilities with attn_pdrop; Llama and
+# Qwen2 have attention dropout only (hidden_dropout_prob still drops their prefix and classifier input).
+DROPOUT_FIELDS = {
+    "gpt2": {"hidden_dropout_prob": ("resid_pdrop", "embd_pdrop"), "attention_probs_dropout_prob": ("attn_pdrop",)},
+    **{model_type: {"hidden_dropout_prob": (), "attention_probs_dropout_prob": ("attention_dropout",)}
+       for model_type in ("llama", "qwen2")},
+}
 
 
 class BackboneLoadError(OSError):
@@ -20,6 +29,12 @@ def check_model_type(model_type: str) -> str:
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ValueError(f"unknown model type {model_type!r}; ms_ptuning supports {', '.join(SUPPORTED_MODEL_TYPES)}")
     return model_type
+
+
+def dropout_fields(model_type: str, flags: dict) -> dict:
+    """{config field: value} that the dropout `flags` ({flag: value}) set in a `model_type` config."""
+    names = DROPOUT_FIELDS.get(model_type, {})
+    return {field: value for flag, value in flags.items() for field in names.get(flag, (flag,))}
 
 
 def build_backbone(config: "transformers.PretrainedConfig"):
@@ -46,8 +61,9 @@ def _require_local_or_hub(name_or_path: str) -> None:
         raise BackboneLoadError(_not_found_message(name_or_path, False, ConnectionError("the model hub is unreachable")))
 
 
-def load_backbone(name_or_path: str, allow_pickle: bool = False, **config_overrides):
-    """Load pretrained weights from a local directory (config.json + model.safetensors).
+def load_backbone(name_or_path: str, allow_pickle: bool = False, dropout: dict | None = None, **config_overrides):
+    """Load pretrained weights from a local directory (config.json + model.safetensors), the config's fields
+    set from `config_overrides` and `dropout` (run.py's dropout flags, translated by `dropout_fields`).
 
     Weights are read from safetensors only, each file checked to be complete first. Pickled
     `pytorch_model.bin` files are unpickled only with `allow_pickle=True` (run.py: --allow_pickle), with a
@@ -62,6 +78,8 @@ def load_backbone(name_or_path: str, allow_pickle: bool = False, **config_overri
     except (OSError, ValueError) as error:
         raise BackboneLoadError(_not_found_message(name_or_path, local, error)) from None
     check_model_type(config.model_type)
+    for field, value in dropout_fields(config.model_type, dropout or {}).items():
+        setattr(config, field, value)
     safetensors = sorted(f for f in os.listdir(name_or_path) if f.endswith(".safetensors")) if local else []
     try:
         for name in safetensors:

@@ -138,13 +138,15 @@ def run_with_reference(head: str, backbone_config, ptuning_config: PTuningConfig
         return load_case(workdir, head, backbone_config, ptuning_config, generate is not None)
 
 
-def compare_many(cases: list, backends: tuple = ("eager",)) -> list:
+def compare_many(cases: list, backends: tuple | list = ("eager",)) -> list:
     """For each (head, backbone_config, ptuning_config, batch) case, {backend: `compare`'s numbers} for each of
-    `backends`, and with both backends "graph_vs_eager": the graph's numbers against the eager ones on the
-    same weights (the eager side as the reference). One reference process serves all cases (its start-up,
-    importing torch and transformers, costs more than a tiny case) and runs ahead of this side: each case
-    is compared as soon as the reference has written it."""
-    unknown = set(backends) - set(BACKENDS)
+    `backends` (one tuple for every case, or a list of one tuple per case), and with both backends
+    "graph_vs_eager": the graph's numbers against the eager ones on the same weights (the eager side as the
+    reference). One reference process serves all cases (its start-up, importing torch and transformers,
+    costs more than a tiny case) and runs ahead of this side: each case is compared as soon as the
+    reference has written it."""
+    per_case = backends if isinstance(backends, list) else [backends] * len(cases)
+    unknown = set().union(*per_case) - set(BACKENDS)
     if unknown:
         raise ValueError(f"unknown backends {sorted(unknown)}; parity covers {', '.join(BACKENDS)}")
     with tempfile.TemporaryDirectory(prefix="ms_ptuning_parity_") as root:
@@ -158,9 +160,9 @@ def compare_many(cases: list, backends: tuple = ("eager",)) -> list:
             process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
         try:
             results = []
-            for workdir, (head, backbone_config, ptuning_config, batch) in zip(workdirs, cases):
-                _wait_for_outputs(process, workdir, log_path)
-                results.append(compare_backends(workdir, head, backbone_config, ptuning_config, batch, backends))
+            for workdir, case, case_backends in zip(workdirs, cases, per_case):
+                wait_for_reference(process, workdir, log_path)
+                results.append(compare_backends(workdir, *case, case_backends))
         finally:
             if process.poll() is None:
                 process.kill()
@@ -182,8 +184,9 @@ def compare_backends(workdir: str, head: str, backbone_config, ptuning_config: P
     return result
 
 
-def _wait_for_outputs(process, workdir: str, log_path: str) -> None:
-    outputs = os.path.join(workdir, "reference_outputs.safetensors")
+def wait_for_reference(process, workdir: str, log_path: str, name: str = "reference_outputs.safetensors") -> None:
+    """Until the reference `process` has written file `name` of `workdir` (its failure raises, with its log)."""
+    outputs = os.path.join(workdir, name)
     while not os.path.exists(outputs):
         if process.poll() is not None and not os.path.exists(outputs):
             with open(log_path) as log:

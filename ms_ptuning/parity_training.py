@@ -27,7 +27,7 @@ from .arguments import RunTrainingArguments
 from .config import PTuningConfig
 from .data.dataset import ArrayDataset, batch_indices, epoch_order
 from .execution import choose_backend
-from .parity import BACKENDS, load_reference_model, reference_command, write_case
+from .parity import BACKENDS, load_reference_model, reference_command, wait_for_reference, write_case
 from .training import EagerSteps, Trainer
 from .weights import to_numpy, trainable_weights
 
@@ -79,31 +79,63 @@ def compare_training(head: str, backbone_config, ptuning_config: PTuningConfig, 
     """Both sides trained `steps` optimizer steps from the same weights on the same micro-batches:
     {backend: `training_differences` against torch} for each of `backends`, and with both
     "graph_vs_eager": the graph's run against the eager one."""
+    return compare_trainings([(head, backbone_config, ptuning_config, columns, steps, settings)], backends)[0]
+
+
+def compare_trainings(cases: list, backends: tuple = ("eager",)) -> list:
+    """`compare_training` for each (head, backbone_config, ptuning_config, columns, steps, settings) case, one
+    reference process serving them all (its start-up, importing torch and transformers, costs more than a tiny
+    run) and running ahead: each case trains on this side once the reference has written its initial weights,
+    while the reference trains."""
+    with tempfile.TemporaryDirectory(prefix="ms_ptuning_training_") as root:
+        workdirs = [os.path.join(root, str(index)) for index in range(len(cases))]
+        for workdir, case in zip(workdirs, cases):
+            write_training_case(workdir, *case)
+        log_path = os.path.join(root, "reference.log")
+        with open(log_path, "w") as log:  # a file, not a pipe: a full pipe would stall the reference
+            argv, env = reference_command(workdirs, module="ms_ptuning.reference.train")
+            process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+        try:
+            results = []
+            for workdir, (head, backbone_config, ptuning_config, columns, steps, settings) in zip(workdirs, cases):
+                wait_for_reference(process, workdir, log_path, "weights.safetensors")
+                runs = {}
+                for backend in backends:
+                    model = load_reference_model(workdir, head, backbone_config, ptuning_config, backend)
+                    engine = choose_backend(backend, backbone_config.model_type).steps
+                    runs[backend] = trainer_run(model, columns, settings, steps, os.path.join(workdir, backend),
+                                                engine)
+                wait_for_reference(process, workdir, log_path, "reference_training.safetensors")
+                reference = load_file(os.path.join(workdir, "reference_training.safetensors"))
+                results.append(training_results(runs, reference, settings["max_grad_norm"]))
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+    return results
+
+
+def write_training_case(workdir: str, head: str, backbone_config, ptuning_config: PTuningConfig, columns: dict,
+                        steps: int, settings: dict) -> None:
+    """The reference's inputs: the model spec, the examples with the micro-batch order, the settings."""
+    os.mkdir(workdir)
     num_examples = len(next(iter(columns.values())))
-    with tempfile.TemporaryDirectory(prefix="ms_ptuning_training_") as workdir:
-        order = micro_batch_order(num_examples, settings, steps)
-        write_case(workdir, head, backbone_config, ptuning_config, {}, seed=0)
-        save_file({"order": order, **{f"data.{name}": np.ascontiguousarray(v) for name, v in columns.items()}},
-                  os.path.join(workdir, "training_data.safetensors"))
-        with open(os.path.join(workdir, "training.json"), "w") as handle:
-            json.dump({"steps": steps, "steps_per_epoch": num_examples // order.shape[1] // order.shape[2],
-                       **settings}, handle)
-        argv, env = reference_command([workdir], module="ms_ptuning.reference.train")
-        result = subprocess.run(argv, env=env, capture_output=True, text=True)
-        if result.returncode:
-            raise RuntimeError(f"torch reference training failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
-        reference = load_file(os.path.join(workdir, "reference_training.safetensors"))
-        runs = {}
-        for backend in backends:
-            model = load_reference_model(workdir, head, backbone_config, ptuning_config, backend)
-            engine = choose_backend(backend, backbone_config.model_type).steps
-            runs[backend] = trainer_run(model, columns, settings, steps, os.path.join(workdir, backend), engine)
-    results = {backend: training_differences(*run, reference, settings["max_grad_norm"])
-               for backend, run in runs.items()}
+    order = micro_batch_order(num_examples, settings, steps)
+    write_case(workdir, head, backbone_config, ptuning_config, {}, seed=0)
+    save_file({"order": order, **{f"data.{name}": np.ascontiguousarray(v) for name, v in columns.items()}},
+              os.path.join(workdir, "training_data.safetensors"))
+    with open(os.path.join(workdir, "training.json"), "w") as handle:
+        json.dump({"steps": steps, "steps_per_epoch": num_examples // order.shape[1] // order.shape[2],
+                   **settings}, handle)
+
+
+def training_results(runs: dict, reference: dict, max_grad_norm: float) -> dict:
+    """{backend: `training_differences` against torch}, and with both "graph_vs_eager"."""
+    results = {backend: training_differences(*run, reference, max_grad_norm) for backend, run in runs.items()}
     if {"eager", "graph"} <= set(runs):
         losses, norms, weights = runs["eager"]
         eager = {"loss": losses, "grad_norm": norms, **{f"weight.{name}": value for name, value in weights.items()}}
-        results["graph_vs_eager"] = training_differences(*runs["graph"], eager, settings["max_grad_norm"])
+        results["graph_vs_eager"] = training_differences(*runs["graph"], eager, max_grad_norm)
     return results
 
 

@@ -101,7 +101,7 @@ def build_model(model_args: ModelArguments, task, mixed_precision: str, width: i
     output is written."""
     compute_dtype = mixed_precision_dtype(mixed_precision)
     backbone = load_backbone(model_args.model_name_or_path, allow_pickle=model_args.allow_pickle,
-                             **model_args.dropout_overrides())
+                             dropout=model_args.dropout_flags())
     backend = choose_backend(model_args.backend, backbone.config.model_type)
     ptuning_config = model_args.ptuning_config(model_args.hidden_dropout_prob, task.num_labels, task.problem_type)
     check_sequence_length(width, backbone.config, ptuning_config, model_args.model_name_or_path)

@@ -2,10 +2,13 @@
 
 import numpy as np
 import pytest
+import transformers
 from transformers import ElectraConfig
 
+from ms_ptuning.arguments import ModelArguments
 from ms_ptuning.backbones import BackboneLoadError, build_backbone, check_model_type, load_backbone
 from ms_ptuning.config import PTuningConfig
+from ms_ptuning.execution import choose_backend
 from ms_ptuning.encoders import PrefixEncoder, PromptEncoder, compile_encoders
 from ms_ptuning.models import HEADS
 from ms_ptuning.weights import count_parameters, named_weights, trainable_weights
@@ -106,3 +109,34 @@ def test_directory_without_safetensors_is_refused(tmp_path):
     with pytest.raises(BackboneLoadError, match="no \\*.safetensors weights"):
         load_backbone(str(tmp_path))
 
+
+
+TINY_DECODERS = {
+    "gpt2": transformers.GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=32),
+    "llama": transformers.LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, max_position_embeddings=32),
+}
+
+
+@pytest.mark.parametrize("model_type", ["bert", "gpt2", "llama"])
+def test_dropout_flags_set_each_model_types_own_fields(tmp_path, model_type):
+    """run.py's --hidden_dropout_prob / --attention_probs_dropout_prob reach the loaded backbone under its
+    config's names, in the config and in the dropout layers of both backends' backbones."""
+    config = tiny_config("bert") if model_type == "bert" else TINY_DECODERS[model_type]
+    build_backbone(config).save_pretrained(str(tmp_path), safe_serialization=True)
+    flags = ModelArguments(model_name_or_path=str(tmp_path), hidden_dropout_prob=0.3,
+                           attention_probs_dropout_prob=0.2).dropout_flags()
+    backbone = load_backbone(str(tmp_path), dropout=flags)
+    native = choose_backend("graph", model_type).backbone(backbone)
+    layers = {"eager": list(backbone.modules()), "graph": [cell for _, cell in native.cells_and_names()]}
+    rates = {backend: {layer.p for layer in found if type(layer).__name__ == "Dropout"}
+             for backend, found in layers.items()}
+    if model_type == "bert":
+        assert (backbone.config.hidden_dropout_prob, backbone.config.attention_probs_dropout_prob) == (0.3, 0.2)
+        assert rates == {"eager": {0.3, 0.2}, "graph": {0.3, 0.2}}
+    elif model_type == "gpt2":
+        assert (backbone.config.resid_pdrop, backbone.config.embd_pdrop, backbone.config.attn_pdrop) == (0.3, 0.3, 0.2)
+        assert rates == {"eager": {0.3, 0.2}, "graph": {0.3, 0.2}}
+    else:  # Llama has attention dropout only (eager: a functional dropout reading the config)
+        assert backbone.config.attention_dropout == 0.2 and not hasattr(backbone.config, "hidden_dropout_prob")
+        assert rates == {"eager": set(), "graph": {0.2}}

@@ -1,21 +1,20 @@
 """GPT-2 LM on MindSpore vs the torch reference (fp32, tiny config) in finetune / prefix / prompt mode, on both
 backends (eager: the mindnlp GPT-2 op by op; graph: the native GPT-2, forward and backward compiled as one
 graph, decoding on the static cache): logits, loss and trainable gradients, greedy decoding token for token,
-the beam search against an exhaustive search and graph against eager, 50 training steps graph against eager."""
+the beam search against an exhaustive search and graph against eager. 50 training steps, graph against eager
+and both against torch: tests/test_training_parity.py."""
 
 import numpy as np
 import pytest
 
-from ms_ptuning.backend import seed_everything, torch
+from ms_ptuning.backend import torch
 import transformers
 
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.generation import GenerationConfig, banned_tokens, generate
 from transformers.generation.logits_process import _calc_banned_ngram_tokens
-from ms_ptuning.parity import (as_reference, build_model, compiled_forward_and_grads, differences, forward_and_grads,
+from ms_ptuning.parity import (as_reference, compiled_forward_and_grads, differences, forward_and_grads,
                                load_case, native_twin, output_differences, run_reference, write_case)
-from ms_ptuning.parity_training import settings_for, tiny_backbone_config, trainer_run, training_data
-from ms_ptuning.training import EagerSteps, GraphSteps
 
 VOCAB, EOS, MAX_NEW = 97, 5, 10
 # initializer_range above GPT-2's 0.02, so that a random model's greedy decode does more than repeat the
@@ -126,28 +125,6 @@ def test_prompts_running_past_the_positions_are_refused(cases, twins, backend):
     assert len(generate(model, [[7] * 51], GenerationConfig(max_new_tokens=10, eos_token_id=EOS))) == 1
 
 
-def test_fifty_prefix_steps_on_graph_follow_the_eager_backend(tmp_path):
-    """test_training_parity's tiny GPT-2 prefix run (dropout 0, clipping, accumulation, warmup; eager against
-    torch there) through the real Trainer on both step engines from the same weights: the graph backend's
-    per-step losses within 1e-4 relative of the eager backend's, the final prefixes within 1e-4. About 40 s
-    under load, most of it the 50 eager steps: the 50 are the required curve length."""
-    config = tiny_backbone_config("gpt2")
-    ptuning = PTuningConfig(mode="prefix", pre_seq_len=4, prefix_dropout=0.0)
-    columns, settings = training_data("causal_lm", config), settings_for("gpt2", "prefix")
-    seed_everything(0)
-    eager = build_model("causal_lm", config, ptuning)
-    graph = native_twin(eager, "causal_lm", config, ptuning)
-    eager_losses, _, eager_weights = trainer_run(eager, columns, settings, 50, str(tmp_path / "eager"), EagerSteps)
-    graph_losses, _, graph_weights = trainer_run(graph, columns, settings, 50, str(tmp_path / "graph"), GraphSteps)
-    between = np.abs(graph_losses - eager_losses) / np.abs(eager_losses)
-    weights_rel = max(np.abs(graph_weights[name] - value).max() / np.abs(value).max()
-                      for name, value in eager_weights.items())
-    print(f"50 prefix steps, graph vs eager: loss max-rel {between.max():.1e}, final weights rel {weights_rel:.1e}, "
-          f"loss {eager_losses[0]:.4f} -> {eager_losses[-1]:.4f}")
-    assert len(graph_losses) == 50 and eager_losses[-10:].mean() < eager_losses[:10].mean()  # it trains
-    assert between.max() <= 1e-4 and weights_rel <= 1e-4
-
-
 def test_reference_decodes_stop_at_the_stop_token(cases):
     stopped = {mode: [len(tokens) < MAX_NEW for tokens in generations] for mode, (_, _, generations) in cases.items()}
     assert sum(map(any, stopped.values())) >= 3, stopped
@@ -234,8 +211,9 @@ def test_no_repeat_ngram_size_counts_the_prompt_as_hugging_face(cases):
     assert generate(model, prompts, config) == expected  # batched, left-padded, cached
     for prompt, tokens in zip(prompts, expected):
         assert not repeated_bigrams(prompt, tokens)
-    output_only = [plain_decode(model, prompt, MAX_NEW, 2, count_prompt=False) for prompt in prompts]
-    assert output_only != expected  # the prompt's n-grams change some decode
+    # the prompt's n-grams change some decode (the repeating prompts first: they are the likely ones)
+    assert any(plain_decode(model, prompt, MAX_NEW, 2, count_prompt=False) != tokens
+               for prompt, tokens in reversed(list(zip(prompts, expected))))
 
 
 def exhaustive_best_two_tokens(model, prompt, ngram_size=0):

@@ -1,8 +1,8 @@
-"""Multi-step parity: 50 optimizer steps of ms_ptuning's Trainer against a torch loop with torch.optim.AdamW,
+"""Multi-step parity: 20 optimizer steps of ms_ptuning's Trainer against a torch loop with torch.optim.AdamW,
 transformers.get_scheduler (5 warmup steps, then linear decay) and clip_grad_norm_, gradient accumulation 2,
 from the same initial weights on the same micro-batches (dropout 0). Tiny BERT in prefix, prompt and finetune
-mode on both backends (eager: EagerSteps over mindnlp; graph: GraphSteps over the native Cells), each against
-torch and graph against eager by the same bounds; tiny GPT-2 with a prefix.
+mode and tiny GPT-2 with a prefix, on both backends (eager: EagerSteps over mindnlp; graph: GraphSteps over the
+native Cells), each against torch and graph against eager by the same bounds.
 
 Bounds: the loss within 1e-4 relative at every step; the final trainable weights within 1e-4 relative as one
 vector (max |Δ| / max |w|), and per tensor for every tensor of magnitude ≥ 0.01. Tensors that stay near zero
@@ -17,27 +17,40 @@ import pytest
 
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.data.dataset import ArrayDataset
-from ms_ptuning.parity_training import (VARIANTS, compare_training, micro_batch_order, settings_for,
+from ms_ptuning.parity_training import (VARIANTS, compare_trainings, micro_batch_order, settings_for,
                                         tiny_backbone_config, training_data, trainer_run)
 from tiny_runs import tiny_classifier
 
 CASES = [("bert", "prefix"), ("bert", "prompt"), ("bert", "finetune"), ("gpt2", "prefix")]
-BACKENDS = {"bert": ("eager", "graph"), "gpt2": ("eager",)}
+BACKENDS = ("eager", "graph")
 SUBSTANTIAL = 0.01  # tensors at least this large are held to the relative bound one by one
+# Steps 1-5 (the warmup) are those of any longer run, and clipping acts in them in every case (BERT at step 4,
+# GPT-2 at step 1). Measured against torch over these 20 steps: loss 2.3e-6, final weights 3.0e-5 at most;
+# over 50 (scripts/compare_torch.sh --train_steps 50 --backend graph): 1.1e-5 (fine-tuning's loss), 2.7e-5
+STEPS = 20
 
 
-@pytest.mark.parametrize("model_type, variant", CASES)
-def test_fifty_steps_follow_the_torch_training_curve(model_type, variant):
+def case(model_type: str, variant: str) -> tuple:
     head = "causal_lm" if model_type == "gpt2" else "sequence_classification"
     config = tiny_backbone_config(model_type)
     ptuning = PTuningConfig(pre_seq_len=4, prefix_hidden_size=32, prefix_dropout=0.0, classifier_dropout=0.0,
                             **VARIANTS[variant])
-    results = compare_training(head, config, ptuning, training_data(head, config), 50,
-                               settings_for(model_type, variant), BACKENDS[model_type])
-    assert set(results) == set(BACKENDS[model_type]) | ({"graph_vs_eager"} if "graph" in results else set())
+    return head, config, ptuning, training_data(head, config), STEPS, settings_for(model_type, variant)
+
+
+@pytest.fixture(scope="module")
+def curves():
+    """(model_type, variant) → `compare_training`'s results; one torch process trains every case."""
+    return dict(zip(CASES, compare_trainings([case(*name) for name in CASES], BACKENDS)))
+
+
+@pytest.mark.parametrize("model_type, variant", CASES)
+def test_twenty_steps_follow_the_torch_training_curve(curves, model_type, variant):
+    results = curves[model_type, variant]
+    assert set(results) == {*BACKENDS, "graph_vs_eager"}
     for compared, result in results.items():  # each backend against torch; graph against eager
         print(model_type, variant, compared, {k: v for k, v in result.items() if k not in ("tensor_rel", "tensor_max")})
-        assert result["steps"] == 50 and result["clipped_steps"] > 0, compared  # clipping was active
+        assert result["steps"] == STEPS and result["clipped_steps"] > 0, compared  # clipping was active
         assert result["last_loss"] < result["first_loss"], compared
         assert result["loss_max_rel"] <= 1e-4, compared
         assert result["weights_rel"] <= 1e-4, compared

@@ -10,6 +10,7 @@ import os
 import sys
 
 from .. import run as run_module
+from ..backbones import dropout_fields
 from ..cli import report_user_errors
 from ..weights import named_weights, to_numpy
 from . import exchange
@@ -58,7 +59,8 @@ def write_exchange(directory: str, trainer, model_args, data_args, training_args
         "task": {"name": data_args.task, "data_dir": data_args.data_dir,
                  **{flag: getattr(data_args, flag) for flag in run_module.OWN_DATA_FLAGS}},
         "head": type(trainer.model).head_name, "model_name_or_path": os.path.abspath(model_args.model_name_or_path),
-        "ptuning_config": trainer.model.config.to_dict(), "dropout": model_args.dropout_overrides(),
+        "ptuning_config": trainer.model.config.to_dict(),
+        "dropout": dropout_fields(trainer.model.backbone.config.model_type, model_args.dropout_flags()),
         "test_splits": list(trainer.test_datasets),
         "training_arguments": {name: exchange.as_json(getattr(training_args, name)) for name in SHARED_ARGUMENTS},
         **{name: exchange.as_json(getattr(training_args, name)) for name in OWN_ARGUMENTS}})

@@ -54,7 +54,7 @@ def train(workdir: str) -> None:
         model = build(json.load(handle))
     with open(os.path.join(workdir, "training.json")) as handle:
         settings = json.load(handle)
-    save_file(untied_state_dict(model), os.path.join(workdir, "weights.safetensors"))
+    save_complete(untied_state_dict(model), os.path.join(workdir, "weights.safetensors"))
     arrays = load_file(os.path.join(workdir, "training_data.safetensors"))
     columns = {name[len("data."):]: value for name, value in arrays.items() if name.startswith("data.")}
     params, optimizer, scheduler, per_epoch = optimizer_for(model, settings)
@@ -77,7 +77,14 @@ def train(workdir: str) -> None:
     outputs = {"loss": torch.tensor(losses, dtype=torch.float64), "grad_norm": torch.tensor(norms, dtype=torch.float64)}
     outputs.update({f"weight.{name}": param.detach().contiguous() for name, param in model.named_parameters()
                     if param.requires_grad})
-    save_file(outputs, os.path.join(workdir, "reference_training.safetensors"))
+    save_complete(outputs, os.path.join(workdir, "reference_training.safetensors"))
+
+
+def save_complete(tensors: dict, path: str) -> None:
+    """Written, then renamed into place: once `path` exists it is complete (the MindSpore side, running
+    alongside this process, polls for it)."""
+    save_file(tensors, path + ".partial")
+    os.replace(path + ".partial", path)
 
 
 if __name__ == "__main__":
