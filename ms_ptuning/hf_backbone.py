@@ -97,7 +97,7 @@ class HFBackbone(nn.Cell):
             else:
                 outputs = self.model(**inputs)
         pooled = getattr(outputs, "pooler_output", None) if self.pooler is not None else None
-        return self._float32(outputs.last_hidden_state), self._float32(pooled)
+        return self._float32(self._sequence_output(outputs)), self._float32(pooled)
 
     def pool(self, sequence_output):
         if self.pooler is None:
@@ -115,7 +115,10 @@ class HFBackbone(nn.Cell):
         inputs = self._inputs(input_ids, inputs_embeds, attention_mask, None, position_ids)
         with self._autocast():
             outputs = self.model(**inputs, past_key_values=cache, use_cache=True)
-        return self._float32(outputs.last_hidden_state), outputs.past_key_values
+        return self._float32(self._sequence_output(outputs)), outputs.past_key_values
+
+    def _sequence_output(self, outputs):
+        return outputs.last_hidden_state
 
     def _sync_mode(self) -> None:
         """`set_train` on an outer Cell sets the `training` flag of the Cells below it only; the mindtorch
@@ -160,11 +163,15 @@ class HFBackbone(nn.Cell):
 
 
 def as_backbone(backbone, trainable: bool = True, compute_dtype=None):
-    """A model behind the Backbone interface: a mindnlp model is wrapped in `HFBackbone`; a Cell that already
+    """A model behind the Backbone interface: a mindnlp model is wrapped in `HFBackbone`, or in `HFCausalLM`
+    when it is a whole causal LM with its own output layer (`hf_causal_lm`); a Cell that already
     implements the interface (the native backbones) is frozen when asked, then set to `compute_dtype`
     (its frozen weights stored in it, `native.set_compute_dtype`)."""
     if not hasattr(backbone, "embed_words"):
-        return HFBackbone(backbone, trainable, compute_dtype)
+        from .hf_causal_lm import HFCausalLM  # a subclass of HFBackbone: imported here, after this module
+
+        wrapper = HFCausalLM if backbone.get_output_embeddings() is not None else HFBackbone
+        return wrapper(backbone, trainable, compute_dtype)
     current = getattr(backbone, "compute_dtype", None)
     if current is not None and current != compute_dtype:
         raise ValueError(f"{type(backbone).__name__} computes in {current} already, the model asks for "

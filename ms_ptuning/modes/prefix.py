@@ -4,7 +4,7 @@ from mindspore import ops
 
 from ..config import PTuningConfig
 from ..encoders import PrefixEncoder
-from .base import PromptedBackbone
+from .base import PromptedBackbone, initializer_range
 
 
 def cached_heads(model_config) -> tuple:
@@ -24,10 +24,12 @@ class PrefixTuning(PromptedBackbone):
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
         super().__init__(backbone, config, compute_dtype)
         model_config = self.backbone.config
+        if hasattr(self.backbone, "check_prefix_cache"):  # a causal LM run as a whole (`hf_causal_lm`)
+            self.backbone.check_prefix_cache()
         heads, head_dim = cached_heads(model_config)
         self.prefix_encoder = PrefixEncoder(config.pre_seq_len, model_config.num_hidden_layers, heads,
                                             heads * head_dim, config.prefix_projection, config.prefix_hidden_size,
-                                            config.prefix_dropout, init_std=model_config.initializer_range)
+                                            config.prefix_dropout, init_std=initializer_range(model_config))
 
     def backbone_inputs(self, input_ids, attention_mask, token_type_ids, position_ids) -> tuple:
         rows = ops.unstack(self.prefix_encoder(input_ids.shape[0]), 0)  # 2L × (B, kv heads, P, head_dim)
