@@ -22,7 +22,7 @@ def is_causal_lm_type(model_type: str) -> bool:
 
 
 def loads_whole_causal_lm(model_type: str, causal_lm: bool) -> bool:
-    """Whether a model of this type loads as its whole `*ForCausalLM` (`hf_causal_lm`, eager): a causal LM
+    """Whether a model of this type loads as its whole `*ForCausalLM` (`hf_backbone.HFCausalLM`, eager): a causal LM
     that ms_ptuning has no backbone of its own for."""
     return causal_lm and model_type not in SUPPORTED_MODEL_TYPES and is_causal_lm_type(model_type)
 
@@ -71,7 +71,7 @@ def load_backbone(name_or_path: str, allow_pickle: bool = False, causal_lm: bool
     """Load pretrained weights from a local directory (config.json + model.safetensors).
 
     `causal_lm`: for a causal LM head; a decoder type ms_ptuning has no backbone of (not gpt2, llama, qwen2)
-    then loads as its whole `*ForCausalLM`, output layer included (`hf_causal_lm`).
+    then loads as its whole `*ForCausalLM`, output layer included (`hf_backbone.HFCausalLM`).
 
     Weights are read from safetensors only, each file checked to be complete first. Pickled
     `pytorch_model.bin` files are unpickled only with `allow_pickle=True` (run.py: --allow_pickle), with a

@@ -1,13 +1,14 @@
-"""Causal LMs without a native backbone (`ms_ptuning.hf_causal_lm`), P-tuned eagerly through their own cache
-interface, against real transformers + real peft (`get_peft_model` with PREFIX_TUNING / PROMPT_TUNING holding
-the same table) in their own process (tests/eager_decoders_reference.py).
+"""Causal LMs without a native backbone (`ms_ptuning.hf_backbone.HFCausalLM`), P-tuned eagerly through their own
+cache interface, against real transformers + real peft (`get_peft_model` with PREFIX_TUNING / PROMPT_TUNING
+holding the same table) in their own process (tests/eager_decoders_reference.py).
 
-Tiny random models, saved as safetensors and loaded the way `ms_ptuning.chat` loads them: Mistral (grouped-query
+Tiny random models, saved as safetensors and loaded as `ms_ptuning.chat` loads them: Mistral (grouped-query
 attention, 2 key/value heads for 4, rotary) and GPT-NeoX (fused query/key/value, partial rotary, parallel
-residual), one mode each way round, and OPT (learned positions offset by 2, a separate untied... no: tied
-output layer over a projection-free decoder) in prefix mode. Logits within 1e-5, the table's gradient within
-1e-4 relative, greedy generation (batched, left-padded) token for token equal to peft's `generate`. Models
-that cannot take a prefix are refused by name, and the graph backend refuses them all."""
+residual) in prefix and prompt mode, OPT (learned positions offset by 2, LayerNorm, ReLU, tied output layer)
+in prefix mode. Logits within 1e-5, the table's gradient within 1e-4 relative, greedy generation (batched,
+left-padded) token for token equal to peft's `generate` (one prompt at a time). Models that cannot take a
+prefix are refused by name, the graph backend refuses them all, and `ms-ptuning chat` trains and generates
+on one eagerly."""
 
 import json
 import os

@@ -1,7 +1,7 @@
 """`python -m ms_ptuning.chat --model_name_or_path DIR --train_file T.jsonl --validation_file D.jsonl ...`
 
 P-tuning v2 (or prompt / finetune) of a causal LM (Llama, Qwen2, GPT-2 compiled; any other causal LM mindnlp loads
-eagerly, `hf_causal_lm`) on prompt/response records, THUDM's
+eagerly, `hf_backbone.HFCausalLM`) on prompt/response records, THUDM's
 ChatGLM-6B ptuning recipe: records encoded as `data.py` says (chat template or ChatGLM's plain format,
 max_source_length / max_target_length), loss on the response tokens only, the project's Trainer (graph
 backend for every native decoder), then responses generated for the validation records (greedy by default,

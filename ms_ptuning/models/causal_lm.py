@@ -3,8 +3,8 @@ finetune / prefix / prompt mode; GPT-2 summarization trains it as `[CLS] article
 
 The LM head is the token embedding (tied: GPT-2, and Llama / Qwen2 with `tie_word_embeddings`) or the
 checkpoint's own `lm_head.weight` (V, H) (Llama / Qwen2 untied, Hugging Face's name). Other causal LMs run
-whole (`ms_ptuning.hf_causal_lm`, eager only) and bring their own output layer: their backbone's output is the
-logits already. The head trains with the backbone: in prefix/prompt mode it stays frozen, as peft freezes
+whole (`ms_ptuning.hf_backbone.HFCausalLM`, eager only) with their own output layer: their backbone's output
+is the logits already. The head trains with the backbone: in prefix/prompt mode it stays frozen, as peft freezes
 every base weight.
 
 Positions: with a prefix of length P in the attention cache, or P prompts in front of the embeddings,
@@ -65,7 +65,7 @@ class CausalLM(PTuningHead):
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None, return_logits: bool = True):
         super().__init__(backbone, config, compute_dtype)
         model_config = self.backbone.config
-        # a causal LM run whole (`hf_causal_lm`, eager): its backbone's output is the logits already
+        # a causal LM run whole (`hf_backbone.HFCausalLM`, eager): its backbone's output is the logits already
         self.backbone_outputs_logits = getattr(self.backbone, "outputs_logits", False)
         if model_config.model_type not in DECODER_MODEL_TYPES and not self.backbone_outputs_logits:
             raise ValueError(f"a causal LM needs a decoder-only backbone ({', '.join(DECODER_MODEL_TYPES)}, or any "
