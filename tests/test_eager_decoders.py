@@ -148,7 +148,7 @@ def test_graph_backend_and_other_heads_refuse_them():
 
 def test_chat_trains_and_generates_on_the_eager_backend(tmp_path, capsys):
     """`ms-ptuning chat` on a tiny Mistral (bert-base-chinese vocabulary, tests/fixtures/chat): the auto backend
-    runs it eagerly, 8 prefix steps lower the loss, generations are written and scored, and the saved adapter
+    runs it eagerly, 4 prefix steps on the 7 usable records (one batch) lower the loss, generations are written and scored, and the saved adapter
     generates the same on its own."""
     from ms_ptuning.api import load_adapter
     from ms_ptuning.cli import main
@@ -163,19 +163,19 @@ def test_chat_trains_and_generates_on_the_eager_backend(tmp_path, capsys):
     tokenizer.save_pretrained(str(model_dir))
     status = main(["chat", "--model_name_or_path", str(model_dir), "--train_file", TRAIN, "--validation_file", DEV,
                    "--history_column", "history", "--output_dir", str(output), "--mode", "prefix", "--pre_seq_len", "4",
-                   "--learning_rate", "1e-1", "--max_steps", "8", "--per_device_train_batch_size", "4",
-                   "--logging_steps", "1", "--save_strategy", "no", "--max_source_length", "40",
-                   "--max_target_length", "16", "--max_new_tokens", "6", "--seed", "3", "--report_to", "none",
+                   "--learning_rate", "2e-1", "--max_steps", "4", "--per_device_train_batch_size", "8",
+                   "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", "--max_source_length", "24",
+                   "--max_target_length", "8", "--max_new_tokens", "4", "--seed", "3", "--report_to", "none",
                    "--disable_tqdm", "True"])
     assert status == 0, capsys.readouterr().err[-3000:]
     results = json.loads((output / "results.json").read_text())
-    assert results["backend"] == "eager" and results["mode"] == "prefix" and results["global_step"] == 8
+    assert results["backend"] == "eager" and results["mode"] == "prefix" and results["global_step"] == 4
     losses = [json.loads(line)["loss"] for line in (output / "metrics.jsonl").read_text().splitlines()
               if "loss" in json.loads(line)]
-    assert len(losses) == 8 and np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.1, losses
+    assert len(losses) == 4 and losses[-1] < losses[0] - 0.1, losses
     generated = [json.loads(line) for line in (output / "generated_predictions.jsonl").read_text().splitlines()]
     assert len(generated) == 3 and all(np.isfinite(g["rouge-1"]) for g in generated)
-    adapter = load_adapter(str(output / "adapter"), generation={"max_new_tokens": 6}, backend="auto")
+    adapter = load_adapter(str(output / "adapter"), generation={"max_new_tokens": 4}, backend="auto")
     assert adapter.backend.name == "eager"
     predicted = adapter.predict([{"prompt": g["prompt"]} for g in generated[:1]])
     assert predicted[0]["generated"] == generated[0]["predict"]
