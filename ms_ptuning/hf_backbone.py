@@ -240,8 +240,9 @@ class HFCausalLM(HFBackbone):
 
 def as_backbone(backbone, trainable: bool = True, compute_dtype=None):
     """A model behind the Backbone interface: a mindnlp model is wrapped in `HFBackbone`, or in `HFCausalLM`
-    when it is a whole causal LM with its own output layer; a Cell that already implements the interface (the native backbones) is frozen when asked, then set to `compute_dtype`
-    (its frozen weights stored in it, `native.set_compute_dtype`)."""
+    when it is a whole causal LM with its own output layer; a Cell that already implements the interface (the
+    native backbones) is frozen when asked, then set to `compute_dtype` (its frozen weights stored in it,
+    `native.set_compute_dtype`)."""
     if not hasattr(backbone, "embed_words"):
         wrapper = HFCausalLM if backbone.get_output_embeddings() is not None else HFBackbone
         return wrapper(backbone, trainable, compute_dtype)

@@ -5,7 +5,7 @@ holding the same table) in their own process (tests/eager_decoders_reference.py)
 Tiny random models, saved as safetensors and loaded as `ms_ptuning.chat` loads them: Mistral (grouped-query
 attention, 2 key/value heads for 4, rotary) and GPT-NeoX (fused query/key/value, partial rotary, parallel
 residual) in prefix and prompt mode, OPT (learned positions offset by 2, LayerNorm, ReLU, tied output layer)
-in prefix mode. Logits within 1e-5, the table's gradient within 1e-4 relative, greedy generation (batched,
+and BLOOM (ALiBi: no position ids, its forward takes none) in prefix mode. Logits within 1e-5, the table's gradient within 1e-4 relative, greedy generation (batched,
 left-padded) token for token equal to peft's `generate` (one prompt at a time). Models that cannot take a
 prefix are refused by name, the graph backend refuses them all, and `ms-ptuning chat` trains and generates
 on one eagerly."""
@@ -42,8 +42,10 @@ CONFIGS = {
     "opt": transformers.OPTConfig(vocab_size=VOCAB, hidden_size=32, ffn_dim=48, num_hidden_layers=2,
                                   num_attention_heads=4, word_embed_proj_dim=32, max_position_embeddings=64,
                                   pad_token_id=PAD, bos_token_id=1, eos_token_id=EOS),
+    "bloom": transformers.BloomConfig(vocab_size=VOCAB, hidden_size=32, n_layer=2, n_head=4),
 }
-CASES = [("mistral", "prefix"), ("mistral", "prompt"), ("gpt_neox", "prefix"), ("gpt_neox", "prompt"), ("opt", "prefix")]
+CASES = [("mistral", "prefix"), ("mistral", "prompt"), ("gpt_neox", "prefix"), ("gpt_neox", "prompt"),
+         ("opt", "prefix"), ("bloom", "prefix")]
 PROMPTS = [[7, 17, 23, 42, 8], [60, 3], [71, 29, 33, 14, 90, 52, 12]]
 MAX_NEW_TOKENS = 6
 
@@ -148,8 +150,8 @@ def test_graph_backend_and_other_heads_refuse_them():
 
 def test_chat_trains_and_generates_on_the_eager_backend(tmp_path, capsys):
     """`ms-ptuning chat` on a tiny Mistral (bert-base-chinese vocabulary, tests/fixtures/chat): the auto backend
-    runs it eagerly, 4 prefix steps on the 7 usable records (one batch) lower the loss, generations are written and scored, and the saved adapter
-    generates the same on its own."""
+    runs it eagerly, 4 prefix steps on the 7 usable records (one batch) lower the loss, generations are written
+    and scored, and the saved adapter generates the same on its own."""
     from ms_ptuning.api import load_adapter
     from ms_ptuning.cli import main
     from ms_ptuning.data.nlpcc2017 import default_vocab_file
@@ -164,9 +166,9 @@ def test_chat_trains_and_generates_on_the_eager_backend(tmp_path, capsys):
     status = main(["chat", "--model_name_or_path", str(model_dir), "--train_file", TRAIN, "--validation_file", DEV,
                    "--history_column", "history", "--output_dir", str(output), "--mode", "prefix", "--pre_seq_len", "4",
                    "--learning_rate", "2e-1", "--max_steps", "4", "--per_device_train_batch_size", "8",
-                   "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", "--max_source_length", "24",
-                   "--max_target_length", "8", "--max_new_tokens", "4", "--seed", "3", "--report_to", "none",
-                   "--disable_tqdm", "True"])
+                   "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
+                   "--max_source_length", "24", "--max_target_length", "8", "--max_new_tokens", "4", "--seed", "3",
+                   "--report_to", "none", "--disable_tqdm", "True"])
     assert status == 0, capsys.readouterr().err[-3000:]
     results = json.loads((output / "results.json").read_text())
     assert results["backend"] == "eager" and results["mode"] == "prefix" and results["global_step"] == 4

@@ -20,8 +20,8 @@ class PromptTuning(PromptedBackbone):
         super().__init__(backbone, config, compute_dtype)
         model_config = self.backbone.config
         table_std = initializer_range(model_config) if config.prompt_encoder_type == "embedding" else 1.0
-        self.prompt_encoder = PromptEncoder(config.pre_seq_len, model_config.hidden_size,
-                                            config.prompt_encoder_type, table_std)
+        width = self.backbone.word_embedding_weight.shape[1]  # hidden_size, or OPT's word_embed_proj_dim
+        self.prompt_encoder = PromptEncoder(config.pre_seq_len, width, config.prompt_encoder_type, table_std)
         self.prompt_positions = virtual_positions(config.pre_seq_len)
 
     def backbone_inputs(self, input_ids, attention_mask, token_type_ids, position_ids) -> tuple:
