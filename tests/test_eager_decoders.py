@@ -5,10 +5,10 @@ holding the same table) in their own process (tests/eager_decoders_reference.py)
 Tiny random models, saved as safetensors and loaded as `ms_ptuning.chat` loads them: Mistral (grouped-query
 attention, 2 key/value heads for 4, rotary) and GPT-NeoX (fused query/key/value, partial rotary, parallel
 residual) in prefix and prompt mode, OPT (learned positions offset by 2, LayerNorm, ReLU, tied output layer)
-and BLOOM (ALiBi: no position ids, its forward takes none) in prefix mode. Logits within 1e-5, the table's gradient within 1e-4 relative, greedy generation (batched,
-left-padded) token for token equal to peft's `generate` (one prompt at a time). Models that cannot take a
-prefix are refused by name, the graph backend refuses them all, and `ms-ptuning chat` trains and generates
-on one eagerly."""
+and BLOOM (ALiBi, its forward takes no position ids) in prefix mode. Logits within 1e-5, the table's gradient
+within 1e-4 relative, greedy generation (batched, left-padded) token for token equal to peft's `generate` (one
+prompt at a time). Models that cannot take a prefix are refused by name, the graph backend refuses them all,
+and `ms-ptuning chat` trains and generates on one eagerly."""
 
 import json
 import os
@@ -66,12 +66,14 @@ def batch():
 
 
 def save_random_model(config, directory, seed: int) -> None:
-    """config.json + model.safetensors with every weight random: N(0, 0.1), norm weights 1 + N(0, 0.1)."""
+    """config.json + model.safetensors with every weight random: N(0, 0.1), norm weights (BLOOM's final `ln_f`
+    included) 1 + N(0, 0.1)."""
     rng = np.random.default_rng(seed)
     state = {}
     for name, param in build_backbone(config, causal_lm=True).named_parameters():
         noise = rng.standard_normal(tuple(param.shape)).astype(np.float32)
-        state[name] = 1.0 + 0.1 * noise if "norm" in name and name.endswith("weight") else 0.1 * noise
+        state[name] = 1.0 + 0.1 * noise if ("norm" in name or "ln_f" in name) and name.endswith("weight") \
+            else 0.1 * noise
     os.makedirs(directory)
     config.save_pretrained(directory)
     save_file(state, os.path.join(directory, "model.safetensors"))
