@@ -5,9 +5,10 @@ tests/eager_decoders_reference.py WORKDIR...`), never importing mindnlp.
 Each WORKDIR holds the model directory ms_ptuning loaded (`model/`: config.json + model.safetensors),
 `spec.json` ({"mode": "prefix" | "prompt", "num_virtual_tokens": P, "prompts": [...], "max_new_tokens",
 "eos_token_id", "pad_token_id"}), `table.safetensors` (`table`: peft's prompt_encoder embedding, (P, 2·L·kv·d)
-or (P, H)) and `batch.safetensors` (input_ids, attention_mask, labels). Written: `reference.safetensors`
-(`logits` (B, T, V) of the real tokens, `loss`, `grad.table`) and `generations.json` (peft's greedy `generate`,
-one prompt at a time, the stop token and what follows it cut).
+or (P, H)), `batch.safetensors` (input_ids, attention_mask, labels) and `peft/`, the adapter as `ms-ptuning
+export --to peft` wrote it. Written: `reference.safetensors` (`logits` (B, T, V) of the real tokens, `loss`,
+`grad.table`, `exported_logits`: the real tokens' logits of `PeftModel.from_pretrained(model, peft/)`) and
+`generations.json` (peft's greedy `generate`, one prompt at a time, the stop token and what follows it cut).
 """
 
 import json
@@ -39,13 +40,18 @@ def peft_model(workdir: str, spec: dict):
 def run(workdir: str) -> None:
     with open(os.path.join(workdir, "spec.json")) as handle:
         spec = json.load(handle)
+    count = spec["num_virtual_tokens"] if spec["mode"] == "prompt" else 0  # prompts' outputs are cut off
     model, table = peft_model(workdir, spec)
     batch = load_file(os.path.join(workdir, "batch.safetensors"))
     output = model(**batch)
     output.loss.backward()
-    logits = output.logits[:, spec["num_virtual_tokens"]:] if spec["mode"] == "prompt" else output.logits
-    save_file({"logits": logits.detach().contiguous(), "loss": output.loss.detach().reshape(1),
-               "grad.table": table.grad.contiguous()}, os.path.join(workdir, "reference.safetensors"))
+    exported = peft.PeftModel.from_pretrained(transformers.AutoModelForCausalLM.from_pretrained(
+        os.path.join(workdir, "model"), attn_implementation="eager"), os.path.join(workdir, "peft")).eval()
+    with torch.no_grad():
+        exported_logits = exported(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    save_file({"logits": output.logits[:, count:].detach().contiguous(), "loss": output.loss.detach().reshape(1),
+               "grad.table": table.grad.contiguous(), "exported_logits": exported_logits[:, count:].contiguous()},
+              os.path.join(workdir, "reference.safetensors"))
     eos = spec["eos_token_id"]
     generations = []
     with torch.no_grad():

@@ -7,8 +7,9 @@ attention, 2 key/value heads for 4, rotary) and GPT-NeoX (fused query/key/value,
 residual) in prefix and prompt mode, OPT (learned positions offset by 2, LayerNorm, ReLU, tied output layer)
 and BLOOM (ALiBi, its forward takes no position ids) in prefix mode. Logits within 1e-5, the table's gradient
 within 1e-4 relative, greedy generation (batched, left-padded) token for token equal to peft's `generate` (one
-prompt at a time). Models that cannot take a prefix are refused by name, the graph backend refuses them all,
-and `ms-ptuning chat` trains and generates on one eagerly."""
+prompt at a time), and the adapter exported to peft loads there with the same logits. Models that cannot take
+a prefix are refused by name, the graph backend refuses them all, and `ms-ptuning chat` trains and generates
+on one eagerly."""
 
 import json
 import os
@@ -23,10 +24,12 @@ import transformers
 from safetensors.numpy import load_file, save_file
 
 from ms_ptuning import api
+from ms_ptuning.adapters import save_adapter
 from ms_ptuning.backbones import build_backbone
 from ms_ptuning.config import PTuningConfig
 from ms_ptuning.execution import choose_backend
 from ms_ptuning.generation import GenerationConfig, generate
+from ms_ptuning.interop.export import export
 from ms_ptuning.models import CausalLM
 from ms_ptuning.parity import differences
 from ms_ptuning.weights import assign_weights, named_weights
@@ -94,6 +97,8 @@ def cases(tmp_path_factory):
             tuple(named_weights(model)[table_name].shape))).astype(np.float32)
         assign_weights(model, {table_name: table}, strict=False, source="test table")
         save_file({"table": table}, str(workdir / "table.safetensors"))
+        save_adapter(model, str(workdir / "adapter"), base_model=str(workdir / "model"))
+        export(str(workdir / "adapter"), "peft", str(workdir / "peft"))
         save_file(batch(), str(workdir / "batch.safetensors"))
         with open(workdir / "spec.json", "w") as handle:
             json.dump({"mode": mode, "num_virtual_tokens": P, "prompts": PROMPTS, "max_new_tokens": MAX_NEW_TOKENS,
@@ -118,6 +123,15 @@ def test_logits_loss_and_gradient_match_peft(cases, name, mode):
     print(name, mode, {k: v for k, v in result.items() if k != "grad_rel"})
     assert result["logits_max_abs"] <= 1e-5 and result["loss_abs"] <= 1e-5
     assert result["grad_max_rel"] <= 1e-4 and result["num_trainable_tensors"] == 1
+
+
+@pytest.mark.parametrize("name, mode", CASES)
+def test_exported_adapter_loads_in_peft_with_the_same_logits(cases, name, mode):
+    """`ms-ptuning export --to peft` of the adapter, loaded by `PeftModel.from_pretrained` over the base model."""
+    model, reference, _ = cases[name, mode]
+    model.set_train(False)
+    _, logits = model(**{key: torch.tensor(value) for key, value in batch().items() if key != "labels"})
+    assert np.abs(logits.asnumpy() - reference["exported_logits"]).max() <= 1e-5
 
 
 @pytest.mark.parametrize("name, mode", CASES)
