@@ -4,11 +4,12 @@ tests/eager_decoders_reference.py WORKDIR...`), never importing mindnlp.
 
 Each WORKDIR holds the model directory ms_ptuning loaded (`model/`: config.json + model.safetensors),
 `spec.json` ({"mode": "prefix" | "prompt", "num_virtual_tokens": P, "prompts": [...], "max_new_tokens",
-"eos_token_id", "pad_token_id"}), `table.safetensors` (`table`: peft's prompt_encoder embedding, (P, 2·L·kv·d)
+"eos_token_id", "pad_token_id", "beam": bool}), `table.safetensors` (`table`: peft's prompt_encoder embedding, (P, 2·L·kv·d)
 or (P, H)), `batch.safetensors` (input_ids, attention_mask, labels) and `peft/`, the adapter as `ms-ptuning
 export --to peft` wrote it. Written: `reference.safetensors` (`logits` (B, T, V) of the real tokens, `loss`,
 `grad.table`, `exported_logits`: the real tokens' logits of `PeftModel.from_pretrained(model, peft/)`) and
-`generations.json` (peft's greedy `generate`, one prompt at a time, the stop token and what follows it cut).
+`generations.json` (peft's `generate`, greedy and with "beam" also beam search (3 beams), one prompt at a time,
+the stop token and what follows it cut).
 """
 
 import json
@@ -52,15 +53,20 @@ def run(workdir: str) -> None:
     save_file({"logits": output.logits[:, count:].detach().contiguous(), "loss": output.loss.detach().reshape(1),
                "grad.table": table.grad.contiguous(), "exported_logits": exported_logits[:, count:].contiguous()},
               os.path.join(workdir, "reference.safetensors"))
+    searches = {"greedy": dict(num_beams=1)}
+    if spec["beam"]:
+        searches["beam"] = dict(num_beams=3, early_stopping="never", length_penalty=1.0)
     eos = spec["eos_token_id"]
-    generations = []
+    generations = {}
     with torch.no_grad():
-        for prompt in spec["prompts"]:  # one at a time: peft drops position_ids, so left padding would shift them
-            ids = torch.tensor([prompt])
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=1,
-                                 max_new_tokens=spec["max_new_tokens"], eos_token_id=eos,
-                                 pad_token_id=spec["pad_token_id"])[0, len(prompt):].tolist()
-            generations.append(out[:out.index(eos)] if eos in out else out)
+        for search, options in searches.items():
+            generations[search] = []
+            for prompt in spec["prompts"]:  # one at a time: peft drops position_ids, left padding would shift them
+                ids = torch.tensor([prompt])
+                out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                     max_new_tokens=spec["max_new_tokens"], eos_token_id=eos,
+                                     pad_token_id=spec["pad_token_id"], **options)[0, len(prompt):].tolist()
+                generations[search].append(out[:out.index(eos)] if eos in out else out)
     with open(os.path.join(workdir, "generations.json"), "w") as handle:
         json.dump(generations, handle)
 

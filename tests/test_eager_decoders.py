@@ -6,8 +6,8 @@ Tiny random models, saved as safetensors and loaded as `ms_ptuning.chat` loads t
 attention, 2 key/value heads for 4, rotary) and GPT-NeoX (fused query/key/value, partial rotary, parallel
 residual) in prefix and prompt mode, OPT (learned positions offset by 2, LayerNorm, ReLU, tied output layer)
 and BLOOM (ALiBi, its forward takes no position ids) in prefix mode. Logits within 1e-5, the table's gradient
-within 1e-4 relative, greedy generation (batched, left-padded) token for token equal to peft's `generate` (one
-prompt at a time), and the adapter exported to peft loads there with the same logits. Models that cannot take
+within 1e-4 relative, greedy generation (and beam search on two cases; batched, left-padded) token for token
+equal to peft's `generate` (one prompt at a time), and the adapter exported to peft loads there with the same logits. Models that cannot take
 a prefix are refused by name, the graph backend refuses them all, and `ms-ptuning chat` trains and generates
 on one eagerly."""
 
@@ -50,6 +50,7 @@ CONFIGS = {
 CASES = [("mistral", "prefix"), ("mistral", "prompt"), ("gpt_neox", "prefix"), ("gpt_neox", "prompt"),
          ("opt", "prefix"), ("bloom", "prefix")]
 PROMPTS = [[7, 17, 23, 42, 8], [60, 3], [71, 29, 33, 14, 90, 52, 12]]
+BEAM_CASES = [("mistral", "prefix"), ("gpt_neox", "prompt")]  # beam search costs seconds per case: two
 MAX_NEW_TOKENS = 6
 
 
@@ -102,7 +103,7 @@ def cases(tmp_path_factory):
         save_file(batch(), str(workdir / "batch.safetensors"))
         with open(workdir / "spec.json", "w") as handle:
             json.dump({"mode": mode, "num_virtual_tokens": P, "prompts": PROMPTS, "max_new_tokens": MAX_NEW_TOKENS,
-                       "eos_token_id": EOS, "pad_token_id": PAD}, handle)
+                       "eos_token_id": EOS, "pad_token_id": PAD, "beam": (name, mode) in BEAM_CASES}, handle)
     script = os.path.join(os.path.dirname(__file__), "eager_decoders_reference.py")
     finished = subprocess.run([sys.executable, script, *map(str, workdirs.values())], capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr[-4000:]
@@ -134,12 +135,16 @@ def test_exported_adapter_loads_in_peft_with_the_same_logits(cases, name, mode):
     assert np.abs(logits.asnumpy() - reference["exported_logits"]).max() <= 1e-5
 
 
-@pytest.mark.parametrize("name, mode", CASES)
-def test_greedy_generation_equals_peft_generate(cases, name, mode):
+GENERATIONS = [(name, mode, "greedy") for name, mode in CASES] + [(name, mode, "beam") for name, mode in BEAM_CASES]
+
+
+@pytest.mark.parametrize("name, mode, search", GENERATIONS)
+def test_generation_equals_peft_generate(cases, name, mode, search):
     model, _, reference = cases[name, mode]
-    ours = generate(model, PROMPTS, GenerationConfig(max_new_tokens=MAX_NEW_TOKENS, eos_token_id=EOS,
-                                                     pad_token_id=PAD, batch_size=len(PROMPTS)))
-    assert ours == reference
+    config = GenerationConfig(max_new_tokens=MAX_NEW_TOKENS, num_beams=1 if search == "greedy" else 3,
+                              eos_token_id=EOS, pad_token_id=PAD, batch_size=len(PROMPTS))
+    ours = generate(model, PROMPTS, config)
+    assert ours == reference[search]
     assert len({token for tokens in ours for token in tokens}) >= 3  # not a trivially constant decode
 
 
