@@ -238,13 +238,19 @@ class HFCausalLM(HFBackbone):
                              f"them){advice}")
 
 
+def is_whole_causal_lm(model) -> bool:
+    """A mindnlp model with its own output layer (a `*ForCausalLM`, which `HFCausalLM` wraps), not a backbone
+    alone (`AutoModel`) nor a native Cell."""
+    return hasattr(model, "get_output_embeddings") and model.get_output_embeddings() is not None
+
+
 def as_backbone(backbone, trainable: bool = True, compute_dtype=None):
     """A model behind the Backbone interface: a mindnlp model is wrapped in `HFBackbone`, or in `HFCausalLM`
     when it is a whole causal LM with its own output layer; a Cell that already implements the interface (the
     native backbones) is frozen when asked, then set to `compute_dtype` (its frozen weights stored in it,
     `native.set_compute_dtype`)."""
     if not hasattr(backbone, "embed_words"):
-        wrapper = HFCausalLM if backbone.get_output_embeddings() is not None else HFBackbone
+        wrapper = HFCausalLM if is_whole_causal_lm(backbone) else HFBackbone
         return wrapper(backbone, trainable, compute_dtype)
     current = getattr(backbone, "compute_dtype", None)
     if current is not None and current != compute_dtype:

@@ -22,6 +22,7 @@ import os
 from mindspore import ops
 
 from ..config import PTuningConfig
+from ..hf_backbone import is_whole_causal_lm
 from ..losses import token_nll
 from ..layers import Linear
 from ..safe_loading import read_tensor
@@ -63,16 +64,16 @@ class CausalLM(PTuningHead):
     head_name = "causal_lm"
 
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None, return_logits: bool = True):
-        super().__init__(backbone, config, compute_dtype)
-        model_config = self.backbone.config
-        # a causal LM run whole (`hf_backbone.HFCausalLM`, eager): its backbone's output is the logits already
-        self.backbone_outputs_logits = getattr(self.backbone, "outputs_logits", False)
-        if model_config.model_type not in DECODER_MODEL_TYPES and not self.backbone_outputs_logits:
+        model_config = backbone.config
+        if model_config.model_type not in DECODER_MODEL_TYPES and not is_whole_causal_lm(backbone):
             raise ValueError(f"a causal LM needs a decoder-only backbone ({', '.join(DECODER_MODEL_TYPES)}, or any "
                              f"causal LM loaded whole), not a {model_config.model_type!r} model")
         if compute_dtype is not None and model_config.model_type != "gpt2":
             raise ValueError(f"mixed precision is not implemented for {model_config.model_type} causal LMs yet; "
                              "pass --mixed_precision no")
+        super().__init__(backbone, config, compute_dtype)
+        # a causal LM run whole (`hf_backbone.HFCausalLM`, eager): its backbone's output is the logits already
+        self.backbone_outputs_logits = getattr(self.backbone, "outputs_logits", False)
         self.return_logits = return_logits
         self.lm_head = None
         if not self.backbone_outputs_logits and not getattr(model_config, "tie_word_embeddings", True):
