@@ -20,7 +20,7 @@ class PromptTuning(PromptedBackbone):
         super().__init__(backbone, config, compute_dtype)
         model_config = self.backbone.config
         table_std = initializer_range(model_config) if config.prompt_encoder_type == "embedding" else 1.0
-        width = self.backbone.word_embedding_weight.shape[1]  # hidden_size, or OPT's word_embed_proj_dim
+        width = getattr(model_config, "word_embed_proj_dim", None) or model_config.hidden_size  # OPT's embeds narrower
         self.prompt_encoder = PromptEncoder(config.pre_seq_len, width, config.prompt_encoder_type, table_std)
         self.prompt_positions = virtual_positions(config.pre_seq_len)
 
