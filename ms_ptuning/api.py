@@ -145,12 +145,13 @@ def adapter_backbone(directory: str, saved: dict, base: str, holds_backbone: boo
     adapter was made for."""
     config = dict(saved["backbone_config"])
     config = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
+    causal_lm = saved["head"] == "causal_lm"
     if holds_backbone:
-        return build_backbone(config)
+        return build_backbone(config, causal_lm)
     if not base:
         raise ValueError(f"{directory}: a {saved['ptuning_config']['mode']} adapter keeps only its own weights, and "
                          "no base model is recorded; pass the model it was trained on (--model_name_or_path)")
-    backbone = load_backbone(base)
+    backbone = load_backbone(base, causal_lm=causal_lm)
     differences = [f"{name} {getattr(config, name, None)} → {getattr(backbone.config, name, None)}"
                    for name in SHAPING_FIELDS if getattr(config, name, None) != getattr(backbone.config, name, None)]
     if differences:
@@ -189,7 +190,8 @@ def build_model(model_name_or_path: str, head: str = "sequence_classification", 
     `loss, outputs = model(**to_inputs(...))`; train `trainable_parameters(model)`."""
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; heads: {', '.join(HEADS)}")
-    model = HEADS[head](load_backbone(model_name_or_path), PTuningConfig(mode=mode, **ptuning))
+    model = HEADS[head](load_backbone(model_name_or_path, causal_lm=head == "causal_lm"),
+                        PTuningConfig(mode=mode, **ptuning))
     if head == "causal_lm":
         load_lm_head(model, model_name_or_path)
     return model

@@ -25,9 +25,25 @@ class BackboneLoadError(OSError):
     """A backbone could not be loaded; the message says what to pass instead."""
 
 
-def check_model_type(model_type: str) -> str:
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(f"unknown model type {model_type!r}; ms_ptuning supports {', '.join(SUPPORTED_MODEL_TYPES)}")
+def is_causal_lm_type(model_type: str) -> bool:
+    """Whether `AutoModelForCausalLM` builds a model of this type."""
+    return model_type in transformers.models.auto.modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+
+def loads_whole_causal_lm(model_type: str, causal_lm: bool) -> bool:
+    """Whether a model of this type loads as its whole `*ForCausalLM` (`hf_backbone.HFCausalLM`, eager): a causal LM
+    that ms_ptuning has no backbone of its own for."""
+    return causal_lm and model_type not in SUPPORTED_MODEL_TYPES and is_causal_lm_type(model_type)
+
+
+def check_model_type(model_type: str, causal_lm: bool = False) -> str:
+    """`causal_lm`: the model is wanted for a causal LM head, which takes any causal LM mindnlp loads."""
+    if model_type not in SUPPORTED_MODEL_TYPES and not loads_whole_causal_lm(model_type, causal_lm):
+        others = "any model type transformers' AutoModelForCausalLM builds (mistral, gemma, phi, opt, bloom, " \
+                 "gpt_neox, ...)"
+        also = f", and as a causal LM {others}" if causal_lm else f"; {others} loads as a causal LM only (chat)"
+        raise ValueError(f"unknown model type {model_type!r}; ms_ptuning supports {', '.join(SUPPORTED_MODEL_TYPES)}"
+                         f"{also}")
     return model_type
 
 
@@ -37,10 +53,15 @@ def dropout_fields(model_type: str, flags: dict) -> dict:
     return {field: value for flag, value in flags.items() for field in names.get(flag, (flag,))}
 
 
-def build_backbone(config: "transformers.PretrainedConfig"):
+def auto_class(model_type: str, causal_lm: bool):
+    """The backbone alone (`AutoModel`), or the whole causal LM for a type ms_ptuning has no backbone of."""
+    check_model_type(model_type, causal_lm)
+    return transformers.AutoModelForCausalLM if loads_whole_causal_lm(model_type, causal_lm) else transformers.AutoModel
+
+
+def build_backbone(config: "transformers.PretrainedConfig", causal_lm: bool = False):
     """A randomly initialised backbone from a config (tests, from-scratch training)."""
-    check_model_type(config.model_type)
-    return transformers.AutoModel.from_config(config, attn_implementation="eager")
+    return auto_class(config.model_type, causal_lm).from_config(config, attn_implementation="eager")
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -61,9 +82,13 @@ def _require_local_or_hub(name_or_path: str) -> None:
         raise BackboneLoadError(_not_found_message(name_or_path, False, ConnectionError("the model hub is unreachable")))
 
 
-def load_backbone(name_or_path: str, allow_pickle: bool = False, dropout: dict | None = None, **config_overrides):
+def load_backbone(name_or_path: str, allow_pickle: bool = False, causal_lm: bool = False, dropout: dict | None = None,
+                  **config_overrides):
     """Load pretrained weights from a local directory (config.json + model.safetensors), the config's fields
     set from `config_overrides` and `dropout` (run.py's dropout flags, translated by `dropout_fields`).
+
+    `causal_lm`: for a causal LM head; a decoder type ms_ptuning has no backbone of (not gpt2, llama, qwen2)
+    then loads as its whole `*ForCausalLM`, output layer included (`hf_backbone.HFCausalLM`).
 
     Weights are read from safetensors only, each file checked to be complete first. Pickled
     `pytorch_model.bin` files are unpickled only with `allow_pickle=True` (run.py: --allow_pickle), with a
@@ -77,7 +102,7 @@ def load_backbone(name_or_path: str, allow_pickle: bool = False, dropout: dict |
         config = transformers.AutoConfig.from_pretrained(name_or_path, **config_overrides)
     except (OSError, ValueError) as error:
         raise BackboneLoadError(_not_found_message(name_or_path, local, error)) from None
-    check_model_type(config.model_type)
+    model_class = auto_class(config.model_type, causal_lm)
     for field, value in dropout_fields(config.model_type, dropout or {}).items():
         setattr(config, field, value)
     safetensors = sorted(f for f in os.listdir(name_or_path) if f.endswith(".safetensors")) if local else []
@@ -101,8 +126,8 @@ def load_backbone(name_or_path: str, allow_pickle: bool = False, dropout: dict |
     elif not local and allow_pickle:
         use_safetensors = None  # from the hub: safetensors when there are any, else the pickle
     try:
-        return transformers.AutoModel.from_pretrained(name_or_path, config=config, use_safetensors=use_safetensors,
-                                                      attn_implementation="eager")
+        return model_class.from_pretrained(name_or_path, config=config, use_safetensors=use_safetensors,
+                                           attn_implementation="eager")
     except OSError as error:
         raise BackboneLoadError(_not_found_message(name_or_path, local, error)) from None
 
@@ -126,7 +151,7 @@ def input_positions(config) -> int | None:
         return None
     if config.model_type == "roberta":  # positions start after padding_idx
         return config.max_position_embeddings - config.pad_token_id - 1
-    return config.max_position_embeddings
+    return getattr(config, "max_position_embeddings", None)  # None: BLOOM's ALiBi
 
 
 BYTE_LEVEL_BPE_TYPES = ("roberta", "deberta", "gpt2")

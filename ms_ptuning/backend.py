@@ -46,6 +46,7 @@ from mindspore import ops
 from mindspore.ops import operations as ms_ops
 from mindspore.ops.function.random_func import _get_seed
 from mindtorch._apis import cpu as mindtorch_cpu_api
+from mindtorch._apis import gpu as mindtorch_gpu_api
 from mindtorch._op_prim.cpu import legacy as mindtorch_legacy
 from mindtorch._bind import get_device_in_context
 
@@ -211,6 +212,30 @@ def install_cpu_embedding_padding_idx() -> None:
 
 
 install_cpu_embedding_padding_idx()
+
+
+def install_scaled_products_in_torch_order() -> None:
+    """`baddbmm` and `addmm` as torch computes them on CPU and GPU: beta·input + alpha·(batch1 @ batch2).
+
+    mindtorch 0.5.1's `torch.baddbmm` / `torch.addmm` hand (beta, alpha) to device functions whose CPU and GPU
+    versions take (alpha, beta), so the two scales swapped: BLOOM's attention, `alibi.baddbmm(query, key,
+    beta=1, alpha=1/sqrt(head_dim))`, scaled the ALiBi bias instead of the scores (logits 1.5e-2 off
+    transformers' on a tiny model). Its NPU version passes them on in MindSpore's (beta, alpha) order and is
+    left as it is. GPU: the same code as the CPU's, designed for, not run.
+    """
+    for api in (mindtorch_cpu_api, mindtorch_gpu_api):
+        for name in ("baddbmm", "addmm"):
+            setattr(api, name, _scales_in_torch_order(getattr(api, name)))
+
+
+def _scales_in_torch_order(device_function):
+    """`device_function(input, first, second, alpha, beta)` called with the (beta, alpha) it receives."""
+    def scaled_product(input, first, second, beta=1, alpha=1):  # noqa: A002  (mindtorch's signature)
+        return device_function(input, first, second, alpha, beta)
+    return scaled_product
+
+
+install_scaled_products_in_torch_order()
 
 
 def to_mindtorch(tensor, like=None):

@@ -15,11 +15,24 @@ Interface (the native GRAPH_MODE Cells in `ms_ptuning.native` implement the same
 Everything mindtorch-specific stays in this file: the DynamicCache, DeBERTa's prefix attention
 (`deberta_prefix`), tagging MindSpore tensors for mindtorch, and mixed precision (autocast + frozen weights
 stored in the low dtype).
+
+Any other causal LM (`HFCausalLM`): GPT-2, Llama and Qwen2 have backbones of their own (native Cells that
+compile); every other model type in transformers' causal-LM mapping (Mistral, Gemma, Phi, OPT, BLOOM, GPT-NeoX,
+Falcon, ...) loads as its whole `*ForCausalLM` (`backbones.load_backbone(causal_lm=True)`) and runs here, on
+the eager backend, P-tuned through its own cache interface as peft's PeftModelForCausalLM tunes it: the
+prefix as `past_key_values` (a DynamicCache; the mask grows by P ones, the model numbers the real tokens from
+P), prompts through `inputs_embeds`. Its sequence output is its own logits (B, T, V), so its output layer and
+whatever follows it (OPT's projection, Phi's bias, Gemma-2's soft-capping) stay the model's. A model whose
+forward takes no `past_key_values` (Mamba) or whose cache does not hold the prefix peft would size from its
+config (multi-query Falcon) is refused by name in prefix mode (`check_prefix_cache`), pointing to prompt mode.
 """
 
 import contextlib
+import inspect
 
-from mindspore import nn
+import numpy as np
+
+from mindspore import Tensor, nn
 
 from .backend import to_mindtorch, torch
 from transformers.cache_utils import DynamicCache
@@ -97,7 +110,7 @@ class HFBackbone(nn.Cell):
             else:
                 outputs = self.model(**inputs)
         pooled = getattr(outputs, "pooler_output", None) if self.pooler is not None else None
-        return self._float32(outputs.last_hidden_state), self._float32(pooled)
+        return self._float32(self._sequence_output(outputs)), self._float32(pooled)
 
     def pool(self, sequence_output):
         if self.pooler is None:
@@ -115,7 +128,10 @@ class HFBackbone(nn.Cell):
         inputs = self._inputs(input_ids, inputs_embeds, attention_mask, None, position_ids)
         with self._autocast():
             outputs = self.model(**inputs, past_key_values=cache, use_cache=True)
-        return self._float32(outputs.last_hidden_state), outputs.past_key_values
+        return self._float32(self._sequence_output(outputs)), outputs.past_key_values
+
+    def _sequence_output(self, outputs):
+        return outputs.last_hidden_state
 
     def _sync_mode(self) -> None:
         """`set_train` on an outer Cell sets the `training` flag of the Cells below it only; the mindtorch
@@ -159,12 +175,83 @@ class HFBackbone(nn.Cell):
         return tensor if tensor is None or self.compute_dtype is None else tensor.float()
 
 
+def cached_heads(model_config) -> tuple:
+    """(heads, head_dim) of the backbone's attention cache, which the prefix fills: with grouped-query attention
+    (Llama / Qwen2's `num_key_value_heads` < `num_attention_heads`) only the key/value heads, as peft's prefix
+    tuning sizes it (2·L·kv_heads·head_dim numbers per virtual token)."""
+    heads = model_config.num_attention_heads
+    head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // heads
+    return getattr(model_config, "num_key_value_heads", None) or heads, head_dim
+
+
+class HFCausalLM(HFBackbone):
+    """A whole mindnlp `*ForCausalLM` behind the Backbone interface (eager only): `construct` and `decode`
+    return its logits (B, T, V) where `HFBackbone` returns hidden states (`CausalLM` takes them as they are);
+    there is no pooler. Positions go in only where its forward takes them (BLOOM's ALiBi reads them off the
+    attention mask)."""
+
+    outputs_logits = True
+
+    def __init__(self, model, trainable: bool = True, compute_dtype=None):
+        super().__init__(model, trainable, compute_dtype)
+        self.forward_arguments = frozenset(inspect.signature(model.forward).parameters)
+
+    def _sequence_output(self, outputs):
+        return outputs.logits
+
+    def _inputs(self, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids) -> dict:
+        if "position_ids" not in self.forward_arguments:
+            position_ids = None  # ALiBi (BLOOM): positions follow from the attention mask
+        return super()._inputs(input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids)
+
+    def check_prefix_cache(self) -> None:
+        """Refuse, with the reason, a model that cannot take L (key, value) prefixes of (B, heads, P, head_dim)
+        sized from its config as peft sizes them (`cached_heads`): run one token behind a one-token prefix and
+        expect the cache to come back holding both at every layer."""
+        model_type = self.config.model_type
+        advice = ("; use prompt mode (--mode prompt), which feeds its virtual tokens through inputs_embeds, or "
+                  "a native decoder (gpt2, llama, qwen2)")
+        if "past_key_values" not in self.forward_arguments:
+            raise ValueError(f"{model_type} cannot take a prefix (P-tuning v2): its forward takes no "
+                             f"past_key_values{advice}")
+        layers, (heads, head_dim) = self.config.num_hidden_layers, cached_heads(self.config)
+        zeros = np.zeros((1, heads, 1, head_dim), np.float32)
+        prefix = tuple((Tensor(zeros), Tensor(zeros)) for _ in range(layers))
+        inputs = self._inputs(Tensor(np.zeros((1, 1), np.int64)), None, Tensor(np.ones((1, 2), np.int64)), None,
+                              None)
+        training = self.model.training
+        self.model.eval()
+        try:
+            cache = self.model(**inputs, past_key_values=self._cache(prefix), use_cache=True).past_key_values
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            raise ValueError(f"{model_type} cannot take a prefix (P-tuning v2) of {layers} layers × {heads} "
+                             f"key/value heads × {head_dim} (sized from its config, as peft sizes it): its forward "
+                             f"fails with {type(error).__name__}: {str(error).splitlines()[0]}{advice}") from error
+        finally:
+            self.model.train(training)
+        expected = [(1, heads, 2, head_dim)] * layers
+        found = [tuple(layer.keys.shape) for layer in getattr(cache, "layers", ())]
+        if found != expected:
+            raise ValueError(f"{model_type} cannot take a prefix (P-tuning v2): after a 1-token prefix and 1 token "
+                             f"its cache holds {found or type(cache).__name__}, not {layers} layers of keys "
+                             f"{expected[0]} (key/value heads and head size from its config, as peft sizes "
+                             f"them){advice}")
+
+
+def is_whole_causal_lm(model) -> bool:
+    """A mindnlp model with its own output layer (a `*ForCausalLM`, which `HFCausalLM` wraps), not a backbone
+    alone (`AutoModel`) nor a native Cell."""
+    return hasattr(model, "get_output_embeddings") and model.get_output_embeddings() is not None
+
+
 def as_backbone(backbone, trainable: bool = True, compute_dtype=None):
-    """A model behind the Backbone interface: a mindnlp model is wrapped in `HFBackbone`; a Cell that already
-    implements the interface (the native backbones) is frozen when asked, then set to `compute_dtype`
-    (its frozen weights stored in it, `native.set_compute_dtype`)."""
+    """A model behind the Backbone interface: a mindnlp model is wrapped in `HFBackbone`, or in `HFCausalLM`
+    when it is a whole causal LM with its own output layer; a Cell that already implements the interface (the
+    native backbones) is frozen when asked, then set to `compute_dtype` (its frozen weights stored in it,
+    `native.set_compute_dtype`)."""
     if not hasattr(backbone, "embed_words"):
-        return HFBackbone(backbone, trainable, compute_dtype)
+        wrapper = HFCausalLM if is_whole_causal_lm(backbone) else HFBackbone
+        return wrapper(backbone, trainable, compute_dtype)
     current = getattr(backbone, "compute_dtype", None)
     if current is not None and current != compute_dtype:
         raise ValueError(f"{type(backbone).__name__} computes in {current} already, the model asks for "

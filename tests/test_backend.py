@@ -63,3 +63,17 @@ def test_embedding_padding_row_gets_no_gradient():
     np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-6)
     _, without_padding, _ = embedding_gradient(ids, padding_idx=None)
     assert np.abs(without_padding[0]).max() > 0  # no padding_idx: every looked-up row trains
+
+
+def test_baddbmm_and_addmm_scale_as_torch_does():
+    """beta scales the input, alpha the product (mindtorch 0.5.1 swapped them on CPU: BLOOM's attention)."""
+    rng = np.random.default_rng(0)
+    base, first, second = (rng.standard_normal(shape).astype(np.float32) for shape in ((2, 3, 4), (2, 3, 5), (2, 5, 4)))
+    expected = 0.5 * base + 0.25 * first @ second
+    tensors = [torch.tensor(array) for array in (base, first, second)]
+    np.testing.assert_allclose(torch.baddbmm(*tensors, beta=0.5, alpha=0.25).asnumpy(), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(tensors[0].baddbmm(*tensors[1:], beta=0.5, alpha=0.25).asnumpy(), expected, rtol=1e-6,
+                               atol=1e-6)
+    matrices = [tensor[0] for tensor in tensors]
+    np.testing.assert_allclose(torch.addmm(*matrices, beta=0.5, alpha=0.25).asnumpy(), expected[0], rtol=1e-6,
+                               atol=1e-6)

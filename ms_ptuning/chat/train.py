@@ -1,6 +1,7 @@
 """`python -m ms_ptuning.chat --model_name_or_path DIR --train_file T.jsonl --validation_file D.jsonl ...`
 
-P-tuning v2 (or prompt / finetune) of a causal LM (Llama, Qwen2, GPT-2) on prompt/response records, THUDM's
+P-tuning v2 (or prompt / finetune) of a causal LM (Llama, Qwen2, GPT-2 compiled; any other causal LM mindnlp loads
+eagerly, `hf_backbone.HFCausalLM`) on prompt/response records, THUDM's
 ChatGLM-6B ptuning recipe: records encoded as `data.py` says (chat template or ChatGLM's plain format,
 max_source_length / max_target_length), loss on the response tokens only, the project's Trainer (graph
 backend for every native decoder), then responses generated for the validation records (greedy by default,
@@ -43,7 +44,8 @@ from .metrics import corpus_scores
 @dataclass(kw_only=True)
 class ModelArguments(PTuningArguments):
     model_name_or_path: str = field(metadata={"help": "local causal LM directory (config.json, *.safetensors, "
-                                                      "tokenizer files): Llama, Qwen2 or GPT-2"})
+                                                      "tokenizer files): Llama, Qwen2, GPT-2 (graph or eager) "
+                                                      "or any other causal LM (eager)"})
     tokenizer_name: str | None = field(default=None, metadata={"help": "tokenizer directory if not the model's"})
     prefix_dropout: float = field(default=0.0, metadata={"help": "dropout on the prefix (ChatGLM's: none)"})
     device_target: str = field(default="CPU", metadata={"help": "CPU | GPU | Ascend"})
@@ -73,7 +75,7 @@ class GenerationArguments:
 def build_model(model_args: ModelArguments, data_args: DataArguments, mixed_precision: str):
     """(CausalLM over the pretrained decoder in --model_name_or_path, the Backend it runs on)."""
     ptuning = model_args.ptuning_config(model_args.prefix_dropout)
-    backbone = load_backbone(model_args.model_name_or_path)
+    backbone = load_backbone(model_args.model_name_or_path, causal_lm=True)
     limit = input_positions(backbone.config)
     needed = data_args.max_source_length + data_args.max_target_length + ptuning.num_virtual_tokens
     if limit is not None and needed > limit:

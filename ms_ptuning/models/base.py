@@ -5,6 +5,7 @@ from mindspore import nn
 
 from ..config import PTuningConfig
 from ..modes import PromptedBackbone, prompted_backbone
+from ..modes.base import initializer_range
 
 
 class PTuningHead(nn.Cell):
@@ -32,7 +33,7 @@ class PTuningHead(nn.Cell):
     def init_std(self) -> float:
         """The head's Linear layers start at N(0, initializer_range) with zero biases: THUDM's heads are
         missing from the checkpoint, so transformers' `from_pretrained` initialises them that way."""
-        return self.backbone.config.initializer_range
+        return initializer_range(self.backbone.config)
 
     @property
     def backbone(self):

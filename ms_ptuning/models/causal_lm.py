@@ -1,9 +1,11 @@
-"""Causal language model over a decoder backbone (GPT-2, Llama, Qwen2) in finetune / prefix / prompt mode; GPT-2
-summarization trains it as `[CLS] article [SEP] summary [SEP]`.
+"""Causal language model over a decoder backbone (GPT-2, Llama, Qwen2, or any other causal LM mindnlp loads) in
+finetune / prefix / prompt mode; GPT-2 summarization trains it as `[CLS] article [SEP] summary [SEP]`.
 
 The LM head is the token embedding (tied: GPT-2, and Llama / Qwen2 with `tie_word_embeddings`) or the
-checkpoint's own `lm_head.weight` (V, H) (Llama / Qwen2 untied, Hugging Face's name). It trains with the
-backbone: in prefix/prompt mode it stays frozen, as peft freezes every base weight.
+checkpoint's own `lm_head.weight` (V, H) (Llama / Qwen2 untied, Hugging Face's name). Other causal LMs run
+whole (`ms_ptuning.hf_backbone.HFCausalLM`, eager only) with their own output layer: their backbone's output
+is the logits already. The head trains with the backbone: in prefix/prompt mode it stays frozen, as peft freezes
+every base weight.
 
 Positions: with a prefix of length P in the attention cache, or P prompts in front of the embeddings,
 Hugging Face GPT-2 (and Llama / Qwen2, their rotary phases) numbers the real tokens from P, and so do training,
@@ -22,6 +24,7 @@ from mindspore import dtype as mstype
 from mindspore import ops
 
 from ..config import PTuningConfig
+from ..hf_backbone import is_whole_causal_lm
 from ..losses import IGNORE_INDEX, token_nll
 from ..layers import Linear
 from ..safe_loading import read_tensor
@@ -67,13 +70,18 @@ class CausalLM(PTuningHead):
 
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None, return_logits: bool = True):
         model_config = backbone.config
-        if model_config.model_type not in DECODER_MODEL_TYPES:
-            raise ValueError(f"a causal LM needs a decoder-only backbone ({', '.join(DECODER_MODEL_TYPES)}), not a "
-                             f"{model_config.model_type!r} model")
+        if model_config.model_type not in DECODER_MODEL_TYPES and not is_whole_causal_lm(backbone):
+            raise ValueError(f"a causal LM needs a decoder-only backbone ({', '.join(DECODER_MODEL_TYPES)}, or any "
+                             f"causal LM loaded whole), not a {model_config.model_type!r} model")
+        if compute_dtype is not None and is_whole_causal_lm(backbone):
+            raise ValueError(f"mixed precision is not implemented for {model_config.model_type} causal LMs run whole "
+                             "(only gpt2, llama and qwen2 have it); pass --mixed_precision no")
         super().__init__(backbone, config, compute_dtype)
+        # a causal LM run whole (`hf_backbone.HFCausalLM`, eager): its backbone's output is the logits already
+        self.backbone_outputs_logits = getattr(self.backbone, "outputs_logits", False)
         self.return_logits = return_logits
         self.lm_head, self.head_dtype = None, None
-        if not getattr(model_config, "tie_word_embeddings", True):
+        if not self.backbone_outputs_logits and not getattr(model_config, "tie_word_embeddings", True):
             # Hugging Face's `lm_head` (Linear(H, V), no bias), N(0, initializer_range) until a checkpoint's is loaded
             self.lm_head = Linear(model_config.hidden_size, model_config.vocab_size, bias=False, std=self.init_std)
             self.lm_head.weight.requires_grad = config.trains_backbone
@@ -90,7 +98,10 @@ class CausalLM(PTuningHead):
         return int(np.count_nonzero(np.asarray(batch["labels"])[:, 1:] != IGNORE_INDEX))
 
     def lm_logits(self, hidden):
-        """(..., H) → (..., V): one 2-D MatMul against the (V, H) output embedding."""
+        """(..., H) → (..., V): one 2-D MatMul against the (V, H) output embedding; a causal LM run whole
+        has made its logits already."""
+        if self.backbone_outputs_logits:
+            return hidden
         weight = self.backbone.word_embedding_weight if self.lm_head is None else self.lm_head.weight
         flat = ops.reshape(hidden, (-1, hidden.shape[-1]))
         if self.head_dtype is None:

@@ -74,6 +74,12 @@ class PromptedBackbone(nn.Cell):
         return attention_mask, position_ids
 
 
+def initializer_range(model_config) -> float:
+    """The std new modules start at, N(0, std) as transformers' `_init_weights` draws them: the config's
+    `initializer_range` (OPT names it `init_std`)."""
+    return getattr(model_config, "initializer_range", None) or model_config.init_std
+
+
 def virtual_positions(count: int) -> Tensor:
     """(1, count) positions 0 … count-1, built once (`ops.arange` is unusable after `import mindnlp`)."""
     return Tensor(np.arange(count, dtype=np.int64)[None])

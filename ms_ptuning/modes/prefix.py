@@ -4,16 +4,8 @@ from mindspore import ops
 
 from ..config import PTuningConfig
 from ..encoders import PrefixEncoder
-from .base import PromptedBackbone
-
-
-def cached_heads(model_config) -> tuple:
-    """(heads, head_dim) of the backbone's attention cache, which the prefix fills: with grouped-query attention
-    (Llama / Qwen2's `num_key_value_heads` < `num_attention_heads`) only the key/value heads, as peft's prefix
-    tuning sizes it (2·L·kv_heads·head_dim numbers per virtual token)."""
-    heads = model_config.num_attention_heads
-    head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // heads
-    return getattr(model_config, "num_key_value_heads", None) or heads, head_dim
+from ..hf_backbone import HFCausalLM, cached_heads
+from .base import PromptedBackbone, initializer_range
 
 
 class PrefixTuning(PromptedBackbone):
@@ -24,10 +16,12 @@ class PrefixTuning(PromptedBackbone):
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
         super().__init__(backbone, config, compute_dtype)
         model_config = self.backbone.config
+        if isinstance(self.backbone, HFCausalLM):  # a causal LM run whole: does its cache take a prefix?
+            self.backbone.check_prefix_cache()
         heads, head_dim = cached_heads(model_config)
         self.prefix_encoder = PrefixEncoder(config.pre_seq_len, model_config.num_hidden_layers, heads,
                                             heads * head_dim, config.prefix_projection, config.prefix_hidden_size,
-                                            config.prefix_dropout, init_std=model_config.initializer_range)
+                                            config.prefix_dropout, init_std=initializer_range(model_config))
 
     def backbone_inputs(self, input_ids, attention_mask, token_type_ids, position_ids) -> tuple:
         rows = ops.unstack(self.prefix_encoder(input_ids.shape[0]), 0)  # 2L × (B, kv heads, P, head_dim)

@@ -5,7 +5,7 @@ from mindspore import ops
 
 from ..config import PTuningConfig
 from ..encoders import PromptEncoder
-from .base import PromptedBackbone, virtual_positions
+from .base import PromptedBackbone, initializer_range, virtual_positions
 
 
 class PromptTuning(PromptedBackbone):
@@ -19,9 +19,9 @@ class PromptTuning(PromptedBackbone):
     def __init__(self, backbone, config: PTuningConfig, compute_dtype=None):
         super().__init__(backbone, config, compute_dtype)
         model_config = self.backbone.config
-        table_std = model_config.initializer_range if config.prompt_encoder_type == "embedding" else 1.0
-        self.prompt_encoder = PromptEncoder(config.pre_seq_len, model_config.hidden_size,
-                                            config.prompt_encoder_type, table_std)
+        table_std = initializer_range(model_config) if config.prompt_encoder_type == "embedding" else 1.0
+        width = getattr(model_config, "word_embed_proj_dim", None) or model_config.hidden_size  # OPT's embeds narrower
+        self.prompt_encoder = PromptEncoder(config.pre_seq_len, width, config.prompt_encoder_type, table_std)
         self.prompt_positions = virtual_positions(config.pre_seq_len)
 
     def backbone_inputs(self, input_ids, attention_mask, token_type_ids, position_ids) -> tuple:
