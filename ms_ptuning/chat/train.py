@@ -103,6 +103,23 @@ def write_predictions(path: str, examples, generated, per_example) -> None:
                                      "predict": text, **scores}, ensure_ascii=False) + "\n")
 
 
+def read_splits(data_args: DataArguments) -> tuple:
+    """((train examples, records skipped), (validation examples, records skipped)) from the data files."""
+    columns = (data_args.prompt_column, data_args.response_column, data_args.history_column)
+    return (read_examples(data_args.train_file, *columns, data_args.max_train_samples),
+            read_examples(data_args.validation_file, *columns, data_args.max_eval_samples))
+
+
+def generate_and_score(model, tokenizer, chat_format, eval_examples, gen_args, output_dir: str) -> dict:
+    """Generate every validation response, write them with their scores, return the corpus scores."""
+    started = time.time()
+    generated = generate_responses(model, tokenizer, chat_format, eval_examples, gen_args)
+    seconds = time.time() - started
+    scores, per_example = corpus_scores(generated, [e.response for e in eval_examples])
+    write_predictions(os.path.join(output_dir, "generated_predictions.jsonl"), eval_examples, generated, per_example)
+    return {"generation_seconds": seconds, **{f"eval_{name}": value for name, value in scores.items()}}
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, gen_args: GenerationArguments,
         training_args: RunTrainingArguments) -> dict:
     set_device_target(model_args.device_target)
@@ -112,9 +129,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
     tokenizer_dir = model_args.tokenizer_name or model_args.model_name_or_path
     tokenizer = load_tokenizer(tokenizer_dir)
     chat_format = ChatFormat.for_tokenizer(tokenizer, data_args.max_source_length, data_args.max_target_length)
-    columns = (data_args.prompt_column, data_args.response_column, data_args.history_column)
-    train_examples, train_skipped = read_examples(data_args.train_file, *columns, data_args.max_train_samples)
-    eval_examples, eval_skipped = read_examples(data_args.validation_file, *columns, data_args.max_eval_samples)
+    (train_examples, train_skipped), (eval_examples, eval_skipped) = read_splits(data_args)
     train_dataset = chat_dataset(train_examples, tokenizer, chat_format)
     eval_dataset = chat_dataset(eval_examples, tokenizer, chat_format)
     model, backend = build_model(model_args, data_args, training_args.mixed_precision)
@@ -147,13 +162,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, gen_args: Generati
                "train_tokens_per_second": train_output.metrics["train_steps_per_second"]
                * tokens_per_step(train_dataset, training_args)}
     results.update(evaluation)
-    started = time.time()
-    generated = generate_responses(model, tokenizer, chat_format, eval_examples, gen_args)
-    results["generation_seconds"] = time.time() - started
-    scores, per_example = corpus_scores(generated, [e.response for e in eval_examples])
-    results.update({f"eval_{name}": value for name, value in scores.items()})
-    write_predictions(os.path.join(training_args.output_dir, "generated_predictions.jsonl"), eval_examples,
-                      generated, per_example)
+    results.update(generate_and_score(model, tokenizer, chat_format, eval_examples, gen_args, training_args.output_dir))
     with open(os.path.join(training_args.output_dir, "results.json"), "w") as handle:
         json.dump(results, handle, indent=2, default=str)
     return results
