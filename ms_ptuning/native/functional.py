@@ -125,16 +125,16 @@ def merge_heads(x):
     return ops.concat(ops.unstack(x, 1), 2)
 
 
-def attend(query, key, value, additive_mask, scale: float, softmax, dropout, compute_dtype=None):
+def attend(query, key, value, additive_mask, scale: float, softmax, dropout, compute_dtype=None, dropout_mask=None):
     """softmax(q kᵀ · scale + mask) v with dropout on the probabilities, as Hugging Face's eager attention
     (which divides by 1/scale: the same up to one rounding). With `compute_dtype` the two products run in it,
-    the mask and softmax in float32.
+    the mask and softmax in float32. `dropout_mask`: the dropout's mask if computed beforehand.
 
     query (B, heads, T, d), key/value (B, heads, S, d), additive_mask (B, heads, T, S) or None → (B, heads, T, d)."""
     scores = ops.mul(low_precision_product(_BATCH_MATMUL_NT, query, key, compute_dtype), scale)
     if additive_mask is not None:
         scores = ops.add(scores, additive_mask)
-    return low_precision_product(_BATCH_MATMUL, dropout(softmax(scores)), value, compute_dtype)
+    return low_precision_product(_BATCH_MATMUL, dropout(softmax(scores), dropout_mask), value, compute_dtype)
 
 
 def padding_mask(attention_mask, num_heads: int, query_length: int):

@@ -11,7 +11,7 @@ import math
 from mindspore import dtype as mstype
 from mindspore import nn, ops
 
-from ..layers import Dropout
+from ..layers import Dropout, SharedMasks
 from . import functional as F
 from .cells import Conv1D, Embedding, LayerNorm
 
@@ -33,9 +33,10 @@ class GPT2Attention(nn.Cell):
         self.attn_dropout = Dropout(config.attn_pdrop)
         self.resid_dropout = Dropout(config.resid_pdrop)
 
-    def construct(self, hidden, additive_mask, past_key, past_value, slot=None):
+    def construct(self, hidden, additive_mask, past_key, past_value, slot=None, dropout_masks=(None, None)):
         """hidden (B, T, H); past_key/value (B, heads, S−T, d) or None →
         (output (B, T, H), key (B, heads, S, d), value): the keys/values so far, the next step's cache.
+        dropout_masks: the masks (or Nones) of the attention probabilities and the output (`layers.SharedMasks`).
 
         With `slot` ((1, 1, S, 1) bool, one True) the past is a fixed-size cache (B, heads, S, d) and this one
         token's key/value are written into that slot instead of appended."""
@@ -50,8 +51,8 @@ class GPT2Attention(nn.Cell):
             key = ops.concat((past_key, key), 2)
             value = ops.concat((past_value, value), 2)
         context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.attn_dropout,
-                           self.compute_dtype)
-        return self.resid_dropout(self.c_proj(F.merge_heads(context))), key, value
+                           self.compute_dtype, dropout_masks[0])
+        return self.resid_dropout(self.c_proj(F.merge_heads(context)), dropout_masks[1]), key, value
 
 
 class GPT2MLP(nn.Cell):
@@ -64,8 +65,8 @@ class GPT2MLP(nn.Cell):
         self.activation = F.ACTIVATIONS[config.activation_function]()
         self.dropout = Dropout(config.resid_pdrop)
 
-    def construct(self, hidden):
-        return self.dropout(self.c_proj(self.activation(self.c_fc(hidden))))
+    def construct(self, hidden, dropout_mask=None):
+        return self.dropout(self.c_proj(self.activation(self.c_fc(hidden))), dropout_mask)
 
 
 class GPT2Block(nn.Cell):
@@ -79,10 +80,13 @@ class GPT2Block(nn.Cell):
         self.ln_2 = LayerNorm(hidden, config.layer_norm_epsilon)
         self.mlp = GPT2MLP(config)
 
-    def construct(self, hidden, additive_mask, past_key, past_value, slot=None):
-        attended, key, value = self.attn(self.ln_1(hidden), additive_mask, past_key, past_value, slot)
+    def construct(self, hidden, additive_mask, past_key, past_value, slot=None, dropout_masks=(None, None, None)):
+        """dropout_masks: the masks (or Nones) of the attention probabilities, the attention output and the
+        MLP output, computed for all blocks at once (`NativeGPT2.forward_with_cache`)."""
+        attended, key, value = self.attn(self.ln_1(hidden), additive_mask, past_key, past_value, slot,
+                                         dropout_masks[:2])
         hidden = ops.add(attended, hidden)
-        return ops.add(hidden, self.mlp(self.ln_2(hidden))), key, value
+        return ops.add(hidden, self.mlp(self.ln_2(hidden), dropout_masks[2])), key, value
 
 
 class NativeGPT2(nn.Cell):
@@ -98,6 +102,11 @@ class NativeGPT2(nn.Cell):
         self.drop = Dropout(config.embd_pdrop)
         self.h = nn.CellList([GPT2Block(config, index) for index in range(config.num_hidden_layers)])
         self.ln_f = LayerNorm(config.hidden_size, config.layer_norm_epsilon)
+        # the blocks' dropout masks drawn in two passes per step, not one per site (see layers.SharedMasks):
+        # the (B, T, H) outputs of attention and MLP, and the attention probabilities
+        self.resid_masks = SharedMasks([dropout for block in self.h for dropout in (block.attn.resid_dropout,
+                                                                                     block.mlp.dropout)])
+        self.probs_masks = SharedMasks([block.attn.attn_dropout for block in self.h])
 
     pooler = None  # GPT-2 has none
 
@@ -152,10 +161,13 @@ class NativeGPT2(nn.Cell):
         if attention_mask is None:
             attention_mask = ops.ones((batch, past_length + steps), hidden.dtype)
         additive_mask = F.causal_padding_mask(attention_mask, self.num_heads, steps)
+        resid_masks = self.resid_masks(hidden.shape, hidden.dtype)
+        probs_masks = self.probs_masks((batch, self.num_heads, steps, past_length + steps), hidden.dtype)
         presents = ()
         for index, block in enumerate(self.h):
             past = (None, None) if past_key_values is None else past_key_values[index]
-            hidden, key, value = block(hidden, additive_mask, past[0], past[1])
+            hidden, key, value = block(hidden, additive_mask, past[0], past[1], None,
+                                       (probs_masks[index], resid_masks[2 * index], resid_masks[2 * index + 1]))
             presents = presents + ((key, value),)
         return self.ln_f(hidden), presents
 
