@@ -44,20 +44,34 @@ def low_precision_product(matmul, a, b, compute_dtype):
     return ops.cast(matmul(ops.cast(a, compute_dtype), ops.cast(b, compute_dtype)), mstype.float32)
 
 
+def flatten_rows(x):
+    """(B, T, H) → (B·T, H): the encoders' activations between attentions, rows of tokens, so that linear
+    layers, LayerNorm and dropout take them without a reshape kernel on each side."""
+    return ops.reshape(x, (-1, x.shape[-1]))
+
+
+def unflatten_rows(rows, batch: int):
+    """(B·T, H) → (B, T, H)."""
+    return ops.reshape(rows, (batch, -1, rows.shape[-1]))
+
+
 def linear(x, weight, bias, compute_dtype=None):
     """torch's nn.Linear: x (..., in) · weight (out, in)ᵀ + bias (out,) → (..., out), one 2-D MatMul."""
-    leading = x.shape[:-1]
-    product = low_precision_product(_MATMUL_NT, ops.reshape(x, (-1, x.shape[-1])), weight, compute_dtype)
-    y = _BIAS_ADD(product, bias if compute_dtype is None else ops.cast(bias, mstype.float32))
-    return ops.reshape(y, leading + (weight.shape[0],))
+    return _bias_added(_MATMUL_NT, x, weight, bias, weight.shape[0], compute_dtype)
 
 
 def conv1d(x, weight, bias, compute_dtype=None):
     """GPT-2's Conv1D (a linear layer stored transposed): x (..., in) · weight (in, out) + bias → (..., out)."""
-    leading = x.shape[:-1]
-    product = low_precision_product(_MATMUL, ops.reshape(x, (-1, x.shape[-1])), weight, compute_dtype)
+    return _bias_added(_MATMUL, x, weight, bias, weight.shape[1], compute_dtype)
+
+
+def _bias_added(matmul, x, weight, bias, out_features: int, compute_dtype):
+    """matmul(x, weight) + bias over the last axis of x; rows (a 2-D x, the encoders' usual case) need no
+    reshape around the product."""
+    rows = x if len(x.shape) == 2 else flatten_rows(x)
+    product = low_precision_product(matmul, rows, weight, compute_dtype)
     y = _BIAS_ADD(product, bias if compute_dtype is None else ops.cast(bias, mstype.float32))
-    return ops.reshape(y, leading + (weight.shape[1],))
+    return y if len(x.shape) == 2 else ops.reshape(y, x.shape[:-1] + (out_features,))
 
 
 def layer_norm(x, weight, bias, eps: float):
