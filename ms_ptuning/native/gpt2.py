@@ -33,14 +33,14 @@ class GPT2Attention(nn.Cell):
         self.attn_dropout = Dropout(config.attn_pdrop)
         self.resid_dropout = Dropout(config.resid_pdrop)
 
-    def construct(self, hidden, additive_mask, past_key, past_value, slot=None, dropout_masks=(None, None)):
-        """hidden (B, T, H); past_key/value (B, heads, S−T, d) or None →
-        (output (B, T, H), key (B, heads, S, d), value): the keys/values so far, the next step's cache.
+    def construct(self, hidden, batch: int, additive_mask, past_key, past_value, slot, dropout_masks):
+        """hidden (B·T, H) rows; past_key/value (B, heads, S−T, d) or None →
+        (output (B·T, H), key (B, heads, S, d), value): the keys/values so far, the next step's cache.
         dropout_masks: the masks (or Nones) of the attention probabilities and the output (`layers.SharedMasks`).
 
         With `slot` ((1, 1, S, 1) bool, one True) the past is a fixed-size cache (B, heads, S, d) and this one
         token's key/value are written into that slot instead of appended."""
-        query, key, value = ops.split(self.c_attn(hidden), hidden.shape[-1], 2)
+        query, key, value = ops.split(F.unflatten_rows(self.c_attn(hidden), batch), hidden.shape[-1], 2)
         query = F.split_heads(query, self.num_heads)
         key = F.split_heads(key, self.num_heads)
         value = F.split_heads(value, self.num_heads)
@@ -52,7 +52,8 @@ class GPT2Attention(nn.Cell):
             value = ops.concat((past_value, value), 2)
         context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.attn_dropout,
                            self.compute_dtype, dropout_masks[0])
-        return self.resid_dropout(self.c_proj(F.merge_heads(context)), dropout_masks[1]), key, value
+        merged = F.flatten_rows(F.merge_heads(context))  # (B·T, H)
+        return self.resid_dropout(self.c_proj(merged), dropout_masks[1]), key, value
 
 
 class GPT2MLP(nn.Cell):
@@ -65,7 +66,7 @@ class GPT2MLP(nn.Cell):
         self.activation = F.ACTIVATIONS[config.activation_function]()
         self.dropout = Dropout(config.resid_pdrop)
 
-    def construct(self, hidden, dropout_mask=None):
+    def construct(self, hidden, dropout_mask):
         return self.dropout(self.c_proj(self.activation(self.c_fc(hidden))), dropout_mask)
 
 
@@ -80,10 +81,11 @@ class GPT2Block(nn.Cell):
         self.ln_2 = LayerNorm(hidden, config.layer_norm_epsilon)
         self.mlp = GPT2MLP(config)
 
-    def construct(self, hidden, additive_mask, past_key, past_value, slot=None, dropout_masks=(None, None, None)):
-        """dropout_masks: the masks (or Nones) of the attention probabilities, the attention output and the
-        MLP output, computed for all blocks at once (`NativeGPT2.forward_with_cache`)."""
-        attended, key, value = self.attn(self.ln_1(hidden), additive_mask, past_key, past_value, slot,
+    def construct(self, hidden, batch: int, additive_mask, past_key, past_value, slot, dropout_masks):
+        """hidden (B·T, H) rows of tokens, as every op but attention takes them (no reshapes around the
+        linear layers) → (B·T, H), this block's key and value. dropout_masks: the masks (or Nones) of the
+        attention probabilities, the attention output and the MLP output (`NativeGPT2.blocks`)."""
+        attended, key, value = self.attn(self.ln_1(hidden), batch, additive_mask, past_key, past_value, slot,
                                          dropout_masks[:2])
         hidden = ops.add(attended, hidden)
         return ops.add(hidden, self.mlp(self.ln_2(hidden), dropout_masks[2])), key, value
@@ -157,19 +159,29 @@ class NativeGPT2(nn.Cell):
         hidden = ops.add(inputs_embeds, positions)
         if token_type_ids is not None:
             hidden = ops.add(hidden, self.wte(token_type_ids))
-        hidden = self.drop(hidden)
+        hidden = self.drop(F.flatten_rows(hidden))  # (B·T, H)
         if attention_mask is None:
             attention_mask = ops.ones((batch, past_length + steps), hidden.dtype)
         additive_mask = F.causal_padding_mask(attention_mask, self.num_heads, steps)
+        return self.blocks(hidden, batch, additive_mask, past_key_values, None)
+
+    def blocks(self, hidden, batch: int, additive_mask, past_key_values, slot):
+        """The blocks and ln_f over (B·T, H) rows → (hidden (B, T, H), present_key_values), with the blocks'
+        dropout masks drawn for all of them at once."""
+        steps = hidden.shape[0] // batch
+        if past_key_values is None:
+            keys = steps
+        else:  # a fixed-size cache already holds this token's slot
+            keys = past_key_values[0][0].shape[2] + (0 if slot is not None else steps)
         resid_masks = self.resid_masks(hidden.shape, hidden.dtype)
-        probs_masks = self.probs_masks((batch, self.num_heads, steps, past_length + steps), hidden.dtype)
+        probs_masks = self.probs_masks((batch, self.num_heads, steps, keys), hidden.dtype)
         presents = ()
         for index, block in enumerate(self.h):
             past = (None, None) if past_key_values is None else past_key_values[index]
-            hidden, key, value = block(hidden, additive_mask, past[0], past[1], None,
+            hidden, key, value = block(hidden, batch, additive_mask, past[0], past[1], slot,
                                        (probs_masks[index], resid_masks[2 * index], resid_masks[2 * index + 1]))
             presents = presents + ((key, value),)
-        return self.ln_f(hidden), presents
+        return F.unflatten_rows(self.ln_f(hidden), batch), presents
 
     def decode_static(self, input_ids, position_ids, attention_mask, slot, past_key_values):
         """One token per row against fixed-size caches (what `GPT2StaticStep` compiles once per (B, S)).
@@ -177,15 +189,10 @@ class NativeGPT2(nn.Cell):
         input_ids, position_ids (B, 1); attention_mask (B, S): 1 at the slots holding real tokens, this one
         included; slot (S,): one-hot, where this token goes; past_key_values: L pairs (B, heads, S, d) →
         (hidden (B, 1, H), the caches with this token written in)."""
-        hidden = self.drop(ops.add(self.wte(input_ids), self.wpe(position_ids)))
+        hidden = self.drop(F.flatten_rows(ops.add(self.wte(input_ids), self.wpe(position_ids))))  # (B, H)
         additive_mask = F.static_cache_mask(attention_mask, slot, self.num_heads)
         slot = ops.reshape(ops.cast(slot, mstype.bool_), (1, 1, -1, 1))
-        presents = ()
-        for index, block in enumerate(self.h):
-            hidden, key, value = block(hidden, additive_mask, past_key_values[index][0], past_key_values[index][1],
-                                       slot)
-            presents = presents + ((key, value),)
-        return self.ln_f(hidden), presents
+        return self.blocks(hidden, input_ids.shape[0], additive_mask, past_key_values, slot)
 
 
 class GPT2Prefill(nn.Cell):
