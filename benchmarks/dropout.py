@@ -65,12 +65,16 @@ def use_host_masks() -> None:
         self.host_mask = ops.Custom(keep_mask_function(p, self.site), out_shape=like_input, out_dtype=like_input,
                                     func_type="pyfunc").set_device("CPU")
 
-    def host_construct(self, x):
+    def host_construct(self, x, mask=None):
         if not self.training or self.p == 0.0:
             return x
         return ops.mul(x, ops.stop_gradient(self.host_mask(x, layers.DROPOUT_KEY.value)))
 
+    def no_shared_masks(self, shape, dtype):
+        return (None,) * len(self.sites)  # every site draws its own host mask
+
     layers.Dropout.__init__, layers.Dropout.construct = host_init, host_construct
+    layers.SharedMasks.construct = no_shared_masks
 
 
 def use_no_dropout() -> None:

@@ -139,15 +139,19 @@ def _index_range(count: int) -> Tensor:
 
 
 @constexpr
-def site_factors(site: int, count: int) -> Tensor:
-    """What the step key is multiplied by at one site, for inputs of `count` hash words (a graph constant)."""
-    return _site_factors(site, count)
+def site_factors(sites: tuple, count: int) -> Tensor:
+    """What the step key is multiplied by at each of `sites`, (len(sites), 3), for inputs of `count` hash
+    words each (a graph constant)."""
+    return _site_factors(sites, count)
 
 
 @functools.lru_cache(maxsize=256)
-def _site_factors(site: int, count: int) -> Tensor:
-    multiplier, offset = _odd_words(0x5175, site)
-    return Tensor(np.array([_int32(multiplier), _int32(offset), _int32(count * multiplier)], np.int32))
+def _site_factors(sites: tuple, count: int) -> Tensor:
+    rows = []
+    for site in sites:
+        multiplier, offset = _odd_words(0x5175, site)
+        rows.append([_int32(multiplier), _int32(offset), _int32(count * multiplier)])
+    return Tensor(np.array(rows, np.int32))
 
 
 def _logical_shift_xor(x, bits: int):
@@ -156,8 +160,9 @@ def _logical_shift_xor(x, bits: int):
     return ops.bitwise_xor(x, ops.bitwise_and(ops.bitwise_right_shift(x, bits), (1 << (32 - bits)) - 1))
 
 
-def keep_mask(key, site: int, shape: tuple, threshold: int, scale: float, dtype):
-    """The inverted-dropout mask of one site, computed on the device: 0 where a unit is dropped, else `scale`.
+def keep_masks(key, sites: tuple, shape: tuple, threshold: int, scale: float, dtype) -> tuple:
+    """The inverted-dropout masks of `sites` on inputs of one `shape`, computed on the device: 0 where a unit
+    is dropped, else `scale`; one mask per site, each what that site draws alone.
 
     A counter-based hash, one 32-bit word per two neighbouring units of a row: the unit in global row r
     (worker w's rows follow those of workers 0 … w−1 in the global batch, so N workers draw the masks one
@@ -168,36 +173,53 @@ def keep_mask(key, site: int, shape: tuple, threshold: int, scale: float, dtype)
     Wellons' 32-bit mix: xorshift 16, ×0x7feb352d, xorshift 15, ×0x846ca68b, xorshift 16). The unit is
     dropped when its 16 bits are < `threshold` (= round(p·2¹⁶), so the drop probability is p to 2⁻¹⁷).
     Half as many words as units halves the int32 work and the buffers it leaves (MindSpore 2.7's CPU graph
-    backend keeps about one buffer per op of a site for the graph's life). Only int32 multiply (wrapping), add, xor, and, arithmetic right shift,
-    compare, stack, slice and cast, all documented by MindSpore for Ascend, GPU and CPU, and no random
-    state: equal (key, site, row, column) give equal masks op by op, compiled, after a resume and on any
-    device.
+    backend keeps about one buffer per op for the graph's life). The sites of one shape are hashed as one
+    stacked tensor (their words side by side on a leading axis, each with its own (s, t)): one pass of ~25
+    kernels for all of a step's same-shaped sites, where each site alone took as many. Only int32 multiply
+    (wrapping), add, xor, and, arithmetic right shift, compare, stack, unstack, slice and cast, all documented
+    by MindSpore for Ascend, GPU and CPU, and no random state: equal (key, site, row, column) give equal masks
+    op by op, compiled, after a resume and on any device.
     """
     grid = shape or (1,)  # a scalar is one row of one
     rows, width = math.prod(grid[:-1]), grid[-1]
-    words = (width + 1) // 2
-    multiplier, offset, worker_offset = ops.unstack(ops.mul(key, site_factors(site, rows * words)))
-    # a·j + b with j = row·words + column word, as (a·words·row + b) + a·column word: two small vectors and
-    # one broadcast add, the only input-sized op before the mix (no input-sized index constant)
-    row_step, start = ops.mul(multiplier, words), ops.add(offset, worker_offset)
-    row_starts = ops.add(ops.mul(index_range(rows), row_step), start)
-    h = ops.add(ops.reshape(row_starts, grid[:-1] + (1,)), ops.mul(index_range(words), multiplier))
+    words, count = (width + 1) // 2, len(sites)
+    # (K, 3): per site its multiplier a·s, offset b·t and worker offset w·a·s·(rows·words)
+    multiplier, offset, worker_offset = ops.unstack(ops.mul(key, site_factors(sites, rows * words)), 1)
+    # a·j + b with j = row·words + column word, as (a·words·row + b) + a·column word: small (K, rows) and
+    # (K, words) tables and one broadcast add, the only input-sized op before the mix
+    per_site = (count,) + (1,) * len(grid)
+    row_step = ops.reshape(ops.mul(multiplier, words), (count, 1))
+    start = ops.reshape(ops.add(offset, worker_offset), (count, 1))
+    row_starts = ops.add(ops.mul(row_step, index_range(rows)), start)  # (K, rows)
+    columns = ops.mul(ops.reshape(multiplier, (count, 1)), index_range(words))  # (K, words)
+    h = ops.add(ops.reshape(row_starts, (count,) + grid[:-1] + (1,)),
+                ops.reshape(columns, per_site[:-1] + (words,)))
     h = ops.mul(_logical_shift_xor(h, 16), 0x7FEB352D)
     h = ops.mul(_logical_shift_xor(h, 15), _int32(0x846CA68B))
     # the last xorshift 16 leaves the high half as it is; the low half is then (h ^ h >> 16) & 0xffff
     keep_high = ops.greater_equal(h, threshold * 2**16 - 2**31)  # (high half ^ 0x8000) ≥ threshold
     low = ops.bitwise_and(ops.bitwise_xor(h, ops.bitwise_right_shift(h, 16)), 0xFFFF)
-    keep = ops.reshape(ops.stack((ops.greater_equal(low, threshold), keep_high), -1), grid[:-1] + (2 * words,))
+    keep = ops.reshape(ops.stack((ops.greater_equal(low, threshold), keep_high), -1),
+                       (count,) + grid[:-1] + (2 * words,))
     if width % 2:
-        keep = ops.slice(keep, (0,) * len(grid), grid)
-    return ops.mul(ops.cast(ops.reshape(keep, shape), dtype), scale)
+        keep = ops.slice(keep, (0,) * (len(grid) + 1), (count,) + grid)
+    masks = ops.mul(ops.cast(keep, dtype), scale)
+    if count == 1:
+        return (ops.reshape(masks, shape),)
+    return ops.unstack(ops.reshape(masks, (count,) + shape), 0)
+
+
+def keep_mask(key, site: int, shape: tuple, threshold: int, scale: float, dtype):
+    """The mask of one site (`keep_masks` of that site alone)."""
+    return keep_masks(key, (site,), shape, threshold, scale, dtype)[0]
 
 
 class Dropout(nn.Cell):
     """Inverted dropout, active only in training mode (`set_train(True)`), with masks a pure function of
-    (`DROPOUT_KEY`, site, row, column), see `keep_mask`. Each instance is one site (numbered as built),
+    (`DROPOUT_KEY`, site, row, column), see `keep_masks`. Each instance is one site (numbered as built),
     so a Dropout called twice in one step applies the same mask to same-shaped inputs. Inputs are batch
-    first (every site's are), so that the worker offset of `keep_mask` lands on the worker's rows."""
+    first (every site's are), so that the worker offset of `keep_masks` lands on the worker's rows. `mask`:
+    this site's mask computed beforehand together with others' (`SharedMasks`); None computes it here."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -208,11 +230,32 @@ class Dropout(nn.Cell):
         self.threshold = min(round(p * 2**16), 2**16 - 1)
         self.scale = 1.0 / (1.0 - p)
 
-    def construct(self, x):
+    def construct(self, x, mask=None):
         if not self.training or self.p == 0.0:
             return x
-        mask = keep_mask(DROPOUT_KEY.value, self.site, x.shape, self.threshold, self.scale, x.dtype)
+        if mask is None:
+            mask = keep_mask(DROPOUT_KEY.value, self.site, x.shape, self.threshold, self.scale, x.dtype)
         return ops.mul(x, ops.stop_gradient(mask))
+
+
+class SharedMasks(nn.Cell):
+    """The masks of several Dropouts of one probability whose inputs share a shape (a model's per-layer
+    sites), computed at once: `keep_masks` over all their sites, the masks each would draw alone, in one
+    pass of kernels instead of one per site. Called with the inputs' shape and dtype → one mask per Dropout,
+    in their order, or Nones outside training (each Dropout then passes its input through)."""
+
+    def __init__(self, dropouts):
+        super().__init__()
+        if len({dropout.p for dropout in dropouts}) > 1:
+            raise ValueError(f"shared masks need one dropout probability, got {sorted({d.p for d in dropouts})}")
+        self.sites = tuple(dropout.site for dropout in dropouts)
+        self.p = dropouts[0].p
+        self.threshold, self.scale = dropouts[0].threshold, dropouts[0].scale
+
+    def construct(self, shape, dtype):
+        if not self.training or self.p == 0.0:
+            return (None,) * len(self.sites)
+        return keep_masks(DROPOUT_KEY.value, self.sites, shape, self.threshold, self.scale, dtype)
 
 
 def lstm_cell(input_gates, h, c, w_hh_t):

@@ -8,7 +8,7 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from ms_ptuning.backend import seed_everything, seed_step
-from ms_ptuning.layers import DROPOUT_KEY, Dropout, set_dropout_key, site_factors, step_key
+from ms_ptuning.layers import DROPOUT_KEY, Dropout, SharedMasks, set_dropout_key, site_factors, step_key
 from ms_ptuning.training.graph_steps import graph_mode
 
 SHAPE = (4, 8, 32)
@@ -86,7 +86,7 @@ def lowbias32_masks(seed: int, step: int, site: int, rows: int, width: int, p: f
     """The documented hash in numpy's uint32 arithmetic, for `rows` rows of `width` units: True where dropped."""
     words = (width + 1) // 2
     multiplier, offset, worker_offset = (step_key(seed, step, worker).view(np.uint32)
-                                         * site_factors(site, rows * words).asnumpy().view(np.uint32))
+                                         * site_factors((site,), rows * words).asnumpy()[0].view(np.uint32))
     with np.errstate(over="ignore"):
         h = np.arange(rows * words, dtype=np.uint32).reshape(rows, words) * multiplier + offset + worker_offset
         h = (h ^ (h >> np.uint32(16))) * np.uint32(0x7FEB352D)
@@ -124,6 +124,39 @@ def test_workers_draw_the_masks_of_one_process_on_their_rows(shape):
         set_dropout_key(9, 2, worker=worker)
         part = dropout(Tensor(np.ones(shape, np.float32))).asnumpy()
         assert np.array_equal(part, whole[worker * shape[0]:(worker + 1) * shape[0]])
+
+
+class KeyedSharedMasks(nn.Cell):
+    def __init__(self, shared: SharedMasks, shape: tuple):
+        super().__init__()
+        self.shared, self.shape = shared, shape
+
+    def construct(self, key):
+        ops.assign(DROPOUT_KEY.value, key)
+        return self.shared(self.shape, mindspore.float32)
+
+
+@pytest.mark.parametrize("shape", [SHAPE, (3, 5, 9)])
+def test_shared_masks_are_the_masks_each_site_draws_alone(shape):
+    # what the native backbones compute for all their layers at once, op by op and compiled
+    dropouts = [Dropout(0.3) for _ in range(3)]
+    shared = SharedMasks(dropouts)
+    for cell in dropouts + [shared]:
+        cell.set_train(True)
+    set_dropout_key(4, 6, worker=1)
+    alone = [dropout(Tensor(np.ones(shape, np.float32))).asnumpy() for dropout in dropouts]
+    together = [mask.asnumpy() for mask in shared(shape, mindspore.float32)]
+    graph = KeyedSharedMasks(shared, shape)
+    graph.set_train(True)
+    with graph_mode():
+        compiled = [mask.asnumpy() for mask in graph(Tensor(step_key(4, 6, worker=1)))]
+    for mine, theirs, compiled_mask in zip(alone, together, compiled):
+        assert np.array_equal(mine, theirs) and np.array_equal(mine, compiled_mask)
+    assert not np.array_equal(alone[0], alone[1])
+    shared.set_train(False)
+    assert shared(shape, mindspore.float32) == (None, None, None)
+    with pytest.raises(ValueError, match="one dropout probability"):
+        SharedMasks([Dropout(0.1), Dropout(0.2)])
 
 
 DRAWS = 1_000_000

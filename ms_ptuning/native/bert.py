@@ -12,7 +12,7 @@ import math
 from mindspore import nn, ops
 from mindspore import dtype as mstype
 
-from ..layers import Dropout
+from ..layers import Dropout, SharedMasks
 from . import functional as F
 from .cells import Embedding, LayerNorm, Linear
 
@@ -31,9 +31,10 @@ class BertEmbeddings(nn.Cell):
         self.LayerNorm = LayerNorm(hidden, config.layer_norm_eps)  # Hugging Face's (TensorFlow's) spelling
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def construct(self, inputs_embeds, token_type_ids, position_ids, first_position: int):
+    def construct(self, inputs_embeds, token_type_ids, position_ids, first_position: int, dropout_mask):
         """inputs_embeds (B, T, H); token types and positions (B, T) ids or None; None positions are
-        first_position … first_position+T−1 and None token types are 0, as Hugging Face's buffers give them."""
+        first_position … first_position+T−1 and None token types are 0, as Hugging Face's buffers give them;
+        dropout_mask: the dropout's (B·T, H) mask or None (see `layers.SharedMasks`) → (B·T, H) rows."""
         steps = inputs_embeds.shape[1]
         if token_type_ids is None:  # row 0 copied out to (B, T, H): the lookup of all-zero ids
             token_types = F.broadcast(self.token_type_embeddings.rows(0, 1), inputs_embeds)
@@ -44,8 +45,8 @@ class BertEmbeddings(nn.Cell):
             positions = F.broadcast(self.position_embeddings.rows(first_position, steps), inputs_embeds)
         else:
             positions = self.position_embeddings(position_ids)
-        embeddings = ops.add(embeddings, positions)
-        return self.dropout(self.LayerNorm(embeddings))
+        embeddings = ops.reshape(ops.add(embeddings, positions), (-1, inputs_embeds.shape[-1]))
+        return self.dropout(self.LayerNorm(embeddings), dropout_mask)
 
 
 class BertSelfAttention(nn.Cell):
@@ -64,17 +65,18 @@ class BertSelfAttention(nn.Cell):
         self.softmax = F.Softmax()
         self.dropout = Dropout(config.attention_probs_dropout_prob)
 
-    def construct(self, hidden, additive_mask, prefix_key, prefix_value):
-        # hidden (B, T, H); additive_mask (B, heads, T, P+T) or None; prefix_key/value (B, heads, P, d) or None
-        query = F.split_heads(self.query(hidden), self.num_heads)
-        key = F.split_heads(self.key(hidden), self.num_heads)
-        value = F.split_heads(self.value(hidden), self.num_heads)
+    def construct(self, hidden, batch: int, additive_mask, prefix_key, prefix_value, probs_mask):
+        # hidden (B·T, H) rows; additive_mask (B, heads, T, P+T) or None; prefix_key/value (B, heads, P, d) or
+        # None; probs_mask: the attention dropout's (B, heads, T, P+T) mask or None → (B·T, H)
+        query = F.split_heads(F.unflatten_rows(self.query(hidden), batch), self.num_heads)
+        key = F.split_heads(F.unflatten_rows(self.key(hidden), batch), self.num_heads)
+        value = F.split_heads(F.unflatten_rows(self.value(hidden), batch), self.num_heads)
         if prefix_key is not None:
             key = ops.concat((prefix_key, key), 2)  # (B, heads, P+T, d)
             value = ops.concat((prefix_value, value), 2)
         context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.dropout,
-                           self.compute_dtype)
-        return F.merge_heads(context)  # (B, T, H)
+                           self.compute_dtype, probs_mask)
+        return F.flatten_rows(F.merge_heads(context))  # (B, T, H)
 
 
 class BertResidualOutput(nn.Cell):
@@ -86,8 +88,8 @@ class BertResidualOutput(nn.Cell):
         self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def construct(self, hidden, residual):
-        return self.LayerNorm(ops.add(self.dropout(self.dense(hidden)), residual))
+    def construct(self, hidden, residual, dropout_mask):
+        return self.LayerNorm(ops.add(self.dropout(self.dense(hidden), dropout_mask), residual))
 
 
 class BertAttention(nn.Cell):
@@ -96,8 +98,9 @@ class BertAttention(nn.Cell):
         self.self = BertSelfAttention(config)
         self.output = BertResidualOutput(config, config.hidden_size)
 
-    def construct(self, hidden, additive_mask, prefix_key, prefix_value):
-        return self.output(self.self(hidden, additive_mask, prefix_key, prefix_value), hidden)
+    def construct(self, hidden, batch: int, additive_mask, prefix_key, prefix_value, probs_mask, output_mask):
+        return self.output(self.self(hidden, batch, additive_mask, prefix_key, prefix_value, probs_mask), hidden,
+                           output_mask)
 
 
 class BertIntermediate(nn.Cell):
@@ -117,9 +120,14 @@ class BertLayer(nn.Cell):
         self.intermediate = BertIntermediate(config)
         self.output = BertResidualOutput(config, config.intermediate_size)
 
-    def construct(self, hidden, additive_mask, prefix_key, prefix_value):
-        attended = self.attention(hidden, additive_mask, prefix_key, prefix_value)
-        return self.output(self.intermediate(attended), attended)
+    def construct(self, hidden, batch: int, additive_mask, prefix_key, prefix_value, dropout_masks):
+        """hidden (B·T, H) rows of tokens, as every op but attention takes them (no reshapes around the linear
+        layers) → (B·T, H). dropout_masks: the masks (or Nones) of the attention probabilities, the attention
+        output and the output, computed for all layers at once (`NativeBert.construct`)."""
+        probs_mask, attention_mask, output_mask = dropout_masks
+        attended = self.attention(hidden, batch, additive_mask, prefix_key, prefix_value, probs_mask,
+                                  attention_mask)
+        return self.output(self.intermediate(attended), attended, output_mask)
 
 
 class BertEncoder(nn.Cell):
@@ -127,12 +135,14 @@ class BertEncoder(nn.Cell):
         super().__init__()
         self.layer = nn.CellList([BertLayer(config) for _ in range(config.num_hidden_layers)])
 
-    def construct(self, hidden, additive_mask, prefix_key_values):
+    def construct(self, hidden, batch: int, additive_mask, prefix_key_values, dropout_masks):
+        """hidden (B·T, H) rows → (B·T, H); dropout_masks: per layer its three (see `BertLayer`)."""
         for index, layer in enumerate(self.layer):
             if prefix_key_values is None:
-                hidden = layer(hidden, additive_mask, None, None)
+                hidden = layer(hidden, batch, additive_mask, None, None, dropout_masks[index])
             else:
-                hidden = layer(hidden, additive_mask, prefix_key_values[index][0], prefix_key_values[index][1])
+                hidden = layer(hidden, batch, additive_mask, prefix_key_values[index][0],
+                               prefix_key_values[index][1], dropout_masks[index])
         return hidden
 
 
@@ -161,6 +171,12 @@ class NativeBert(nn.Cell):
         self.embeddings = BertEmbeddings(config, config.pad_token_id if self.padded_positions else None)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
+        # every dropout site's mask drawn in two passes per step, not one per site: the (B, T, H) sites
+        # (embeddings, then per layer attention output and output) and the attention probabilities
+        layers = self.encoder.layer
+        self.hidden_masks = SharedMasks([self.embeddings.dropout] + [dropout for layer in layers for dropout in (
+            layer.attention.output.dropout, layer.output.dropout)])
+        self.probs_masks = SharedMasks([layer.attention.self.dropout for layer in layers])
 
     @property
     def transformer_layers(self):
@@ -199,10 +215,16 @@ class NativeBert(nn.Cell):
             position_ids = self.default_positions(input_ids, past_length)
         if inputs_embeds is None:
             inputs_embeds = self.embed_words(input_ids)
-        hidden = self.embeddings(inputs_embeds, token_type_ids, position_ids, self.first_position(past_length))
-        additive_mask = None if attention_mask is None else F.padding_mask(
-            attention_mask, self.num_heads, hidden.shape[1])
-        sequence_output = self.encoder(hidden, additive_mask, prefix_key_values)
+        batch, steps = inputs_embeds.shape[0], inputs_embeds.shape[1]
+        hidden_masks = self.hidden_masks((batch * steps, inputs_embeds.shape[2]), inputs_embeds.dtype)
+        probs_masks = self.probs_masks((batch, self.num_heads, steps, past_length + steps), inputs_embeds.dtype)
+        layer_masks = tuple((probs_masks[index], hidden_masks[1 + 2 * index], hidden_masks[2 + 2 * index])
+                            for index in range(len(probs_masks)))
+        hidden = self.embeddings(inputs_embeds, token_type_ids, position_ids, self.first_position(past_length),
+                                 hidden_masks[0])
+        additive_mask = None if attention_mask is None else F.padding_mask(attention_mask, self.num_heads, steps)
+        rows = self.encoder(hidden, batch, additive_mask, prefix_key_values, layer_masks)  # (B·T, H)
+        sequence_output = F.unflatten_rows(rows, batch)
         return sequence_output, self.pool(sequence_output)
 
     def first_position(self, past_length: int) -> int:

@@ -44,29 +44,43 @@ def low_precision_product(matmul, a, b, compute_dtype):
     return ops.cast(matmul(ops.cast(a, compute_dtype), ops.cast(b, compute_dtype)), mstype.float32)
 
 
+def flatten_rows(x):
+    """(B, T, H) → (B·T, H): the encoders' activations between attentions, rows of tokens, so that linear
+    layers, LayerNorm and dropout take them without a reshape kernel on each side."""
+    return ops.reshape(x, (-1, x.shape[-1]))
+
+
+def unflatten_rows(rows, batch: int):
+    """(B·T, H) → (B, T, H)."""
+    return ops.reshape(rows, (batch, -1, rows.shape[-1]))
+
+
 def linear(x, weight, bias, compute_dtype=None):
     """torch's nn.Linear: x (..., in) · weight (out, in)ᵀ + bias (out,) → (..., out), one 2-D MatMul."""
-    leading = x.shape[:-1]
-    product = low_precision_product(_MATMUL_NT, ops.reshape(x, (-1, x.shape[-1])), weight, compute_dtype)
-    y = _BIAS_ADD(product, bias if compute_dtype is None else ops.cast(bias, mstype.float32))
-    return ops.reshape(y, leading + (weight.shape[0],))
+    return _bias_added(_MATMUL_NT, x, weight, bias, weight.shape[0], compute_dtype)
 
 
 def conv1d(x, weight, bias, compute_dtype=None):
     """GPT-2's Conv1D (a linear layer stored transposed): x (..., in) · weight (in, out) + bias → (..., out)."""
-    leading = x.shape[:-1]
-    product = low_precision_product(_MATMUL, ops.reshape(x, (-1, x.shape[-1])), weight, compute_dtype)
+    return _bias_added(_MATMUL, x, weight, bias, weight.shape[1], compute_dtype)
+
+
+def _bias_added(matmul, x, weight, bias, out_features: int, compute_dtype):
+    """matmul(x, weight) + bias over the last axis of x; rows (a 2-D x, the encoders' usual case) need no
+    reshape around the product."""
+    rows = x if len(x.shape) == 2 else flatten_rows(x)
+    product = low_precision_product(matmul, rows, weight, compute_dtype)
     y = _BIAS_ADD(product, bias if compute_dtype is None else ops.cast(bias, mstype.float32))
-    return ops.reshape(y, leading + (weight.shape[1],))
+    return y if len(x.shape) == 2 else ops.reshape(y, x.shape[:-1] + (out_features,))
 
 
 def layer_norm(x, weight, bias, eps: float):
-    """torch's LayerNorm over the last axis (biased variance): (x − mean) / √(var + eps) · weight + bias."""
-    flat = ops.reshape(x, (-1, x.shape[-1]))  # (N, H)
-    centred = ops.sub(flat, broadcast(_MEAN(flat, -1), flat))
-    variance = _MEAN(ops.square(centred), -1)  # (N, 1)
-    normed = ops.mul(centred, broadcast(ops.rsqrt(ops.add(variance, eps)), flat))
-    return ops.reshape(_BIAS_ADD(ops.mul(normed, broadcast(weight, flat)), bias), x.shape)
+    """torch's LayerNorm over the last axis (biased variance): (x − mean) / √(var + eps) · weight + bias.
+
+    MindSpore's LayerNorm kernel and its registered backward (LayerNormGrad): two launches per call where the
+    composition of elementwise ops took 14 forward and ~25 backward. `ops.LayerNorm`, not `ops.layer_norm`:
+    the latter's LayerNormExt kernel is missing on CPU."""
+    return ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)(x, weight, bias)[0]
 
 
 class Softmax(nn.Cell):
@@ -125,16 +139,16 @@ def merge_heads(x):
     return ops.concat(ops.unstack(x, 1), 2)
 
 
-def attend(query, key, value, additive_mask, scale: float, softmax, dropout, compute_dtype=None):
+def attend(query, key, value, additive_mask, scale: float, softmax, dropout, compute_dtype=None, dropout_mask=None):
     """softmax(q kᵀ · scale + mask) v with dropout on the probabilities, as Hugging Face's eager attention
     (which divides by 1/scale: the same up to one rounding). With `compute_dtype` the two products run in it,
-    the mask and softmax in float32.
+    the mask and softmax in float32. `dropout_mask`: the dropout's mask if computed beforehand.
 
     query (B, heads, T, d), key/value (B, heads, S, d), additive_mask (B, heads, T, S) or None → (B, heads, T, d)."""
     scores = ops.mul(low_precision_product(_BATCH_MATMUL_NT, query, key, compute_dtype), scale)
     if additive_mask is not None:
         scores = ops.add(scores, additive_mask)
-    return low_precision_product(_BATCH_MATMUL, dropout(softmax(scores)), value, compute_dtype)
+    return low_precision_product(_BATCH_MATMUL, dropout(softmax(scores), dropout_mask), value, compute_dtype)
 
 
 def padding_mask(attention_mask, num_heads: int, query_length: int):

@@ -11,7 +11,7 @@ import math
 from mindspore import dtype as mstype
 from mindspore import nn, ops
 
-from ..layers import Dropout
+from ..layers import Dropout, SharedMasks
 from . import functional as F
 from .cells import Conv1D, Embedding, LayerNorm
 
@@ -33,13 +33,14 @@ class GPT2Attention(nn.Cell):
         self.attn_dropout = Dropout(config.attn_pdrop)
         self.resid_dropout = Dropout(config.resid_pdrop)
 
-    def construct(self, hidden, additive_mask, past_key, past_value, slot=None):
-        """hidden (B, T, H); past_key/value (B, heads, S−T, d) or None →
-        (output (B, T, H), key (B, heads, S, d), value): the keys/values so far, the next step's cache.
+    def construct(self, hidden, batch: int, additive_mask, past_key, past_value, slot, dropout_masks):
+        """hidden (B·T, H) rows; past_key/value (B, heads, S−T, d) or None →
+        (output (B·T, H), key (B, heads, S, d), value): the keys/values so far, the next step's cache.
+        dropout_masks: the masks (or Nones) of the attention probabilities and the output (`layers.SharedMasks`).
 
         With `slot` ((1, 1, S, 1) bool, one True) the past is a fixed-size cache (B, heads, S, d) and this one
         token's key/value are written into that slot instead of appended."""
-        query, key, value = ops.split(self.c_attn(hidden), hidden.shape[-1], 2)
+        query, key, value = ops.split(F.unflatten_rows(self.c_attn(hidden), batch), hidden.shape[-1], 2)
         query = F.split_heads(query, self.num_heads)
         key = F.split_heads(key, self.num_heads)
         value = F.split_heads(value, self.num_heads)
@@ -50,8 +51,9 @@ class GPT2Attention(nn.Cell):
             key = ops.concat((past_key, key), 2)
             value = ops.concat((past_value, value), 2)
         context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.attn_dropout,
-                           self.compute_dtype)
-        return self.resid_dropout(self.c_proj(F.merge_heads(context))), key, value
+                           self.compute_dtype, dropout_masks[0])
+        merged = F.flatten_rows(F.merge_heads(context))  # (B·T, H)
+        return self.resid_dropout(self.c_proj(merged), dropout_masks[1]), key, value
 
 
 class GPT2MLP(nn.Cell):
@@ -64,8 +66,8 @@ class GPT2MLP(nn.Cell):
         self.activation = F.ACTIVATIONS[config.activation_function]()
         self.dropout = Dropout(config.resid_pdrop)
 
-    def construct(self, hidden):
-        return self.dropout(self.c_proj(self.activation(self.c_fc(hidden))))
+    def construct(self, hidden, dropout_mask):
+        return self.dropout(self.c_proj(self.activation(self.c_fc(hidden))), dropout_mask)
 
 
 class GPT2Block(nn.Cell):
@@ -79,10 +81,14 @@ class GPT2Block(nn.Cell):
         self.ln_2 = LayerNorm(hidden, config.layer_norm_epsilon)
         self.mlp = GPT2MLP(config)
 
-    def construct(self, hidden, additive_mask, past_key, past_value, slot=None):
-        attended, key, value = self.attn(self.ln_1(hidden), additive_mask, past_key, past_value, slot)
+    def construct(self, hidden, batch: int, additive_mask, past_key, past_value, slot, dropout_masks):
+        """hidden (B·T, H) rows of tokens, as every op but attention takes them (no reshapes around the
+        linear layers) → (B·T, H), this block's key and value. dropout_masks: the masks (or Nones) of the
+        attention probabilities, the attention output and the MLP output (`NativeGPT2.blocks`)."""
+        attended, key, value = self.attn(self.ln_1(hidden), batch, additive_mask, past_key, past_value, slot,
+                                         dropout_masks[:2])
         hidden = ops.add(attended, hidden)
-        return ops.add(hidden, self.mlp(self.ln_2(hidden))), key, value
+        return ops.add(hidden, self.mlp(self.ln_2(hidden), dropout_masks[2])), key, value
 
 
 class NativeGPT2(nn.Cell):
@@ -98,6 +104,11 @@ class NativeGPT2(nn.Cell):
         self.drop = Dropout(config.embd_pdrop)
         self.h = nn.CellList([GPT2Block(config, index) for index in range(config.num_hidden_layers)])
         self.ln_f = LayerNorm(config.hidden_size, config.layer_norm_epsilon)
+        # the blocks' dropout masks drawn in two passes per step, not one per site (see layers.SharedMasks):
+        # the (B, T, H) outputs of attention and MLP, and the attention probabilities
+        self.resid_masks = SharedMasks([dropout for block in self.h for dropout in (block.attn.resid_dropout,
+                                                                                     block.mlp.dropout)])
+        self.probs_masks = SharedMasks([block.attn.attn_dropout for block in self.h])
 
     pooler = None  # GPT-2 has none
 
@@ -153,16 +164,29 @@ class NativeGPT2(nn.Cell):
         hidden = ops.add(inputs_embeds, positions)
         if token_type_ids is not None:
             hidden = ops.add(hidden, self.wte(token_type_ids))
-        hidden = self.drop(hidden)
+        hidden = self.drop(F.flatten_rows(hidden))  # (B·T, H)
         if attention_mask is None:
             attention_mask = ops.ones((batch, past_length + steps), hidden.dtype)
         additive_mask = F.causal_padding_mask(attention_mask, self.num_heads, steps)
+        return self.blocks(hidden, batch, additive_mask, past_key_values, None)
+
+    def blocks(self, hidden, batch: int, additive_mask, past_key_values, slot):
+        """The blocks and ln_f over (B·T, H) rows → (hidden (B, T, H), present_key_values), with the blocks'
+        dropout masks drawn for all of them at once."""
+        steps = hidden.shape[0] // batch
+        if past_key_values is None:
+            keys = steps
+        else:  # a fixed-size cache already holds this token's slot
+            keys = past_key_values[0][0].shape[2] + (0 if slot is not None else steps)
+        resid_masks = self.resid_masks(hidden.shape, hidden.dtype)
+        probs_masks = self.probs_masks((batch, self.num_heads, steps, keys), hidden.dtype)
         presents = ()
         for index, block in enumerate(self.h):
             past = (None, None) if past_key_values is None else past_key_values[index]
-            hidden, key, value = block(hidden, additive_mask, past[0], past[1])
+            hidden, key, value = block(hidden, batch, additive_mask, past[0], past[1], slot,
+                                       (probs_masks[index], resid_masks[2 * index], resid_masks[2 * index + 1]))
             presents = presents + ((key, value),)
-        return self.ln_f(hidden), presents
+        return F.unflatten_rows(self.ln_f(hidden), batch), presents
 
     def decode_static(self, input_ids, position_ids, attention_mask, slot, past_key_values):
         """One token per row against fixed-size caches (what `GPT2StaticStep` compiles once per (B, S)).
@@ -170,15 +194,10 @@ class NativeGPT2(nn.Cell):
         input_ids, position_ids (B, 1); attention_mask (B, S): 1 at the slots holding real tokens, this one
         included; slot (S,): one-hot, where this token goes; past_key_values: L pairs (B, heads, S, d) →
         (hidden (B, 1, H), the caches with this token written in)."""
-        hidden = self.drop(ops.add(self.wte(input_ids), self.wpe(position_ids)))
+        hidden = self.drop(F.flatten_rows(ops.add(self.wte(input_ids), self.wpe(position_ids))))  # (B, H)
         additive_mask = F.static_cache_mask(attention_mask, slot, self.num_heads)
         slot = ops.reshape(ops.cast(slot, mstype.bool_), (1, 1, -1, 1))
-        presents = ()
-        for index, block in enumerate(self.h):
-            hidden, key, value = block(hidden, additive_mask, past_key_values[index][0], past_key_values[index][1],
-                                       slot)
-            presents = presents + ((key, value),)
-        return self.ln_f(hidden), presents
+        return self.blocks(hidden, input_ids.shape[0], additive_mask, past_key_values, slot)
 
 
 class GPT2Prefill(nn.Cell):

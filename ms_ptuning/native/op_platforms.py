@@ -28,6 +28,8 @@ OP_PLATFORMS = {
     'GatherDGradV2': None,
     'GreaterEqual': ['Ascend', 'GPU', 'CPU'],
     'IsFinite': ['Ascend', 'GPU', 'CPU'],
+    'LayerNorm': ['Ascend', 'GPU', 'CPU'],
+    'LayerNormGrad': None,
     'Load': None,
     'LogSoftmax': ['Ascend', 'GPU', 'CPU'],
     'LogSoftmaxGrad': None,
