@@ -2,6 +2,10 @@
 
 `python -m benchmarks.kernels [--cases a,b] [--by_op]`
 
+Each case is counted twice, with the native backbones' per-device choices for CPU and for Ascend/GPU (they
+differ in LayerNorm only: composed on CPU, MindSpore's LayerNorm kernel on the devices, `native.cells.LayerNorm`),
+both compiled here on CPU.
+
 On an NPU running kernel by kernel, and on CPU for millisecond-long steps, each launch costs several µs, so the
 count is a cost of its own. Each case compiles the graph backend's step engine (the benchmark worker's
 `GraphSteps` over the head `build_model` builds) in a process of its own with MindSpore's IR dump limited to the
@@ -24,6 +28,7 @@ import tempfile
 from .configs import CASES, DEFAULT_CASES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHOICES = ("CPU", "Ascend/GPU")
 KERNEL_LINE = re.compile(r"^%\d+ = kernel_graph\d+:([A-Za-z0-9_]+)-op\d+\(", re.M)
 
 
@@ -41,11 +46,15 @@ def kernels_in(dump_dir: str) -> collections.Counter:
     return counts
 
 
-def count_in_this_process(case_name: str, dump_root: str) -> dict:
-    """Compile and run one train step and one inference batch of `case_name`, each graph dumped to its own
-    directory; → {"train": {op: count}, "infer": {op: count}}. Must run in a fresh process (the dump
-    settings apply from the first compilation)."""
+def count_in_this_process(case_name: str, dump_root: str, choices: str) -> dict:
+    """Compile and run one train step and one inference batch of `case_name` with `choices` ("CPU" or
+    "Ascend/GPU"), each graph dumped to its own directory; → {"train": {op: count}, "infer": {op: count}}.
+    Must run in a fresh process (the dump settings apply from the first compilation)."""
     import mindspore
+
+    from ms_ptuning.native.cells import LayerNorm
+
+    LayerNorm.kernel = choices != "CPU"
 
     mindspore.set_context(save_graphs=True, save_graphs_path=os.path.join(dump_root, "train"))
     from .worker import mindspore_side
@@ -57,12 +66,13 @@ def count_in_this_process(case_name: str, dump_root: str) -> dict:
     return {kind: dict(kernels_in(os.path.join(dump_root, kind))) for kind in ("train", "infer")}
 
 
-def count_kernels(case_name: str) -> dict:
-    """{"train": {op: count}, "infer": {op: count}} of `case_name` on the graph backend, counted in a child
-    process; raises RuntimeError with the child's last output lines if it fails."""
+def count_kernels(case_name: str, choices: str = "CPU") -> dict:
+    """{"train": {op: count}, "infer": {op: count}} of `case_name` on the graph backend with the native
+    backbones' choices for `choices` ("CPU" or "Ascend/GPU"), counted in a child process; raises RuntimeError
+    with the child's last output lines if it fails."""
     with tempfile.TemporaryDirectory(prefix="kernels-") as dump_root:
         env = dict(os.environ, MS_DEV_DUMP_IR_PASSES="actor_set", PYTHONUNBUFFERED="1")
-        done = subprocess.run([sys.executable, "-m", "benchmarks.kernels", "--child", case_name, dump_root],
+        done = subprocess.run([sys.executable, "-m", "benchmarks.kernels", "--child", case_name, dump_root, choices],
                               cwd=ROOT, env=env, capture_output=True, text=True)
         answers = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode != 0 or not answers:
@@ -80,7 +90,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=",".join(DEFAULT_CASES), help=f"comma-separated, from {', '.join(CASES)}")
     parser.add_argument("--by_op", action="store_true", help="also list the kernels of each graph by primitive")
-    parser.add_argument("--child", nargs=2, metavar=("CASE", "DUMP_DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("CASE", "DUMP_DIR", "CHOICES"), help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:
         print(json.dumps(count_in_this_process(*options.child)), flush=True)
@@ -89,18 +99,19 @@ def main(argv=None) -> int:
     unknown = [case for case in cases if case not in CASES]
     if unknown:
         parser.error(f"--cases: unknown {', '.join(unknown)}; choose from {', '.join(CASES)}")
-    print("| case | kernels per train step | kernels per inference batch |\n|---|---|---|")
+    print("| case | choices | kernels per train step | kernels per inference batch |\n|---|---|---|---|")
     details = []
     for case in cases:
-        counts = count_kernels(case)
-        total = totals(counts)
-        print(f"| {case} | {total['train']} | {total['infer']} |", flush=True)
-        details.append((case, counts))
+        for choices in CHOICES:
+            counts = count_kernels(case, choices)
+            total = totals(counts)
+            print(f"| {case} | {choices} | {total['train']} | {total['infer']} |", flush=True)
+            details.append((f"{case} ({choices})", counts))
     if options.by_op:
-        for case, counts in details:
+        for name, counts in details:
             for kind, by_op in counts.items():
                 ranked = sorted(by_op.items(), key=lambda item: (-item[1], item[0]))
-                print(f"\n{case} {kind}: " + ", ".join(f"{op} {n}" for op, n in ranked))
+                print(f"\n{name} {kind}: " + ", ".join(f"{op} {n}" for op, n in ranked))
     return 0
 
 

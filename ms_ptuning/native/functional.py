@@ -74,13 +74,20 @@ def _bias_added(matmul, x, weight, bias, out_features: int, compute_dtype):
     return y if len(x.shape) == 2 else ops.reshape(y, x.shape[:-1] + (out_features,))
 
 
-def layer_norm(x, weight, bias, eps: float):
+def layer_norm(x, weight, bias, eps: float, kernel: bool = False):
     """torch's LayerNorm over the last axis (biased variance): (x − mean) / √(var + eps) · weight + bias.
 
-    MindSpore's LayerNorm kernel and its registered backward (LayerNormGrad): two launches per call where the
-    composition of elementwise ops took 14 forward and ~25 backward. `ops.LayerNorm`, not `ops.layer_norm`:
-    the latter's LayerNormExt kernel is missing on CPU."""
-    return ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)(x, weight, bias)[0]
+    `kernel`: MindSpore's LayerNorm kernel and its registered backward (LayerNormGrad), two launches per call
+    (`ops.LayerNorm`, not `ops.layer_norm`, whose LayerNormExt kernel is missing on CPU). Otherwise composed of
+    elementwise ops: ~14 launches forward and ~25 backward, but on CPU the kernel's backward is the slower one
+    (cells.LayerNorm chooses by device)."""
+    if kernel:
+        return ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)(x, weight, bias)[0]
+    flat = ops.reshape(x, (-1, x.shape[-1]))  # (N, H)
+    centred = ops.sub(flat, broadcast(_MEAN(flat, -1), flat))
+    variance = _MEAN(ops.square(centred), -1)  # (N, 1)
+    normed = ops.mul(centred, broadcast(ops.rsqrt(ops.add(variance, eps)), flat))
+    return ops.reshape(_BIAS_ADD(ops.mul(normed, broadcast(weight, flat)), bias), x.shape)
 
 
 class Softmax(nn.Cell):
