@@ -9,6 +9,7 @@ eager ones on the same weights, by the same metric.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -37,6 +38,21 @@ BACKENDS = ("eager", "graph")
 def reference_command(workdirs, threads: int = 1, module: str = "ms_ptuning.reference.run"):
     """(argv, env) of one reference process for the given exchange directories."""
     return [sys.executable, "-m", module, *workdirs], dict(os.environ, MS_PTUNING_THREADS=str(threads))
+
+
+@contextlib.contextmanager
+def reference_process(workdirs: list, log_path: str, module: str = "ms_ptuning.reference.run"):
+    """One reference process over `workdirs`, writing to `log_path` (a file, not a pipe: a full pipe would
+    stall it); killed if it still runs when the block ends."""
+    with open(log_path, "w") as log:
+        argv, env = reference_command(workdirs, module=module)
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 def run_reference(*workdirs: str, threads: int = 1) -> None:
@@ -155,18 +171,11 @@ def compare_many(cases: list, backends: tuple | list = ("eager",)) -> list:
             os.mkdir(workdir)
             write_case(workdir, *case)
         log_path = os.path.join(root, "reference.log")
-        with open(log_path, "w") as log:  # a file, not a pipe: a full pipe would stall the reference
-            argv, env = reference_command(workdirs)
-            process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
-        try:
+        with reference_process(workdirs, log_path) as process:
             results = []
             for workdir, case, case_backends in zip(workdirs, cases, per_case):
                 wait_for_reference(process, workdir, log_path)
                 results.append(compare_backends(workdir, *case, case_backends))
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
     return results
 
 

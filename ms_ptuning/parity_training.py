@@ -14,7 +14,6 @@ the eager one. `scripts/compare_torch.sh --train_steps N [--backend graph]` prin
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -27,7 +26,7 @@ from .arguments import RunTrainingArguments
 from .config import PTuningConfig
 from .data.dataset import ArrayDataset, batch_indices, epoch_order
 from .execution import choose_backend
-from .parity import BACKENDS, load_reference_model, reference_command, wait_for_reference, write_case
+from .parity import BACKENDS, load_reference_model, reference_process, wait_for_reference, write_case
 from .training import EagerSteps, Trainer
 from .weights import to_numpy, trainable_weights
 
@@ -92,10 +91,7 @@ def compare_trainings(cases: list, backends: tuple = ("eager",)) -> list:
         for workdir, case in zip(workdirs, cases):
             write_training_case(workdir, *case)
         log_path = os.path.join(root, "reference.log")
-        with open(log_path, "w") as log:  # a file, not a pipe: a full pipe would stall the reference
-            argv, env = reference_command(workdirs, module="ms_ptuning.reference.train")
-            process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
-        try:
+        with reference_process(workdirs, log_path, module="ms_ptuning.reference.train") as process:
             results = []
             for workdir, (head, backbone_config, ptuning_config, columns, steps, settings) in zip(workdirs, cases):
                 wait_for_reference(process, workdir, log_path, "weights.safetensors")
@@ -108,10 +104,6 @@ def compare_trainings(cases: list, backends: tuple = ("eager",)) -> list:
                 wait_for_reference(process, workdir, log_path, "reference_training.safetensors")
                 reference = load_file(os.path.join(workdir, "reference_training.safetensors"))
                 results.append(training_results(runs, reference, settings["max_grad_norm"]))
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
     return results
 
 
