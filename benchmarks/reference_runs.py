@@ -12,6 +12,7 @@ MODE_SETTINGS, batch 32, warmup 10%, dropout 0.1, dev scored every epoch, seeds 
 import argparse
 import json
 import os
+import shutil
 import sys
 
 from ms_ptuning.comparison import driver
@@ -116,9 +117,14 @@ def write_document(options, outputs: dict) -> None:
               f"end of each mode ({seconds / 60:.0f} min in all). Times and memory are from a shared machine unless it was "
               "quiet: compare them within a row only. Regenerate: `python -m benchmarks.reference_runs` "
               f"({' '.join(sys.argv[1:]) or 'no flags'} here).", ""]
+    curves_dir = os.path.join(os.path.dirname(os.path.abspath(options.document)), "reference_curves")
+    os.makedirs(curves_dir, exist_ok=True)
     for mode, path in outputs.items():
         lines += mode_section(mode, comparisons[mode])
-        lines += [f"Curves: `{os.path.join(os.path.dirname(path), 'comparison.png')}` (not committed).", ""]
+        # the plot beside the document, so that the committed table links to curves that exist
+        shutil.copyfile(os.path.join(os.path.dirname(path), "comparison.png"), os.path.join(curves_dir, f"{mode}.png"))
+        lines += [f"Curves (train loss and dev accuracy over steps, seeds thin, means bold): "
+                  f"![{mode}](reference_curves/{mode}.png)", ""]
     with open(options.document, "w") as handle:
         handle.write("\n".join(lines))
 
