@@ -52,9 +52,9 @@ def count_in_this_process(case_name: str, dump_root: str, choices: str) -> dict:
     Must run in a fresh process (the dump settings apply from the first compilation)."""
     import mindspore
 
-    from ms_ptuning.native.cells import LayerNorm
+    from ms_ptuning.native import kernels
 
-    LayerNorm.kernel = choices != "CPU"
+    kernels.FORCED = choices != "CPU"
 
     mindspore.set_context(save_graphs=True, save_graphs_path=os.path.join(dump_root, "train"))
     from .worker import mindspore_side

@@ -8,11 +8,12 @@ native backbone never holds a second copy of the weights. Used without conversio
 Conv1D multiply in it; every Cell hands on float32 whatever dtype its weights are stored in.
 """
 
-from mindspore import Parameter, get_context, nn, ops
+from mindspore import Parameter, nn, ops
 from mindspore import dtype as mstype
 from mindspore.common.initializer import initializer
 
 from . import functional as F
+from .kernels import device_kernels
 
 _MATMUL_NT = ops.MatMul(transpose_b=True)
 
@@ -83,18 +84,16 @@ class Conv1D(nn.Cell):
 class LayerNorm(nn.Cell):
     """torch's nn.LayerNorm over the last axis: weight, bias (hidden,); computed in float32 always.
 
-    `kernel` (None: by the device target when built): MindSpore's LayerNorm kernel (2 launches with its
-    backward) on Ascend and GPU, where each launch costs several µs; the elementwise composition (~39 launches)
-    on CPU, where the kernel's backward made a BERT-base prefix train step 6-8% slower (measured on a shared
-    machine). Both agree with torch within the parity bounds (tests/test_native_backbones.py)."""
+    With the devices' kernels (`kernels.device_kernels`) MindSpore's LayerNorm kernel (2 launches with its
+    backward); on CPU the elementwise composition (~39 launches), because there the kernel's backward made a
+    BERT-base prefix train step 6-8% slower (measured on a shared machine)."""
 
     compute_dtype = None
-    kernel = None
 
     def __init__(self, hidden_size: int, eps: float):
         super().__init__()
         self.eps = eps
-        self.use_kernel = get_context("device_target") != "CPU" if LayerNorm.kernel is None else LayerNorm.kernel
+        self.use_kernel = device_kernels()
         self.weight = empty_parameter((hidden_size,), "weight")
         self.bias = empty_parameter((hidden_size,), "bias")
 
