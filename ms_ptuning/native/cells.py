@@ -30,15 +30,19 @@ class Embedding(nn.Cell):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int = None):
         super().__init__()
         self.padding_idx = padding_idx
+        self.device_kernels = device_kernels()
         self.weight = empty_parameter((num_embeddings, embedding_dim), "weight")
 
     def construct(self, indices):
         rows = self.float32(ops.gather(self.weight, indices, 0))  # (..., dim)
         if self.padding_idx is None:
             return rows
-        # the same values; the gradient reaches the table only through the rows of other ids
-        keep = F.broadcast(ops.expand_dims(ops.cast(ops.ne(indices, self.padding_idx), rows.dtype), -1), rows)
-        return ops.add(ops.mul(rows, keep), ops.mul(ops.stop_gradient(rows), ops.sub(1.0, keep)))
+        # the same values (rows − rows is exactly 0); the gradient reaches the table only through the rows of
+        # other ids; the 1/0 column copied out to the rows' shape on CPU, broadcast by the Mul on the devices
+        keep = ops.expand_dims(ops.cast(ops.ne(indices, self.padding_idx), rows.dtype), -1)
+        keep = keep if self.device_kernels else F.broadcast(keep, rows)
+        constant = ops.stop_gradient(rows)
+        return ops.add(constant, ops.mul(ops.sub(rows, constant), keep))
 
     def rows(self, start: int, count: int):
         """Rows start … start+count−1, (count, dim): the lookup of a run of consecutive ids, without the gather."""
