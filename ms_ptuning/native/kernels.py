@@ -2,13 +2,14 @@
 elementwise compositions on CPU. Each Cell asks `device_kernels()` once, when it is built.
 
 On an NPU or a GPU running kernel by kernel each launch costs several µs to tens of µs, and at BERT-base size
-launches, not FLOPs, bound a step: there the backbones take the fewest kernels (MindSpore's LayerNorm and GeLU
-kernels with their registered backward, one q/k/v product, heads split and merged by reshape + transpose,
-broadcasting elementwise ops, softmax's registered backward). On CPU, MindSpore 2.7's compiled graphs keep
-1.3–4 output-sized buffers alive per call site of a transpose, a broadcasting op or those default backwards
-(see `functional.py`), and the LayerNorm kernel's backward is slower than its composition: there they compose.
-Both choices compute what Hugging Face computes within the parity bounds (tests/test_native_backbones.py runs
-both on CPU; the devices' choice was not run on a device).
+launches, not FLOPs, bound a step: there the backbones take the fewest kernels: MindSpore's LayerNorm kernel,
+its GeLU kernel for the tanh GELU (GPT-2; BERT's erf GELU has no exact kernel that also runs on CPU and stays
+composed), each with its registered backward; BERT's q/k/v as one product; heads split and merged by reshape +
+transpose; softmax with its registered backward; masks and table rows broadcast by the elementwise ops. On
+CPU, MindSpore 2.7's compiled graphs keep 1.3–4 output-sized buffers alive per call site of a transpose, a
+broadcasting op or those default backwards (see `functional.py`), and the LayerNorm kernel's backward is slower
+than its composition: there they compose. Both choices compute what Hugging Face computes within the parity
+bounds (tests/test_native_backbones.py runs both on CPU); the devices' choice was not run on a device.
 
 `FORCED` (None: by `--device_target`, MindSpore's device target when the Cell is built) overrides the choice:
 `benchmarks.kernels` and the tests compile the devices' choice on CPU with `forced(True)`.
