@@ -10,7 +10,8 @@ backward of softmax and erf each keep 1.3–4 output-sized buffers alive outside
 the graph exists, one set per call site: twelve BERT-base layers held ~10 GB that way. So every broadcast is
 explicit (`ops.broadcast_to`, or BiasAdd on a 2-D view), heads are split and merged with split/stack and
 unstack/concat instead of transposes, division by a constant is multiplication by its reciprocal, and softmax
-and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`).
+and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`). That is the CPU's choice; with the devices'
+kernels (`device_kernels=True`, see `kernels.py`) the same functions take fewer, fused kernels instead.
 """
 
 import math
@@ -231,8 +232,8 @@ def causal_padding_mask(attention_mask, num_heads: int, query_length: int, devic
 
 def static_cache_mask(attention_mask, slot, num_heads: int, device_kernels: bool = False):
     """The additive mask of one query against a fixed-size cache: (B, S) 1/0 and the query's one-hot slot
-    (S,) → (B, heads, 1, S). Slots after the query's are −inf (they do not exist for Hugging Face), visible
-    padding float32 min, as in `causal_padding_mask`."""
+    (S,) → (B, heads, 1, S) (devices' kernels: (B, 1, 1, S)). Slots after the query's are −inf (they do not
+    exist for Hugging Face), visible padding float32 min, as in `causal_padding_mask`."""
     total = attention_mask.shape[1]
     reached = _CUMSUM_FROM_END(ops.cast(slot, mstype.float32), 0)  # (S,): 1 up to the query's slot
     causal = ops.masked_fill(ops.zeros((1, total), mstype.float32), ops.equal(ops.expand_dims(reached, 0), 0.0),
