@@ -2,9 +2,14 @@
 
 `python -m benchmarks.kernels [--cases a,b] [--by_op]`
 
-Each case is counted twice, with the native backbones' per-device choices for CPU and for Ascend/GPU (they
-differ in LayerNorm only: composed on CPU, MindSpore's LayerNorm kernel on the devices, `native.cells.LayerNorm`),
-both compiled here on CPU.
+Each case is counted twice, with the native backbones' per-device choices for CPU and for Ascend/GPU
+(`ms_ptuning.native.kernels`: compositions on CPU; on the devices MindSpore's LayerNorm and GeLU kernels, one
+q/k/v product, heads by reshape + transpose, broadcasting elementwise ops), both compiled here on CPU.
+
+The count is every kernel of the final actor set. On Ascend and GPU, MindSpore's backend also drops Reshape,
+ExpandDims, Squeeze and Flatten from the execution order (nop nodes: `IsNopNode` / `HideNopNode` in
+mindspore/ccsrc/backend/common/optimizer/helper.cc; on CPU they run); the "launched on the device" columns
+count the Ascend/GPU choice without them (read from MindSpore's source, not run on a device).
 
 On an NPU running kernel by kernel, and on CPU for millisecond-long steps, each launch costs several µs, so the
 count is a cost of its own. Each case compiles the graph backend's step engine (the benchmark worker's
@@ -29,6 +34,7 @@ from .configs import CASES, DEFAULT_CASES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHOICES = ("CPU", "Ascend/GPU")
+NOP_ON_DEVICES = ("Reshape", "ExpandDims", "Squeeze", "Flatten")
 KERNEL_LINE = re.compile(r"^%\d+ = kernel_graph\d+:([A-Za-z0-9_]+)-op\d+\(", re.M)
 
 
@@ -52,9 +58,9 @@ def count_in_this_process(case_name: str, dump_root: str, choices: str) -> dict:
     Must run in a fresh process (the dump settings apply from the first compilation)."""
     import mindspore
 
-    from ms_ptuning.native.cells import LayerNorm
+    from ms_ptuning.native import kernels
 
-    LayerNorm.kernel = choices != "CPU"
+    kernels.FORCED = choices != "CPU"
 
     mindspore.set_context(save_graphs=True, save_graphs_path=os.path.join(dump_root, "train"))
     from .worker import mindspore_side
@@ -81,9 +87,9 @@ def count_kernels(case_name: str, choices: str = "CPU") -> dict:
         return json.loads(answers[-1])
 
 
-def totals(counts: dict) -> dict:
-    """{"train": n, "infer": n} from count_kernels' answer."""
-    return {kind: sum(by_op.values()) for kind, by_op in counts.items()}
+def totals(counts: dict, skip=()) -> dict:
+    """{"train": n, "infer": n} from count_kernels' answer, without the primitives in `skip`."""
+    return {kind: sum(n for op, n in by_op.items() if op not in skip) for kind, by_op in counts.items()}
 
 
 def main(argv=None) -> int:
@@ -99,13 +105,16 @@ def main(argv=None) -> int:
     unknown = [case for case in cases if case not in CASES]
     if unknown:
         parser.error(f"--cases: unknown {', '.join(unknown)}; choose from {', '.join(CASES)}")
-    print("| case | choices | kernels per train step | kernels per inference batch |\n|---|---|---|---|")
+    print("| case | choices | kernels per train step | kernels per inference batch | train, launched on the device "
+          "| inference, launched on the device |\n|---|---|---|---|---|---|")
     details = []
     for case in cases:
         for choices in CHOICES:
             counts = count_kernels(case, choices)
             total = totals(counts)
-            print(f"| {case} | {choices} | {total['train']} | {total['infer']} |", flush=True)
+            launched = totals(counts, NOP_ON_DEVICES) if choices != "CPU" else {"train": "—", "infer": "—"}
+            print(f"| {case} | {choices} | {total['train']} | {total['infer']} | {launched['train']} "
+                  f"| {launched['infer']} |", flush=True)
             details.append((f"{case} ({choices})", counts))
     if options.by_op:
         for name, counts in details:

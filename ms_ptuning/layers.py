@@ -139,6 +139,18 @@ def _index_range(count: int) -> Tensor:
 
 
 @constexpr
+def row_word_offsets(rows_shape: tuple, words: int) -> Tensor:
+    """row · words for every row of a grid, shaped rows_shape + (1,), int32 with wrapping (a graph constant)."""
+    return _row_word_offsets(rows_shape, words)
+
+
+@functools.lru_cache(maxsize=64)
+def _row_word_offsets(rows_shape: tuple, words: int) -> Tensor:
+    offsets = np.arange(math.prod(rows_shape), dtype=np.int64) * words
+    return Tensor(offsets.astype(np.uint32).view(np.int32).reshape(rows_shape + (1,)))
+
+
+@constexpr
 def site_factors(sites: tuple, count: int) -> Tensor:
     """What the step key is multiplied by at each of `sites`, (len(sites), 3), for inputs of `count` hash
     words each (a graph constant)."""
@@ -176,24 +188,21 @@ def keep_masks(key, sites: tuple, shape: tuple, threshold: int, scale: float, dt
     backend keeps about one buffer per op for the graph's life). The sites of one shape are hashed as one
     stacked tensor (their words side by side on a leading axis, each with its own (s, t)): one pass of ~25
     kernels for all of a step's same-shaped sites, where each site alone took as many. Only int32 multiply
-    (wrapping), add, xor, and, arithmetic right shift, compare, stack, unstack, slice and cast, all documented
+    (wrapping), add, xor, and, arithmetic right shift, compare, stack, unstack, split, slice and cast, all documented
     by MindSpore for Ascend, GPU and CPU, and no random state: equal (key, site, row, column) give equal masks
     op by op, compiled, after a resume and on any device.
     """
     grid = shape or (1,)  # a scalar is one row of one
     rows, width = math.prod(grid[:-1]), grid[-1]
     words, count = (width + 1) // 2, len(sites)
-    # (K, 3): per site its multiplier a·s, offset b·t and worker offset w·a·s·(rows·words)
-    multiplier, offset, worker_offset = ops.unstack(ops.mul(key, site_factors(sites, rows * words)), 1)
-    # a·j + b with j = row·words + column word, as (a·words·row + b) + a·column word: small (K, rows) and
-    # (K, words) tables and one broadcast add, the only input-sized op before the mix
-    per_site = (count,) + (1,) * len(grid)
-    row_step = ops.reshape(ops.mul(multiplier, words), (count, 1))
-    start = ops.reshape(ops.add(offset, worker_offset), (count, 1))
-    row_starts = ops.add(ops.mul(row_step, index_range(rows)), start)  # (K, rows)
-    columns = ops.mul(ops.reshape(multiplier, (count, 1)), index_range(words))  # (K, words)
-    h = ops.add(ops.reshape(row_starts, (count,) + grid[:-1] + (1,)),
-                ops.reshape(columns, per_site[:-1] + (words,)))
+    # per site (K, 3, 1, …, 1): its multiplier a·s, offset b·t and worker offset w·a·s·(rows·words), split
+    # into three (K, 1, …, 1) that broadcast against the grid's axes
+    factors = ops.reshape(ops.mul(key, site_factors(sites, rows * words)), (count, 3) + (1,) * (len(grid) - 1))
+    multiplier, offset, worker_offset = ops.split(factors, 1, 1)
+    # a·j + b with j = row·words + column word, as (a·(row·words) + b) + a·column word: small (K, rows…, 1)
+    # and (K, 1…, words) tables and one broadcast add, the only input-sized op before the mix
+    row_starts = ops.add(ops.mul(multiplier, row_word_offsets(grid[:-1], words)), ops.add(offset, worker_offset))
+    h = ops.add(row_starts, ops.mul(multiplier, index_range(words)))
     h = ops.mul(_logical_shift_xor(h, 16), 0x7FEB352D)
     h = ops.mul(_logical_shift_xor(h, 15), _int32(0x846CA68B))
     # the last xorshift 16 leaves the high half as it is; the low half is then (h ^ h >> 16) & 0xffff

@@ -14,8 +14,10 @@ from mindspore import Tensor, nn, ops
 from ms_ptuning.backend import graph_mode
 from ms_ptuning.native import audit
 
-# every backbone in every mode family; plain prompt and prefix projection use a subset of these primitives
-CASES = tuple(f"{model}-{mode}" for model in audit.TINY for mode in ("prefix", "prompt-lstm", "finetune"))
+# every backbone in every mode family; plain prompt and prefix projection use a subset of these primitives;
+# and the graphs built for Ascend and GPU (native.kernels): BERT's fused q/k/v trained, GPT-2's GeLU and decoding
+CASES = tuple(f"{model}-{mode}" for model in audit.TINY for mode in ("prefix", "prompt-lstm", "finetune")) + (
+    f"bert-finetune{audit.DEVICES}", f"gpt2-prefix{audit.DEVICES}")
 
 
 @pytest.fixture(scope="module")

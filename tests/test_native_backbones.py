@@ -20,6 +20,7 @@ from ms_ptuning.backend import graph_mode, torch
 from ms_ptuning.backbones import build_backbone
 from ms_ptuning.layers import Dropout
 from ms_ptuning.native import functional as F
+from ms_ptuning.native import kernels
 from ms_ptuning.native.cells import LayerNorm
 from ms_ptuning.native import (NATIVE_MODEL_TYPES, GPT2Prefill, GPT2StaticStep, build_native, fixed_size_cache,
                                to_native)
@@ -31,7 +32,10 @@ from tiny_backbones import tiny_config
 BATCH, STEPS, VIRTUAL = 3, 7, 4
 MODEL_TYPES = ("bert", "roberta", "gpt2")
 VARIANTS = ("plain", "prefix", "embeds")
-LAYER_NORM_KERNEL_TYPES = ("bert", "gpt2")
+# the devices' kernels (native.kernels) compiled here on CPU: every model's prefix (the input gradient through
+# every layer) and BERT's and GPT-2's plain ids (every weight's gradient through the fused q/k/v product)
+DEVICE_KERNEL_CASES = (("bert", "prefix"), ("roberta", "prefix"), ("gpt2", "prefix"), ("bert", "plain"),
+                       ("gpt2", "plain"))
 
 
 def config_for(model_type: str, **overrides):
@@ -168,7 +172,7 @@ def relative_grad_differences(grads: dict, reference: dict) -> dict:
 def parity_cases(tmp_path_factory):
     """(model_type, variant) → (eager results, native results, torch results); one torch process for all."""
     root = tmp_path_factory.mktemp("native_parity")
-    cases, workdirs, kernel_results = {}, [], {}
+    cases, workdirs, device_results = {}, [], {}
     for seed, (model_type, variant) in enumerate((m, v) for m in MODEL_TYPES for v in VARIANTS):
         config = config_for(model_type)
         mindspore.set_seed(seed)
@@ -186,27 +190,24 @@ def parity_cases(tmp_path_factory):
         native = to_native(model)
         native.set_train(False)
         cases[(model_type, variant)] = (eager, native_results(native, batch, variant))
-        if variant == "prefix" and model_type in LAYER_NORM_KERNEL_TYPES:  # Ascend/GPU's LayerNorm, run on CPU
+        if (model_type, variant) in DEVICE_KERNEL_CASES:  # Ascend/GPU's choice, run on CPU
             mindspore.set_seed(seed)  # the same weights again: to_native moved the first model's away
             torch.manual_seed(seed)
             twin = build_backbone(config)
             twin.eval()
-            LayerNorm.kernel = True
-            try:
-                with_kernel = to_native(twin)
-            finally:
-                LayerNorm.kernel = None
-            with_kernel.set_train(False)
-            assert all(cell.use_kernel for _, cell in with_kernel.cells_and_names() if isinstance(cell, LayerNorm))
-            kernel_results[model_type] = native_results(with_kernel, batch, variant)
+            with kernels.forced(True):
+                on_device = to_native(twin)
+            on_device.set_train(False)
+            assert all(cell.use_kernel for _, cell in on_device.cells_and_names() if isinstance(cell, LayerNorm))
+            device_results[(model_type, variant)] = native_results(on_device, batch, variant)
         workdirs.append(str(workdir))
     script = os.path.join(os.path.dirname(__file__), "native_reference.py")
     finished = subprocess.run([sys.executable, script, *workdirs], capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr[-4000:]
     compared = {key: (*results, load_file(os.path.join(workdir, "reference.safetensors")))
                 for (key, results), workdir in zip(cases.items(), workdirs)}
-    for model_type, results in kernel_results.items():
-        compared[(model_type, "prefix", "LayerNorm kernel")] = (None, results, compared[(model_type, "prefix")][2])
+    for (model_type, variant), results in device_results.items():
+        compared[(model_type, variant, "device kernels")] = (None, results, compared[(model_type, variant)][2])
     return compared
 
 
@@ -229,15 +230,18 @@ def test_native_matches_eager_and_torch(parity_cases, model_type, variant):
         assert max(worst.values()) <= 1e-4, sorted(worst.items(), key=lambda item: -item[1])[:3]
 
 
-@pytest.mark.parametrize("model_type", LAYER_NORM_KERNEL_TYPES)
-def test_layer_norm_kernel_chosen_for_ascend_and_gpu_matches_torch(parity_cases, model_type):
-    """cells.LayerNorm composes LayerNorm on CPU and takes MindSpore's kernel on the devices: the kernel's
-    graph, compiled and run here, holds the same bounds against torch."""
-    assert LayerNorm(4, 1e-5).use_kernel is False  # the CPU's choice
-    _, native, reference = parity_cases[(model_type, "prefix", "LayerNorm kernel")]
+@pytest.mark.parametrize("model_type, variant", DEVICE_KERNEL_CASES)
+def test_device_kernels_chosen_for_ascend_and_gpu_match_torch(parity_cases, model_type, variant):
+    """native.kernels composes on CPU and takes MindSpore's kernels on the devices (LayerNorm, GeLU, one q/k/v
+    product, heads by reshape + transpose, softmax's own backward, broadcasting masks): the devices' graph,
+    compiled and run here, holds the same bounds against torch."""
+    assert kernels.device_kernels() is False and LayerNorm(4, 1e-5).use_kernel is False  # the CPU's choice
+    _, native, reference = parity_cases[(model_type, variant, "device kernels")]
     for name in [k for k in reference if not k.startswith("grad.")]:
         assert np.abs(native[name] - reference[name]).max() <= 1e-5, name
-    worst = relative_grad_differences(native, {k: v for k, v in reference.items() if k.startswith("grad.")})
+    grads = {k: v for k, v in reference.items() if k.startswith("grad.")}
+    assert set(native) - {"sequence", "pooled"} == set(grads)
+    worst = relative_grad_differences(native, grads)
     assert max(worst.values()) <= 1e-4, sorted(worst.items(), key=lambda item: -item[1])[:3]
 
 

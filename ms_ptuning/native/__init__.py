@@ -25,6 +25,9 @@ through a Python fallback (a PyExecute node), a host-side step no device graph s
 finds them). Heads, the step engines' graphs (an empty tuple for a missing loss) and the decoding Cells
 return tensors only.
 
+How the backbones compute (MindSpore's fused kernels on Ascend/GPU, compositions on CPU) is one per-device
+choice made when they are built (`kernels.py`).
+
 `set_compute_dtype(backbone, float16)` runs a native backbone in mixed precision (`precision.py`);
 `recompute_layers(backbone)` recomputes its layers' activations in the backward pass (`recompute.py`).
 """

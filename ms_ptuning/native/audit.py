@@ -143,12 +143,14 @@ MODES = {
     "prompt-lstm": dict(mode="prompt", pre_seq_len=2, prompt_encoder_type="lstm"),
     "finetune": dict(mode="finetune"),
 }
-CASES = tuple(f"{model}-{mode}" for model in TINY for mode in MODES)
+# "<case>+devices": the graphs as built for Ascend and GPU (native.kernels), compiled here
+DEVICES = "+devices"
+CASES = tuple(f"{model}-{mode}{choice}" for model in TINY for mode in MODES for choice in ("", DEVICES))
 
 
 def compiled_graphs(case: str) -> dict:
-    """label → compiled Cell for one case ("bert-prefix", ...): the train step (dropout on), the eval
-    forward, and for GPT-2 the decoding prefill and step."""
+    """label → compiled Cell for one case ("bert-prefix", "bert-prefix+devices", ...): the train step (dropout
+    on), the eval forward, and for GPT-2 the decoding prefill and step."""
     from ..backend import seed_everything  # first: mindnlp before transformers
 
     import numpy as np
@@ -163,13 +165,15 @@ def compiled_graphs(case: str) -> dict:
     from ..training import TrainingArguments
     from ..training.precision import LossScaler
     from ..weights import trainable_weights
+    from . import kernels
 
-    model_type, mode = case.split("-", 1)
+    model_type, mode = case.removesuffix(DEVICES).split("-", 1)
     seed_everything(0)
     backbone = build_backbone(transformers.AutoConfig.for_model(**TINY[model_type]))
     backend = choose_backend("graph", model_type)
     head = "causal_lm" if model_type == "gpt2" else "sequence_classification"
-    model = HEADS[head](backend.backbone(backbone), PTuningConfig(**MODES[mode]))
+    with kernels.forced(case.endswith(DEVICES) or kernels.device_kernels()):
+        model = HEADS[head](backend.backbone(backbone), PTuningConfig(**MODES[mode]))
     args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="audit-"), per_device_train_batch_size=2,
                              per_device_eval_batch_size=2, report_to=[], seed=0)
     steps = backend.steps(model, trainable_weights(model), args, LossScaler("none"), DataParallel())

@@ -15,6 +15,7 @@ from mindspore import dtype as mstype
 from ..layers import Dropout, SharedMasks
 from . import functional as F
 from .cells import Embedding, LayerNorm, Linear
+from .kernels import device_kernels
 
 
 class BertEmbeddings(nn.Cell):
@@ -30,27 +31,37 @@ class BertEmbeddings(nn.Cell):
         self.token_type_embeddings = Embedding(config.type_vocab_size, hidden)
         self.LayerNorm = LayerNorm(hidden, config.layer_norm_eps)  # Hugging Face's (TensorFlow's) spelling
         self.dropout = Dropout(config.hidden_dropout_prob)
+        self.device_kernels = device_kernels()
 
     def construct(self, inputs_embeds, token_type_ids, position_ids, first_position: int, dropout_mask):
         """inputs_embeds (B, T, H); token types and positions (B, T) ids or None; None positions are
         first_position … first_position+T−1 and None token types are 0, as Hugging Face's buffers give them;
         dropout_mask: the dropout's (B·T, H) mask or None (see `layers.SharedMasks`) → (B·T, H) rows."""
         steps = inputs_embeds.shape[1]
-        if token_type_ids is None:  # row 0 copied out to (B, T, H): the lookup of all-zero ids
-            token_types = F.broadcast(self.token_type_embeddings.rows(0, 1), inputs_embeds)
+        if token_type_ids is None:  # row 0 for every token: the lookup of all-zero ids
+            token_types = self.broadcast(self.token_type_embeddings.rows(0, 1), inputs_embeds)
         else:
             token_types = self.token_type_embeddings(token_type_ids)
         embeddings = ops.add(inputs_embeds, token_types)
         if position_ids is None:
-            positions = F.broadcast(self.position_embeddings.rows(first_position, steps), inputs_embeds)
+            positions = self.broadcast(self.position_embeddings.rows(first_position, steps), inputs_embeds)
         else:
             positions = self.position_embeddings(position_ids)
         embeddings = ops.reshape(ops.add(embeddings, positions), (-1, inputs_embeds.shape[-1]))
         return self.dropout(self.LayerNorm(embeddings), dropout_mask)
 
+    def broadcast(self, rows, like):
+        """Table rows to add to `like`: copied out to its shape on CPU, as they are (the add broadcasts them)
+        with the devices' kernels."""
+        return rows if self.device_kernels else F.broadcast(rows, like)
+
 
 class BertSelfAttention(nn.Cell):
-    """query/key/value projections; a layer's prefix keys/values go in front of its own."""
+    """query/key/value projections; a layer's prefix keys/values go in front of its own.
+
+    `qkv`: with the devices' kernels, the three projections' weights side by side ((3H, H), (3H,), built for
+    all layers at once by `BertEncoder.fused_qkv`), one product split into heads by one reshape + transpose +
+    unstack; None (CPU) three products split by split/stack."""
 
     compute_dtype = None  # float16 under mixed precision (native.precision)
 
@@ -62,21 +73,27 @@ class BertSelfAttention(nn.Cell):
         self.query = Linear(hidden, hidden)
         self.key = Linear(hidden, hidden)
         self.value = Linear(hidden, hidden)
-        self.softmax = F.Softmax()
+        self.device_kernels = device_kernels()
+        self.softmax = F.softmax(self.device_kernels)
         self.dropout = Dropout(config.attention_probs_dropout_prob)
 
-    def construct(self, hidden, batch: int, additive_mask, prefix_key, prefix_value, probs_mask):
-        # hidden (B·T, H) rows; additive_mask (B, heads, T, P+T) or None; prefix_key/value (B, heads, P, d) or
-        # None; probs_mask: the attention dropout's (B, heads, T, P+T) mask or None → (B·T, H)
-        query = F.split_heads(F.unflatten_rows(self.query(hidden), batch), self.num_heads)
-        key = F.split_heads(F.unflatten_rows(self.key(hidden), batch), self.num_heads)
-        value = F.split_heads(F.unflatten_rows(self.value(hidden), batch), self.num_heads)
+    def construct(self, hidden, batch: int, additive_mask, prefix_key, prefix_value, probs_mask, qkv):
+        # hidden (B·T, H) rows; additive_mask (B, heads, T, P+T) (devices' kernels: (B, 1, 1, P+T)) or None;
+        # prefix_key/value (B, heads, P, d) or None; probs_mask: the attention dropout's (B, heads, T, P+T)
+        # mask or None → (B·T, H)
+        if qkv is not None:
+            query, key, value = F.split_qkv_heads(F.linear(hidden, qkv[0], qkv[1], self.compute_dtype), batch,
+                                                  self.num_heads, True)
+        else:
+            query = F.split_heads(F.unflatten_rows(self.query(hidden), batch), self.num_heads)
+            key = F.split_heads(F.unflatten_rows(self.key(hidden), batch), self.num_heads)
+            value = F.split_heads(F.unflatten_rows(self.value(hidden), batch), self.num_heads)
         if prefix_key is not None:
             key = ops.concat((prefix_key, key), 2)  # (B, heads, P+T, d)
             value = ops.concat((prefix_value, value), 2)
         context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.dropout,
                            self.compute_dtype, probs_mask)
-        return F.flatten_rows(F.merge_heads(context))  # (B, T, H)
+        return F.flatten_rows(F.merge_heads(context, self.device_kernels))  # (B·T, H)
 
 
 class BertResidualOutput(nn.Cell):
@@ -98,16 +115,16 @@ class BertAttention(nn.Cell):
         self.self = BertSelfAttention(config)
         self.output = BertResidualOutput(config, config.hidden_size)
 
-    def construct(self, hidden, batch: int, additive_mask, prefix_key, prefix_value, probs_mask, output_mask):
-        return self.output(self.self(hidden, batch, additive_mask, prefix_key, prefix_value, probs_mask), hidden,
-                           output_mask)
+    def construct(self, hidden, batch: int, additive_mask, prefix_key, prefix_value, probs_mask, output_mask, qkv):
+        return self.output(self.self(hidden, batch, additive_mask, prefix_key, prefix_value, probs_mask, qkv),
+                           hidden, output_mask)
 
 
 class BertIntermediate(nn.Cell):
     def __init__(self, config):
         super().__init__()
         self.dense = Linear(config.hidden_size, config.intermediate_size)
-        self.activation = F.ACTIVATIONS[config.hidden_act]()
+        self.activation = F.activation(config.hidden_act, device_kernels())
 
     def construct(self, hidden):
         return self.activation(self.dense(hidden))
@@ -120,13 +137,14 @@ class BertLayer(nn.Cell):
         self.intermediate = BertIntermediate(config)
         self.output = BertResidualOutput(config, config.intermediate_size)
 
-    def construct(self, hidden, batch: int, additive_mask, prefix_key, prefix_value, dropout_masks):
+    def construct(self, hidden, batch: int, additive_mask, prefix_key, prefix_value, dropout_masks, qkv):
         """hidden (B·T, H) rows of tokens, as every op but attention takes them (no reshapes around the linear
         layers) → (B·T, H). dropout_masks: the masks (or Nones) of the attention probabilities, the attention
-        output and the output, computed for all layers at once (`NativeBert.construct`)."""
+        output and the output, computed for all layers at once (`NativeBert.construct`); qkv: this layer's
+        fused q/k/v weight and bias or None (`BertEncoder.fused_qkv`)."""
         probs_mask, attention_mask, output_mask = dropout_masks
         attended = self.attention(hidden, batch, additive_mask, prefix_key, prefix_value, probs_mask,
-                                  attention_mask)
+                                  attention_mask, qkv)
         return self.output(self.intermediate(attended), attended, output_mask)
 
 
@@ -134,16 +152,36 @@ class BertEncoder(nn.Cell):
     def __init__(self, config):
         super().__init__()
         self.layer = nn.CellList([BertLayer(config) for _ in range(config.num_hidden_layers)])
+        self.device_kernels = device_kernels()
 
     def construct(self, hidden, batch: int, additive_mask, prefix_key_values, dropout_masks):
         """hidden (B·T, H) rows → (B·T, H); dropout_masks: per layer its three (see `BertLayer`)."""
+        qkv = self.fused_qkv()
         for index, layer in enumerate(self.layer):
             if prefix_key_values is None:
-                hidden = layer(hidden, batch, additive_mask, None, None, dropout_masks[index])
+                hidden = layer(hidden, batch, additive_mask, None, None, dropout_masks[index], qkv[index])
             else:
                 hidden = layer(hidden, batch, additive_mask, prefix_key_values[index][0],
-                               prefix_key_values[index][1], dropout_masks[index])
+                               prefix_key_values[index][1], dropout_masks[index], qkv[index])
         return hidden
+
+    def fused_qkv(self):
+        """Per layer its query, key and value weights side by side, ((3H, H), (3H,)), with the devices'
+        kernels; Nones on CPU. One Stack of every layer's weights (and one of the biases) per step: MindSpore
+        2.7's backend compiled a concatenation of the three Parameters in each layer for minutes instead of
+        seconds (a 6-layer train graph), and this is also fewer kernels."""
+        layers = len(self.layer)
+        if not self.device_kernels:
+            return (None,) * layers
+        weights, biases = (), ()
+        for layer in self.layer:
+            attention = layer.attention.self
+            weights = weights + (attention.query.weight, attention.key.weight, attention.value.weight)
+            biases = biases + (attention.query.bias, attention.key.bias, attention.value.bias)
+        hidden = weights[0].shape[1]
+        fused_weights = ops.unstack(ops.reshape(ops.stack(weights, 0), (layers, 3 * hidden, hidden)), 0)
+        fused_biases = ops.unstack(ops.reshape(ops.stack(biases, 0), (layers, 3 * hidden)), 0)
+        return tuple((fused_weights[index], fused_biases[index]) for index in range(layers))
 
 
 class BertPooler(nn.Cell):
@@ -168,6 +206,7 @@ class NativeBert(nn.Cell):
         super().__init__()
         self.config = config
         self.num_heads = config.num_attention_heads
+        self.device_kernels = device_kernels()
         self.embeddings = BertEmbeddings(config, config.pad_token_id if self.padded_positions else None)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
@@ -222,7 +261,8 @@ class NativeBert(nn.Cell):
                             for index in range(len(probs_masks)))
         hidden = self.embeddings(inputs_embeds, token_type_ids, position_ids, self.first_position(past_length),
                                  hidden_masks[0])
-        additive_mask = None if attention_mask is None else F.padding_mask(attention_mask, self.num_heads, steps)
+        additive_mask = None if attention_mask is None else F.padding_mask(attention_mask, self.num_heads, steps,
+                                                                           self.device_kernels)
         rows = self.encoder(hidden, batch, additive_mask, prefix_key_values, layer_masks)  # (B·T, H)
         sequence_output = F.unflatten_rows(rows, batch)
         return sequence_output, self.pool(sequence_output)

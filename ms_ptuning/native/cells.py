@@ -8,11 +8,12 @@ native backbone never holds a second copy of the weights. Used without conversio
 Conv1D multiply in it; every Cell hands on float32 whatever dtype its weights are stored in.
 """
 
-from mindspore import Parameter, get_context, nn, ops
+from mindspore import Parameter, nn, ops
 from mindspore import dtype as mstype
 from mindspore.common.initializer import initializer
 
 from . import functional as F
+from .kernels import device_kernels
 
 _MATMUL_NT = ops.MatMul(transpose_b=True)
 
@@ -29,15 +30,19 @@ class Embedding(nn.Cell):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int = None):
         super().__init__()
         self.padding_idx = padding_idx
+        self.device_kernels = device_kernels()
         self.weight = empty_parameter((num_embeddings, embedding_dim), "weight")
 
     def construct(self, indices):
         rows = self.float32(ops.gather(self.weight, indices, 0))  # (..., dim)
         if self.padding_idx is None:
             return rows
-        # the same values; the gradient reaches the table only through the rows of other ids
-        keep = F.broadcast(ops.expand_dims(ops.cast(ops.ne(indices, self.padding_idx), rows.dtype), -1), rows)
-        return ops.add(ops.mul(rows, keep), ops.mul(ops.stop_gradient(rows), ops.sub(1.0, keep)))
+        # the same values (rows − rows is exactly 0); the gradient reaches the table only through the rows of
+        # other ids; the 1/0 column copied out to the rows' shape on CPU, broadcast by the Mul on the devices
+        keep = ops.expand_dims(ops.cast(ops.ne(indices, self.padding_idx), rows.dtype), -1)
+        keep = keep if self.device_kernels else F.broadcast(keep, rows)
+        constant = ops.stop_gradient(rows)
+        return ops.add(constant, ops.mul(ops.sub(rows, constant), keep))
 
     def rows(self, start: int, count: int):
         """Rows start … start+count−1, (count, dim): the lookup of a run of consecutive ids, without the gather."""
@@ -83,18 +88,16 @@ class Conv1D(nn.Cell):
 class LayerNorm(nn.Cell):
     """torch's nn.LayerNorm over the last axis: weight, bias (hidden,); computed in float32 always.
 
-    `kernel` (None: by the device target when built): MindSpore's LayerNorm kernel (2 launches with its
-    backward) on Ascend and GPU, where each launch costs several µs; the elementwise composition (~39 launches)
-    on CPU, where the kernel's backward made a BERT-base prefix train step 6-8% slower (measured on a shared
-    machine). Both agree with torch within the parity bounds (tests/test_native_backbones.py)."""
+    With the devices' kernels (`kernels.device_kernels`) MindSpore's LayerNorm kernel (2 launches with its
+    backward); on CPU the elementwise composition (~39 launches), because there the kernel's backward made a
+    BERT-base prefix train step 6-8% slower (measured on a shared machine)."""
 
     compute_dtype = None
-    kernel = None
 
     def __init__(self, hidden_size: int, eps: float):
         super().__init__()
         self.eps = eps
-        self.use_kernel = get_context("device_target") != "CPU" if LayerNorm.kernel is None else LayerNorm.kernel
+        self.use_kernel = device_kernels()
         self.weight = empty_parameter((hidden_size,), "weight")
         self.bias = empty_parameter((hidden_size,), "bias")
 

@@ -10,7 +10,8 @@ backward of softmax and erf each keep 1.3–4 output-sized buffers alive outside
 the graph exists, one set per call site: twelve BERT-base layers held ~10 GB that way. So every broadcast is
 explicit (`ops.broadcast_to`, or BiasAdd on a 2-D view), heads are split and merged with split/stack and
 unstack/concat instead of transposes, division by a constant is multiplication by its reciprocal, and softmax
-and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`).
+and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`). That is the CPU's choice; with the devices'
+kernels (`device_kernels=True`, see `kernels.py`) the same functions take fewer, fused kernels instead.
 """
 
 import math
@@ -29,6 +30,7 @@ _BATCH_MATMUL = ops.BatchMatMul()
 _MEAN = ops.ReduceMean(keep_dims=True)
 _SUM = ops.ReduceSum(keep_dims=True)
 _CUMSUM_FROM_END = ops.CumSum(reverse=True)
+_GELU_TANH = ops.GeLU()
 
 
 def broadcast(small, like):
@@ -91,7 +93,7 @@ def layer_norm(x, weight, bias, eps: float, kernel: bool = False):
 
 
 class Softmax(nn.Cell):
-    """Softmax over the last axis with its backward written out: y · (dy − Σ y·dy)."""
+    """Softmax over the last axis with its backward written out without broadcasting: y · (dy − Σ y·dy)."""
 
     def construct(self, x):
         return ops.softmax(x, -1)
@@ -128,21 +130,65 @@ class GeluTanh(nn.Cell):
         return (ops.mul(dout, ops.add(ops.mul(ops.add(tanh, 1.0), 0.5), inner_grad)),)
 
 
+class SoftmaxKernel(nn.Cell):
+    """Softmax over the last axis with MindSpore's registered backward (4 kernels, its Sub broadcasting)."""
+
+    def construct(self, x):
+        return ops.softmax(x, -1)
+
+
+class GeluTanhKernel(nn.Cell):
+    """`GeluTanh` as MindSpore's GeLU kernel, which computes the tanh form (within 5e-7 of it on CPU), and its
+    registered backward (GeLUGrad): 2 launches instead of ~15."""
+
+    def construct(self, x):
+        return _GELU_TANH(x)
+
+
 class Relu(nn.Cell):
     def construct(self, x):
         return ops.relu(x)
 
 
 ACTIVATIONS = {"gelu": Gelu, "gelu_new": GeluTanh, "gelu_pytorch_tanh": GeluTanh, "relu": Relu}
+DEVICE_ACTIVATIONS = {**ACTIVATIONS, "gelu_new": GeluTanhKernel, "gelu_pytorch_tanh": GeluTanhKernel}
 
 
-def split_heads(x, num_heads: int):
-    """(B, T, H) → (B, heads, T, H / heads)."""
+def activation(name: str, device_kernels: bool) -> nn.Cell:
+    """Hugging Face's activation `name` as a Cell, with the devices' kernels or the CPU's compositions."""
+    return (DEVICE_ACTIVATIONS if device_kernels else ACTIVATIONS)[name]()
+
+
+def softmax(device_kernels: bool) -> nn.Cell:
+    """Softmax over the last axis as a Cell, with the devices' kernels or the CPU's composed backward."""
+    return SoftmaxKernel() if device_kernels else Softmax()
+
+
+def split_heads(x, num_heads: int, device_kernels: bool = False):
+    """(B, T, H) → (B, heads, T, H / heads): with the devices' kernels a reshape and a transpose, on CPU
+    split/stack (no transpose, see above)."""
+    if device_kernels:
+        batch, steps, hidden = x.shape
+        return ops.transpose(ops.reshape(x, (batch, steps, num_heads, hidden // num_heads)), (0, 2, 1, 3))
     return ops.stack(ops.split(x, x.shape[-1] // num_heads, 2), 1)
 
 
-def merge_heads(x):
-    """(B, heads, T, head_dim) → (B, T, heads · head_dim)."""
+def split_qkv_heads(rows, batch: int, num_heads: int, device_kernels: bool = False):
+    """One product's (B·T, 3H) rows, query | key | value side by side → query, key, value, each
+    (B, heads, T, H / heads): with the devices' kernels one reshape, one transpose and one unstack for all three."""
+    hidden = rows.shape[-1] // 3
+    if device_kernels:
+        heads = ops.reshape(rows, (batch, -1, 3, num_heads, hidden // num_heads))  # (B, T, 3, heads, d)
+        return ops.unstack(ops.transpose(heads, (2, 0, 3, 1, 4)), 0)
+    return tuple(split_heads(part, num_heads) for part in ops.split(unflatten_rows(rows, batch), hidden, 2))
+
+
+def merge_heads(x, device_kernels: bool = False):
+    """(B, heads, T, head_dim) → (B, T, heads · head_dim): with the devices' kernels a transpose and a reshape,
+    on CPU unstack/concat."""
+    if device_kernels:
+        batch, heads, steps, size = x.shape
+        return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (batch, steps, heads * size))
     return ops.concat(ops.unstack(x, 1), 2)
 
 
@@ -158,36 +204,47 @@ def attend(query, key, value, additive_mask, scale: float, softmax, dropout, com
     return low_precision_product(_BATCH_MATMUL, dropout(softmax(scores), dropout_mask), value, compute_dtype)
 
 
-def padding_mask(attention_mask, num_heads: int, query_length: int):
-    """Hugging Face's extended encoder mask, (B, S) of 1/0 → (B, heads, T, S) of 0 / float32 min."""
+def padding_mask(attention_mask, num_heads: int, query_length: int, device_kernels: bool = False):
+    """Hugging Face's extended encoder mask, (B, S) of 1/0 → (B, heads, T, S) of 0 / float32 min; with the
+    devices' kernels (B, 1, 1, S), which the scores' add broadcasts."""
     keep = ops.cast(ops.expand_dims(ops.expand_dims(attention_mask, 1), 1), mstype.float32)  # (B, 1, 1, S)
+    additive = ops.mul(ops.sub(1.0, keep), FLOAT32_MIN)
+    if device_kernels:
+        return additive
     batch, total = attention_mask.shape
-    return ops.broadcast_to(ops.mul(ops.sub(1.0, keep), FLOAT32_MIN), (batch, num_heads, query_length, total))
+    return ops.broadcast_to(additive, (batch, num_heads, query_length, total))
 
 
-def causal_padding_mask(attention_mask, num_heads: int, query_length: int):
+def causal_padding_mask(attention_mask, num_heads: int, query_length: int, device_kernels: bool = False):
     """GPT-2's eager masks folded into one additive (B, heads, T, S) mask.
 
     Query i (the last T of S positions) may see keys j ≤ S − T + i: earlier positions, a prefix or a cache,
     are visible to every query. Hugging Face masks a future key twice (its causal `where` puts float32 min
     there and its 4-D mask adds min again: −inf) and a visible padding key once (score + min), so a query
     that sees only padding spreads its attention evenly over the keys it may see. −inf for the future plus
-    min for padding reproduces both."""
+    min for padding reproduces both. With the devices' kernels (B, 1, T, S), which the scores' add broadcasts."""
     batch, total = attention_mask.shape
     visible = ops.tril(ops.ones((query_length, total), mstype.float32), total - query_length)  # (T, S) 1/0
     causal = ops.masked_fill(ops.zeros((query_length, total), mstype.float32), ops.equal(visible, 0.0),
                              float("-inf"))
-    full = (batch, num_heads, query_length, total)
-    return ops.add(ops.broadcast_to(causal, full), padding_mask(attention_mask, num_heads, query_length))
+    return _causal_plus_padding(causal, attention_mask, num_heads, device_kernels)
 
 
-def static_cache_mask(attention_mask, slot, num_heads: int):
+def static_cache_mask(attention_mask, slot, num_heads: int, device_kernels: bool = False):
     """The additive mask of one query against a fixed-size cache: (B, S) 1/0 and the query's one-hot slot
-    (S,) → (B, heads, 1, S). Slots after the query's are −inf (they do not exist for Hugging Face), visible
-    padding float32 min, as in `causal_padding_mask`."""
-    batch, total = attention_mask.shape
+    (S,) → (B, heads, 1, S) (devices' kernels: (B, 1, 1, S)). Slots after the query's are −inf (they do not
+    exist for Hugging Face), visible padding float32 min, as in `causal_padding_mask`."""
+    total = attention_mask.shape[1]
     reached = _CUMSUM_FROM_END(ops.cast(slot, mstype.float32), 0)  # (S,): 1 up to the query's slot
     causal = ops.masked_fill(ops.zeros((1, total), mstype.float32), ops.equal(ops.expand_dims(reached, 0), 0.0),
                              float("-inf"))
-    full = (batch, num_heads, 1, total)
-    return ops.add(ops.broadcast_to(causal, full), padding_mask(attention_mask, num_heads, 1))
+    return _causal_plus_padding(causal, attention_mask, num_heads, device_kernels)
+
+
+def _causal_plus_padding(causal, attention_mask, num_heads: int, device_kernels: bool):
+    """causal (T, S) of 0 / −inf plus the padding mask → (B, heads, T, S), or (B, 1, T, S) with the devices'
+    kernels (no explicit broadcast)."""
+    padding = padding_mask(attention_mask, num_heads, causal.shape[0], device_kernels)
+    if device_kernels:
+        return ops.add(causal, padding)
+    return ops.add(ops.broadcast_to(causal, padding.shape), padding)

@@ -14,6 +14,7 @@ from mindspore import nn, ops
 from ..layers import Dropout, SharedMasks
 from . import functional as F
 from .cells import Conv1D, Embedding, LayerNorm
+from .kernels import device_kernels
 
 
 class GPT2Attention(nn.Cell):
@@ -27,7 +28,8 @@ class GPT2Attention(nn.Cell):
         if config.scale_attn_by_inverse_layer_idx:
             divisor *= layer_index + 1
         self.scale = 1.0 / divisor
-        self.softmax = F.Softmax()
+        self.device_kernels = device_kernels()
+        self.softmax = F.softmax(self.device_kernels)
         self.c_attn = Conv1D(hidden, 3 * hidden)
         self.c_proj = Conv1D(hidden, hidden)
         self.attn_dropout = Dropout(config.attn_pdrop)
@@ -40,10 +42,7 @@ class GPT2Attention(nn.Cell):
 
         With `slot` ((1, 1, S, 1) bool, one True) the past is a fixed-size cache (B, heads, S, d) and this one
         token's key/value are written into that slot instead of appended."""
-        query, key, value = ops.split(F.unflatten_rows(self.c_attn(hidden), batch), hidden.shape[-1], 2)
-        query = F.split_heads(query, self.num_heads)
-        key = F.split_heads(key, self.num_heads)
-        value = F.split_heads(value, self.num_heads)
+        query, key, value = F.split_qkv_heads(self.c_attn(hidden), batch, self.num_heads, self.device_kernels)
         if slot is not None:
             key = ops.where(F.broadcast(slot, past_key), F.broadcast(key, past_key), past_key)
             value = ops.where(F.broadcast(slot, past_value), F.broadcast(value, past_value), past_value)
@@ -52,7 +51,7 @@ class GPT2Attention(nn.Cell):
             value = ops.concat((past_value, value), 2)
         context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.attn_dropout,
                            self.compute_dtype, dropout_masks[0])
-        merged = F.flatten_rows(F.merge_heads(context))  # (B·T, H)
+        merged = F.flatten_rows(F.merge_heads(context, self.device_kernels))  # (B·T, H)
         return self.resid_dropout(self.c_proj(merged), dropout_masks[1]), key, value
 
 
@@ -63,7 +62,7 @@ class GPT2MLP(nn.Cell):
         inner = config.n_inner if config.n_inner is not None else 4 * hidden
         self.c_fc = Conv1D(hidden, inner)
         self.c_proj = Conv1D(inner, hidden)
-        self.activation = F.ACTIVATIONS[config.activation_function]()
+        self.activation = F.activation(config.activation_function, device_kernels())
         self.dropout = Dropout(config.resid_pdrop)
 
     def construct(self, hidden, dropout_mask):
@@ -99,6 +98,7 @@ class NativeGPT2(nn.Cell):
         super().__init__()
         self.config = config
         self.num_heads = config.num_attention_heads
+        self.device_kernels = device_kernels()
         self.wte = Embedding(config.vocab_size, config.hidden_size)
         self.wpe = Embedding(config.max_position_embeddings, config.hidden_size)
         self.drop = Dropout(config.embd_pdrop)
@@ -157,8 +157,9 @@ class NativeGPT2(nn.Cell):
             inputs_embeds = self.wte(input_ids)
         batch, steps = inputs_embeds.shape[0], inputs_embeds.shape[1]
         past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
-        if position_ids is None:
-            positions = F.broadcast(self.wpe.rows(past_length, steps), inputs_embeds)
+        if position_ids is None:  # rows of the table, copied out to (B, T, H) on CPU, broadcast by the add
+            positions = self.wpe.rows(past_length, steps)
+            positions = positions if self.device_kernels else F.broadcast(positions, inputs_embeds)
         else:
             positions = self.wpe(position_ids)
         hidden = ops.add(inputs_embeds, positions)
@@ -167,7 +168,7 @@ class NativeGPT2(nn.Cell):
         hidden = self.drop(F.flatten_rows(hidden))  # (B·T, H)
         if attention_mask is None:
             attention_mask = ops.ones((batch, past_length + steps), hidden.dtype)
-        additive_mask = F.causal_padding_mask(attention_mask, self.num_heads, steps)
+        additive_mask = F.causal_padding_mask(attention_mask, self.num_heads, steps, self.device_kernels)
         return self.blocks(hidden, batch, additive_mask, past_key_values, None)
 
     def blocks(self, hidden, batch: int, additive_mask, past_key_values, slot):
@@ -195,7 +196,7 @@ class NativeGPT2(nn.Cell):
         included; slot (S,): one-hot, where this token goes; past_key_values: L pairs (B, heads, S, d) →
         (hidden (B, 1, H), the caches with this token written in)."""
         hidden = self.drop(F.flatten_rows(ops.add(self.wte(input_ids), self.wpe(position_ids))))  # (B, H)
-        additive_mask = F.static_cache_mask(attention_mask, slot, self.num_heads)
+        additive_mask = F.static_cache_mask(attention_mask, slot, self.num_heads, self.device_kernels)
         slot = ops.reshape(ops.cast(slot, mstype.bool_), (1, 1, -1, 1))
         return self.blocks(hidden, input_ids.shape[0], additive_mask, past_key_values, slot)
 

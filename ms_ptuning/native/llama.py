@@ -21,6 +21,7 @@ from mindspore import dtype as mstype
 from ..layers import Dropout
 from . import functional as F
 from .cells import Embedding, Linear, empty_parameter
+from .kernels import device_kernels
 
 LLAMA_MODEL_TYPES = ("llama", "qwen2")
 _MEAN = ops.ReduceMean(keep_dims=True)
@@ -149,7 +150,8 @@ class LlamaAttention(nn.Cell):
         self.k_proj = Linear(hidden, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.v_proj = Linear(hidden, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = Linear(self.num_heads * self.head_dim, hidden, bias=out_bias)
-        self.softmax = F.Softmax()
+        self.device_kernels = device_kernels()
+        self.softmax = F.softmax(self.device_kernels)
         self.attention_dropout = Dropout(getattr(config, "attention_dropout", 0.0))
 
     def construct(self, hidden, additive_mask, cos, sin, past_key, past_value, slot=None):
@@ -158,9 +160,9 @@ class LlamaAttention(nn.Cell):
 
         With `slot` ((1, 1, S, 1) bool, one True) the past is a fixed-size cache (B, kv_heads, S, d) and this
         token's key/value are written into that slot instead of appended."""
-        query = F.split_heads(self.q_proj(hidden), self.num_heads)  # (B, heads, T, d)
-        key = F.split_heads(self.k_proj(hidden), self.num_kv_heads)  # (B, kv_heads, T, d)
-        value = F.split_heads(self.v_proj(hidden), self.num_kv_heads)
+        query = F.split_heads(self.q_proj(hidden), self.num_heads, self.device_kernels)  # (B, heads, T, d)
+        key = F.split_heads(self.k_proj(hidden), self.num_kv_heads, self.device_kernels)  # (B, kv_heads, T, d)
+        value = F.split_heads(self.v_proj(hidden), self.num_kv_heads, self.device_kernels)
         query = rotate(query, cos, sin)
         kv_cos, kv_sin = ops.narrow(cos, 1, 0, self.num_kv_heads), ops.narrow(sin, 1, 0, self.num_kv_heads)
         key = rotate(key, kv_cos, kv_sin)
@@ -173,7 +175,7 @@ class LlamaAttention(nn.Cell):
         repeats = self.num_heads // self.num_kv_heads
         context = F.attend(query, repeat_heads(key, repeats), repeat_heads(value, repeats), additive_mask,
                            self.scale, self.softmax, self.attention_dropout, self.compute_dtype)
-        return self.o_proj(F.merge_heads(context)), key, value
+        return self.o_proj(F.merge_heads(context, self.device_kernels)), key, value
 
 
 class LlamaMLP(nn.Cell):
