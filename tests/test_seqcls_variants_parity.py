@@ -1,6 +1,7 @@
 """Sequence classification variants beyond the head × backbone × mode grid: prefix reparameterization,
-the LSTM, MLP and embedding prompt encoders, head-only fine-tuning and the regression / multi-label losses,
-against the torch reference on both backends (eager, graph) and graph against eager on the same weights."""
+the LSTM and MLP prompt encoders, head-only fine-tuning and the regression / multi-label losses, against the
+torch reference on both backends (eager, graph) and graph against eager on the same weights. The embedding
+prompt encoder is the grid's prompt mode (test_heads_parity.py)."""
 
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ VARIANTS = {
     "prefix_projection": dict(mode="prefix", prefix_projection=True, prefix_hidden_size=32),
     "prompt_lstm": dict(mode="prompt", prompt_encoder_type="lstm"),
     "prompt_mlp": dict(mode="prompt", prompt_encoder_type="mlp"),
-    "prompt_embedding": dict(mode="prompt", prompt_encoder_type="embedding"),
     "regression": dict(mode="prefix", num_labels=1, problem_type="regression"),
     "multi_label": dict(mode="prefix", num_labels=3, problem_type="multi_label_classification"),
     "finetune_head_only": dict(mode="finetune", freeze_backbone=True),
