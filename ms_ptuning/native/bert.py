@@ -39,21 +39,17 @@ class BertEmbeddings(nn.Cell):
         dropout_mask: the dropout's (B·T, H) mask or None (see `layers.SharedMasks`) → (B·T, H) rows."""
         steps = inputs_embeds.shape[1]
         if token_type_ids is None:  # row 0 for every token: the lookup of all-zero ids
-            token_types = self.broadcast(self.token_type_embeddings.rows(0, 1), inputs_embeds)
+            token_types = F.broadcast(self.token_type_embeddings.rows(0, 1), inputs_embeds, self.device_kernels)
         else:
             token_types = self.token_type_embeddings(token_type_ids)
         embeddings = ops.add(inputs_embeds, token_types)
         if position_ids is None:
-            positions = self.broadcast(self.position_embeddings.rows(first_position, steps), inputs_embeds)
+            positions = F.broadcast(self.position_embeddings.rows(first_position, steps), inputs_embeds,
+                                    self.device_kernels)
         else:
             positions = self.position_embeddings(position_ids)
         embeddings = ops.reshape(ops.add(embeddings, positions), (-1, inputs_embeds.shape[-1]))
         return self.dropout(self.LayerNorm(embeddings), dropout_mask)
-
-    def broadcast(self, rows, like):
-        """Table rows to add to `like`: copied out to its shape on CPU, as they are (the add broadcasts them)
-        with the devices' kernels."""
-        return rows if self.device_kernels else F.broadcast(rows, like)
 
 
 class BertSelfAttention(nn.Cell):

@@ -39,8 +39,8 @@ class Embedding(nn.Cell):
             return rows
         # the same values (rows − rows is exactly 0); the gradient reaches the table only through the rows of
         # other ids; the 1/0 column copied out to the rows' shape on CPU, broadcast by the Mul on the devices
-        keep = ops.expand_dims(ops.cast(ops.ne(indices, self.padding_idx), rows.dtype), -1)
-        keep = keep if self.device_kernels else F.broadcast(keep, rows)
+        keep = F.broadcast(ops.expand_dims(ops.cast(ops.ne(indices, self.padding_idx), rows.dtype), -1), rows,
+                           self.device_kernels)
         constant = ops.stop_gradient(rows)
         return ops.add(constant, ops.mul(ops.sub(rows, constant), keep))
 

@@ -33,9 +33,10 @@ _CUMSUM_FROM_END = ops.CumSum(reverse=True)
 _GELU_TANH = ops.GeLU()
 
 
-def broadcast(small, like):
-    """`small` copied out to `like`'s shape, so the elementwise op that follows does not broadcast."""
-    return ops.broadcast_to(small, like.shape)
+def broadcast(small, like, device_kernels: bool = False):
+    """`small` for an elementwise op with `like`: copied out to `like`'s shape so that the op does not broadcast
+    (the CPU's choice, see above); as it is with the devices' kernels, where the op broadcasts it."""
+    return small if device_kernels else ops.broadcast_to(small, like.shape)
 
 
 def low_precision_product(matmul, a, b, compute_dtype):
@@ -245,6 +246,4 @@ def _causal_plus_padding(causal, attention_mask, num_heads: int, device_kernels:
     """causal (T, S) of 0 / −inf plus the padding mask → (B, heads, T, S), or (B, 1, T, S) with the devices'
     kernels (no explicit broadcast)."""
     padding = padding_mask(attention_mask, num_heads, causal.shape[0], device_kernels)
-    if device_kernels:
-        return ops.add(causal, padding)
-    return ops.add(ops.broadcast_to(causal, padding.shape), padding)
+    return ops.add(broadcast(causal, padding, device_kernels), padding)

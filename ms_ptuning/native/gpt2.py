@@ -157,9 +157,8 @@ class NativeGPT2(nn.Cell):
             inputs_embeds = self.wte(input_ids)
         batch, steps = inputs_embeds.shape[0], inputs_embeds.shape[1]
         past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
-        if position_ids is None:  # rows of the table, copied out to (B, T, H) on CPU, broadcast by the add
-            positions = self.wpe.rows(past_length, steps)
-            positions = positions if self.device_kernels else F.broadcast(positions, inputs_embeds)
+        if position_ids is None:  # rows of the table: the lookup of positions past_length … past_length+T−1
+            positions = F.broadcast(self.wpe.rows(past_length, steps), inputs_embeds, self.device_kernels)
         else:
             positions = self.wpe(position_ids)
         hidden = ops.add(inputs_embeds, positions)
