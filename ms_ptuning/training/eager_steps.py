@@ -14,7 +14,7 @@ from mindspore import ops
 
 from ..backend import seed_step, torch
 from .optim import build_optimizer, clip_by_global_norm, global_norm
-from .steps import StepResult, shard_share
+from .steps import StepResult, worker_shard
 
 
 class EagerSteps:
@@ -68,11 +68,7 @@ class EagerSteps:
     def _shard_gradients(self, global_batch: dict):
         """Loss and gradients of this worker's shard of a global batch, weighted by the shard's share of it,
         so that their sum over the workers is the loss and gradient of the whole batch."""
-        per_device = self.args.per_device_train_batch_size
-        shard = {name: self.parallel.shard(values, per_device) for name, values in global_batch.items()}
-        weight = shard_share(self.model, shard, global_batch)
-        if len(next(iter(shard.values()))) == 0:  # a short last batch left this worker nothing: zero weight
-            shard = {name: values[:1] for name, values in global_batch.items()}
+        shard, weight = worker_shard(self.parallel, self.model, global_batch, self.args.per_device_train_batch_size)
         loss, grads = self.grad_fn(**to_inputs(shard))
         if self.parallel.world_size == 1:  # the whole batch: weight 1, left out to keep the numbers as they were
             return loss, list(grads)

@@ -38,7 +38,7 @@ from ..layers import DROPOUT_KEY, step_key
 from ..losses import LABEL_COLUMNS, ignored_label
 from ..native.recompute import recompute_layers
 from .optim import AdamW, build_optimizer, with_l2
-from .steps import StepResult, shard_share
+from .steps import StepResult, worker_shard
 
 @contextlib.contextmanager
 def graph_mode():
@@ -323,10 +323,7 @@ class GraphSteps:
         shard's share of the batch (so that the sum over workers is the whole batch's loss and gradient), the
         loss scale and the columns padded to the per-device batch size."""
         per_device = self.args.per_device_train_batch_size
-        shard = {name: self.parallel.shard(values, per_device) for name, values in global_batch.items()}
-        share = shard_share(self.model, shard, global_batch)
-        if row_count(shard) == 0:  # a short last batch left this worker nothing: real rows, zero weight
-            shard = {name: values[:1] for name, values in global_batch.items()}
+        shard, share = worker_shard(self.parallel, self.model, global_batch, per_device)
         inputs = pad_rows(shard, per_device)
         dropout_key = Tensor(step_key(self.args.seed, seed, self.parallel.rank))
         return inputs, [dropout_key, Tensor(share, mindspore.float32),

@@ -35,6 +35,17 @@ def shard_share(model, shard: dict, global_batch: dict) -> float:
     return weigh(shard) / total if total else 0.0
 
 
+def worker_shard(parallel, model, global_batch: dict, per_device: int) -> tuple:
+    """(this worker's rows of a global batch, their weight in its loss, `shard_share`). A short last batch
+    that left this worker nothing gives it the batch's first row with weight 0: real rows and the same
+    shapes, contributing nothing to the sum over the workers."""
+    shard = {name: parallel.shard(values, per_device) for name, values in global_batch.items()}
+    share = shard_share(model, shard, global_batch)
+    if len(next(iter(shard.values()))) == 0:
+        shard = {name: values[:1] for name, values in global_batch.items()}
+    return shard, share
+
+
 @dataclass(frozen=True)
 class StepResult:
     loss: float  # the step's training loss (unscaled), summed over its micro-batches
