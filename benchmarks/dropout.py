@@ -1,4 +1,5 @@
-"""What `layers.Dropout`'s masks cost: dropout off, the host mask it replaced, the device mask it computes now.
+"""What `layers.Dropout`'s masks cost: dropout off, the host mask it replaced, the composed int32 hash (the
+devices' masks), the CPU kernel (the CPU's masks, the same bits).
 
 `python -m benchmarks.dropout [--cases bert_base_prefix,tiny_prefix] [--rounds 7] [--warmup 2] [--threads 2]`
 
@@ -6,7 +7,9 @@ Per case one worker process per variant (same config, batch and thread count):
 - `off`: every `layers.Dropout` has p = 0 (the graph holds no mask at all);
 - `host`: the masks before issue 19 — numpy (SFC64) on the host, called from the graph through a `pyfunc`
   Custom op pinned to the CPU (kept here as the baseline; the package has no host op any more);
-- `device`: `layers.Dropout` as it is, the counter-based int32 hash computed in the graph.
+- `composed`: the counter-based int32 hash composed of MindSpore ops in the graph, what Ascend and GPU compute
+  (and the CPU did before `device/cpu_masks.py`);
+- `kernel`: `layers.Dropout` as it is on CPU, the same hash from the CPU kernel (`device/cpu_masks.py`).
 Each worker times the case's compiled train step (`GraphSteps`, as `benchmarks.run` does) and, alone, one
 compiled dropout forward + backward on the case's two activation shapes (hidden states and attention
 probabilities). The workers take turns in rounds so that all see the same machine load; medians of the timed
@@ -26,7 +29,7 @@ import time
 from .configs import CASES
 from .run import ROOT
 
-VARIANTS = ("off", "host", "device")
+VARIANTS = ("off", "host", "composed", "kernel")
 
 
 def activation_shapes(case: dict) -> dict:
@@ -77,6 +80,13 @@ def use_host_masks() -> None:
     layers.SharedMasks.construct = no_shared_masks
 
 
+def use_composed_masks() -> None:
+    """Give every `layers.Dropout` built from now on the composed hash, as built for Ascend and GPU."""
+    from ms_ptuning import layers
+
+    layers.cpu_kernel_chosen = lambda: False
+
+
 def use_no_dropout() -> None:
     from ms_ptuning import layers
 
@@ -99,7 +109,7 @@ def serve(case_name: str, variant: str, threads: int) -> None:
     from ms_ptuning import layers
     from ms_ptuning.backend import graph_mode
 
-    {"off": use_no_dropout, "host": use_host_masks, "device": lambda: None}[variant]()
+    {"off": use_no_dropout, "host": use_host_masks, "composed": use_composed_masks, "kernel": lambda: None}[variant]()
     case = CASES[case_name]
     train, *_ = mindspore_side(case, threads, "graph")
 
@@ -209,13 +219,14 @@ def main(argv=None):
         serve(args.serve[0], args.serve[1], int(args.serve[2]))
         return
     print(f"medians of {args.rounds} rounds, {args.threads} threads; times in ms per step")
-    print("| case | what | off | host mask | device mask | host / off | device / off | device / host |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| case | what | off | host mask | composed hash | CPU kernel | kernel / off | kernel / host | "
+          "kernel / composed |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for case_name in args.cases.split(","):
         for label, values in measure(case_name, args.rounds, args.warmup, args.threads).items():
-            off, host, device = (values[variant] for variant in VARIANTS)
-            print(f"| {case_name} | {label} | {off:.3f} | {host:.3f} | {device:.3f} | {host / off:.2f} | "
-                  f"{device / off:.2f} | {device / host:.2f} |", flush=True)
+            off, host, composed, kernel = (values[variant] for variant in VARIANTS)
+            print(f"| {case_name} | {label} | {off:.3f} | {host:.3f} | {composed:.3f} | {kernel:.3f} | "
+                  f"{kernel / off:.2f} | {kernel / host:.2f} | {kernel / composed:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

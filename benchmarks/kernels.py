@@ -3,7 +3,7 @@
 `python -m benchmarks.kernels [--cases a,b] [--by_op]`
 
 Each case is counted twice, with the native backbones' per-device choices for CPU and for Ascend/GPU
-(`ms_ptuning.native.kernels`: compositions on CPU; on the devices MindSpore's LayerNorm and GeLU kernels, one
+(`ms_ptuning.device.kernels`: compositions on CPU; on the devices MindSpore's LayerNorm and GeLU kernels, one
 q/k/v product, heads by reshape + transpose, broadcasting elementwise ops), both compiled here on CPU.
 
 The count is every kernel of the final actor set. On Ascend and GPU, MindSpore's backend also drops Reshape,
@@ -58,7 +58,7 @@ def count_in_this_process(case_name: str, dump_root: str, choices: str) -> dict:
     Must run in a fresh process (the dump settings apply from the first compilation)."""
     import mindspore
 
-    from ms_ptuning.native import kernels
+    from ms_ptuning.device import kernels
 
     kernels.FORCED = choices != "CPU"
 

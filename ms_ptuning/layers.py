@@ -15,7 +15,9 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.ops import constexpr
 
+from .device import cpu_masks
 from .device.jit import function_jit_level
+from .device.kernels import device_kernels
 
 
 def _uniform(shape, bound, rng):
@@ -172,7 +174,7 @@ def _logical_shift_xor(x, bits: int):
     return ops.bitwise_xor(x, ops.bitwise_and(ops.bitwise_right_shift(x, bits), (1 << (32 - bits)) - 1))
 
 
-def keep_masks(key, sites: tuple, shape: tuple, threshold: int, scale: float, dtype) -> tuple:
+def keep_masks(key, sites: tuple, shape: tuple, threshold: int, scale: float, dtype, cpu_kernel: bool = False) -> tuple:
     """The inverted-dropout masks of `sites` on inputs of one `shape`, computed on the device: 0 where a unit
     is dropped, else `scale`; one mask per site, each what that site draws alone.
 
@@ -190,11 +192,16 @@ def keep_masks(key, sites: tuple, shape: tuple, threshold: int, scale: float, dt
     kernels for all of a step's same-shaped sites, where each site alone took as many. Only int32 multiply
     (wrapping), add, xor, and, arithmetic right shift, compare, stack, unstack, split, slice and cast, all documented
     by MindSpore for Ascend, GPU and CPU, and no random state: equal (key, site, row, column) give equal masks
-    op by op, compiled, after a resume and on any device.
+    op by op, compiled, after a resume and on any device. `cpu_kernel`: the same bits from the CPU kernel
+    (`device.cpu_masks`), one pass instead of MindSpore's slow CPU int32 kernels.
     """
     grid = shape or (1,)  # a scalar is one row of one
     rows, width = math.prod(grid[:-1]), grid[-1]
     words, count = (width + 1) // 2, len(sites)
+    if cpu_kernel:
+        masks = cpu_masks.masks_op(count, shape, dtype)(
+            key, site_factors(sites, rows * words), Tensor([threshold], mindspore.int32), Tensor([scale], dtype))
+        return masks if count > 1 else (masks,)
     # per site (K, 3, 1, …, 1): its multiplier a·s, offset b·t and worker offset w·a·s·(rows·words), split
     # into three (K, 1, …, 1) that broadcast against the grid's axes
     factors = ops.reshape(ops.mul(key, site_factors(sites, rows * words)), (count, 3) + (1,) * (len(grid) - 1))
@@ -218,9 +225,15 @@ def keep_masks(key, sites: tuple, shape: tuple, threshold: int, scale: float, dt
     return ops.unstack(ops.reshape(masks, (count,) + shape), 0)
 
 
-def keep_mask(key, site: int, shape: tuple, threshold: int, scale: float, dtype):
+def keep_mask(key, site: int, shape: tuple, threshold: int, scale: float, dtype, cpu_kernel: bool = False):
     """The mask of one site (`keep_masks` of that site alone)."""
-    return keep_masks(key, (site,), shape, threshold, scale, dtype)[0]
+    return keep_masks(key, (site,), shape, threshold, scale, dtype, cpu_kernel)[0]
+
+
+def cpu_kernel_chosen() -> bool:
+    """Whether masks computed by Cells built now come from the CPU kernel: the CPU's choice
+    (`device.kernels`) where the kernel could be built."""
+    return not device_kernels() and cpu_masks.available()
 
 
 class Dropout(nn.Cell):
@@ -238,12 +251,14 @@ class Dropout(nn.Cell):
         self.site = next(_dropout_sites)
         self.threshold = min(round(p * 2**16), 2**16 - 1)
         self.scale = 1.0 / (1.0 - p)
+        self.cpu_kernel = cpu_kernel_chosen() if p > 0.0 else False
 
     def construct(self, x, mask=None):
         if not self.training or self.p == 0.0:
             return x
         if mask is None:
-            mask = keep_mask(DROPOUT_KEY.value, self.site, x.shape, self.threshold, self.scale, x.dtype)
+            mask = keep_mask(DROPOUT_KEY.value, self.site, x.shape, self.threshold, self.scale, x.dtype,
+                             self.cpu_kernel)
         return ops.mul(x, ops.stop_gradient(mask))
 
 
@@ -260,11 +275,12 @@ class SharedMasks(nn.Cell):
         self.sites = tuple(dropout.site for dropout in dropouts)
         self.p = dropouts[0].p
         self.threshold, self.scale = dropouts[0].threshold, dropouts[0].scale
+        self.cpu_kernel = cpu_kernel_chosen() if self.p > 0.0 else False
 
     def construct(self, shape, dtype):
         if not self.training or self.p == 0.0:
             return (None,) * len(self.sites)
-        return keep_masks(DROPOUT_KEY.value, self.sites, shape, self.threshold, self.scale, dtype)
+        return keep_masks(DROPOUT_KEY.value, self.sites, shape, self.threshold, self.scale, dtype, self.cpu_kernel)
 
 
 def lstm_cell(input_gates, h, c, w_hh_t):

@@ -1,6 +1,8 @@
 """layers.Dropout: masks a pure function of (seed, step, worker, site, row, column), computed by int32 ops on
 the device, op by op, in a GRAPH_MODE Cell and under mindspore.jit alike, so an exact resume replays them; drop
-rate p; independent across steps, sites, workers and neighbouring elements; inverted scaling; off in eval mode."""
+rate p; independent across steps, sites, workers and neighbouring elements; inverted scaling; off in eval mode.
+Every test runs twice: with the CPU's kernel (device/cpu_masks.py, the CPU's choice) and with the composed
+int32 hash the devices compute (compiled here), so both are pinned to the same documented bits."""
 
 import mindspore
 import numpy as np
@@ -8,10 +10,20 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from ms_ptuning.backend import seed_everything, seed_step
-from ms_ptuning.layers import DROPOUT_KEY, Dropout, SharedMasks, set_dropout_key, site_factors, step_key
+from ms_ptuning.device import cpu_masks
+from ms_ptuning.layers import DROPOUT_KEY, Dropout, SharedMasks, keep_masks, set_dropout_key, site_factors, step_key
+from ms_ptuning.device import kernels
 from ms_ptuning.training.graph_steps import graph_mode
 
 SHAPE = (4, 8, 32)
+
+
+@pytest.fixture(autouse=True, params=["cpu kernel", "composed hash"])
+def masks_by(request):
+    """Dropouts built in the test compute their masks with the CPU's kernel or the devices' composed hash."""
+    assert cpu_masks.available()  # a C++ compiler is part of the CPU set-up: without it the CPU is several times slower
+    with kernels.forced(request.param == "composed hash"):
+        yield request.param
 
 
 def mask_of(dropout: Dropout, dtype=np.float32) -> np.ndarray:
@@ -219,3 +231,25 @@ def test_gradients_flow_through_the_kept_units_only():
     x = Tensor(np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32))
     grad = mindspore.grad(lambda value: ops.reduce_sum(dropout(value)))(x).asnumpy()
     np.testing.assert_array_equal(grad, mask_of(dropout))
+
+
+def test_the_cpu_kernel_computes_the_composed_hash_bit_for_bit(masks_by):
+    # what the CPU's graphs launch against what Ascend and GPU launch, op by op and compiled, on shapes with odd
+    # and one-unit rows, one and many sites, other workers, half precision
+    assert Dropout(0.1).cpu_kernel == (masks_by == "cpu kernel") and not Dropout(0.0).cpu_kernel
+    cases = [((4, 8, 32), (3,), mindspore.float32, 0), ((3, 5, 9), (1, 4, 7), mindspore.float32, 2),
+             ((2, 3, 1, 1), (5, 6), mindspore.float32, 1), ((7,), (2,), mindspore.float16, 0),
+             ((2, 12, 16, 21), tuple(range(10, 22)), mindspore.float16, 3)]
+    for shape, sites, dtype, worker in cases:
+        key = Tensor(step_key(13, 8, worker))
+        threshold, scale = round(0.35 * 2**16), 1 / 0.65
+
+        def both(key):
+            return (keep_masks(key, sites, shape, threshold, scale, dtype, True),
+                    keep_masks(key, sites, shape, threshold, scale, dtype, False))
+
+        for kernel, composed in (both(key), mindspore.jit(both)(key)):
+            assert len(kernel) == len(composed) == len(sites)
+            for mine, theirs in zip(kernel, composed):
+                assert mine.shape == theirs.shape == shape and mine.dtype == theirs.dtype == dtype
+                assert np.array_equal(mine.asnumpy(), theirs.asnumpy()), (shape, sites, dtype, worker)

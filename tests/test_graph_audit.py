@@ -15,9 +15,9 @@ from ms_ptuning.backend import graph_mode
 from ms_ptuning.native import audit
 
 # every backbone in every mode family; plain prompt and prefix projection use a subset of these primitives;
-# and the graphs built for Ascend and GPU (native.kernels): BERT's fused q/k/v trained, GPT-2's GeLU and decoding
+# and the graphs built for Ascend and GPU (device.kernels): BERT's fused q/k/v trained, GPT-2's GeLU and decoding
 CASES = tuple(f"{model}-{mode}" for model in audit.TINY for mode in ("prefix", "prompt-lstm", "finetune")) + (
-    f"bert-finetune{audit.DEVICES}", f"gpt2-prefix{audit.DEVICES}")
+    f"bert-prefix{audit.DEVICES}", f"bert-finetune{audit.DEVICES}", f"gpt2-prefix{audit.DEVICES}")
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +29,18 @@ def test_every_graph_runs_on_ascend_and_gpu_as_documented(inventories):
     table = audit.load_table()
     labels = {label for _, label in inventories}
     assert {"train Step", "eval ModelCall", "decode prefill", "decode step"} <= labels, labels
-    problems = {key: audit.problems(inventory, table) for key, inventory in inventories.items()}
+    problems = {(case, label): audit.problems(inventory, table, audit.cpu_choice(case))
+                for (case, label), inventory in inventories.items()}
     assert not any(problems.values()), {key: found for key, found in problems.items() if found}
-    bert_prefix = inventories["bert-prefix", "train Step"]
-    print(f"\nprimitives of BERT prefix training ({sum(bert_prefix.values())} nodes):")
+    bert_prefix = inventories[f"bert-prefix{audit.DEVICES}", "train Step"]
+    print(f"\nprimitives of BERT prefix training, built for Ascend and GPU ({sum(bert_prefix.values())} nodes):")
     print(audit.format_inventory(bert_prefix))
-    # the dropout masks are integer arithmetic in the graph
-    assert {"BitwiseXor", "RightShift", "GreaterEqual"} <= set(bert_prefix)
+    # the devices' dropout masks are integer arithmetic in the graph; the CPU's come from its kernel
+    assert {"BitwiseXor", "RightShift", "GreaterEqual"} <= set(bert_prefix) and audit.CPU_KERNEL not in bert_prefix
+    cpu_prefix = inventories["bert-prefix", "train Step"]
+    assert cpu_prefix[audit.CPU_KERNEL] >= 2 and "RightShift" not in cpu_prefix and "Custom" not in cpu_prefix
+    # and the CPU's kernel in a graph for the devices would be found
+    assert audit.problems(cpu_prefix, table)[0].startswith(f"{audit.CPU_KERNEL}: the CPU's dropout kernel")
 
 
 def test_the_platform_table_is_mindspores_documentation():

@@ -20,7 +20,7 @@ from ms_ptuning.backend import graph_mode, torch
 from ms_ptuning.backbones import build_backbone
 from ms_ptuning.layers import Dropout
 from ms_ptuning.native import functional as F
-from ms_ptuning.native import kernels
+from ms_ptuning.device import kernels
 from ms_ptuning.native.cells import LayerNorm
 from ms_ptuning.native import (NATIVE_MODEL_TYPES, GPT2Prefill, GPT2StaticStep, build_native, fixed_size_cache,
                                to_native)
@@ -32,7 +32,7 @@ from tiny_backbones import tiny_config
 BATCH, STEPS, VIRTUAL = 3, 7, 4
 MODEL_TYPES = ("bert", "roberta", "gpt2")
 VARIANTS = ("plain", "prefix", "embeds")
-# the devices' kernels (native.kernels) compiled here on CPU: every model's prefix (the input gradient through
+# the devices' kernels (device.kernels) compiled here on CPU: every model's prefix (the input gradient through
 # every layer) and BERT's and GPT-2's plain ids (every weight's gradient through the fused q/k/v product)
 DEVICE_KERNEL_CASES = (("bert", "prefix"), ("roberta", "prefix"), ("gpt2", "prefix"), ("bert", "plain"),
                        ("gpt2", "plain"))
@@ -232,7 +232,7 @@ def test_native_matches_eager_and_torch(parity_cases, model_type, variant):
 
 @pytest.mark.parametrize("model_type, variant", DEVICE_KERNEL_CASES)
 def test_device_kernels_chosen_for_ascend_and_gpu_match_torch(parity_cases, model_type, variant):
-    """native.kernels composes on CPU and takes MindSpore's kernels on the devices (LayerNorm, GeLU, one q/k/v
+    """device.kernels composes on CPU and takes MindSpore's kernels on the devices (LayerNorm, GeLU, one q/k/v
     product, heads by reshape + transpose, softmax's own backward, broadcasting masks): the devices' graph,
     compiled and run here, holds the same bounds against torch."""
     assert kernels.device_kernels() is False and LayerNorm(4, 1e-5).use_kernel is False  # the CPU's choice

@@ -7,7 +7,10 @@ native backbones (BERT, RoBERTa, GPT-2) in every mode, prints each graph's primi
   without a round trip to Python on the host, or which whole-graph sink mode cannot run at all;
 - a stateful random kernel (`STATEFUL_RANDOM`), which a resumed run cannot replay;
 - a primitive whose MindSpore 2.7 documentation ("Supported Platforms") lacks Ascend or GPU;
-- a primitive missing from `op_platforms.py`, so a new op is looked up before it ships.
+- a primitive missing from `op_platforms.py`, so a new op is looked up before it ships;
+- the dropout masks' CPU kernel (`CPU_KERNEL`, `device/cpu_masks.py`) in a graph built for Ascend and GPU: only
+  the CPU's choice (`kernels.py`) holds it, as the compiled C++ kernel of the CPU device (no Python runs), and
+  the devices' choice computes the same masks from documented int32 ops.
 
 `op_platforms.py` maps every primitive the graphs use to the platforms its MindSpore 2.7.0 docstring
 lists (the text of the API pages on mindspore.cn), or to null where MindSpore documents none (graph plumbing
@@ -33,6 +36,7 @@ STATEFUL_RANDOM = ("Dropout", "DropoutExt", "DropoutGenMask", "DropoutGenMaskV3"
                    "UniformExt", "UniformInt", "StandardNormal", "RandomStandardNormal", "Bernoulli", "BernoulliExt",
                    "RandLikeExt", "RandExt", "RandnLike", "Multinomial", "RandomChoiceWithMask", "RandpermExt")
 REQUIRED_PLATFORMS = ("Ascend", "GPU")
+CPU_KERNEL = "Custom(cpu_masks)"  # how the inventories name the aot Custom op of device/cpu_masks.py
 
 
 # ---- reading graphs -------------------------------------------------------------------------------------
@@ -62,10 +66,20 @@ def graph_primitives(cell) -> collections.Counter:
     for graph in graphs:
         for node in graph.node:
             # a primitive node reads "REF::<primitive>:<id>"; calls of sub-graphs and constants are not primitives
-            match = re.fullmatch(r"REF::(\w+):\d+", node.op_type)
-            if match and match.group(1) not in graph_names:
-                counts[match.group(1)] += 1
+            match = re.fullmatch(r"REF::((\w+):\d+)", node.op_type)
+            if match and match.group(2) not in graph_names:
+                counts[CPU_KERNEL if _is_cpu_kernel(model, match.group(1)) else match.group(2)] += 1
     return counts
+
+
+def _is_cpu_kernel(model, primitive: str) -> bool:
+    """Whether the graph's `primitive` ("Custom:2") is the aot Custom op of device/cpu_masks.py."""
+    from ..device import cpu_masks
+
+    attributes = {attribute.name: attribute.s.decode() for entry in model.primitives if entry.name == primitive
+                  for attribute in entry.attribute if attribute.name in ("func_type", "func_name")}
+    return (attributes.get("func_type") == "aot" and cpu_masks.available()
+            and attributes.get("func_name") == f"{cpu_masks.library()}:{cpu_masks.FUNCTION}")
 
 
 def documented_platforms(name: str) -> list | None:
@@ -112,11 +126,16 @@ TABLE_HEADER = ('"""Every primitive the compiled graphs use → the platforms it
                 '--add_new` from the installed MindSpore\'s docstrings (the API pages\' text); checked by tests/test_graph_audit.py."""')
 
 
-def problems(inventory: collections.Counter, table: dict) -> list:
-    """Why the graph would not run on Ascend or GPU as it runs here (empty if it would)."""
+def problems(inventory: collections.Counter, table: dict, cpu_choice: bool = False) -> list:
+    """Why the graph would not run on Ascend or GPU as it runs here (empty if it would). `cpu_choice`: the graph
+    is the CPU's choice (`kernels.py`), which may hold the CPU kernel (`CPU_KERNEL`)."""
     found = []
     for name in sorted(inventory):
-        if name in HOST_ONLY:
+        if name == CPU_KERNEL:
+            if not cpu_choice:
+                found.append(f"{name}: the CPU's dropout kernel in a graph built for Ascend and GPU "
+                             f"({inventory[name]}×)")
+        elif name in HOST_ONLY:
             found.append(f"{name}: a host-only node ({inventory[name]}×)")
         elif name in STATEFUL_RANDOM:
             found.append(f"{name}: a stateful random kernel ({inventory[name]}×)")
@@ -143,7 +162,7 @@ MODES = {
     "prompt-lstm": dict(mode="prompt", pre_seq_len=2, prompt_encoder_type="lstm"),
     "finetune": dict(mode="finetune"),
 }
-# "<case>+devices": the graphs as built for Ascend and GPU (native.kernels), compiled here
+# "<case>+devices": the graphs as built for Ascend and GPU (device.kernels), compiled here
 DEVICES = "+devices"
 CASES = tuple(f"{model}-{mode}{choice}" for model in TINY for mode in MODES for choice in ("", DEVICES))
 
@@ -165,14 +184,14 @@ def compiled_graphs(case: str) -> dict:
     from ..training import TrainingArguments
     from ..training.precision import LossScaler
     from ..weights import trainable_weights
-    from . import kernels
+    from ..device import kernels
 
     model_type, mode = case.removesuffix(DEVICES).split("-", 1)
     seed_everything(0)
     backbone = build_backbone(transformers.AutoConfig.for_model(**TINY[model_type]))
     backend = choose_backend("graph", model_type)
     head = "causal_lm" if model_type == "gpt2" else "sequence_classification"
-    with kernels.forced(case.endswith(DEVICES) or kernels.device_kernels()):
+    with kernels.forced(not cpu_choice(case)):
         model = HEADS[head](backend.backbone(backbone), PTuningConfig(**MODES[mode]))
     args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="audit-"), per_device_train_batch_size=2,
                              per_device_eval_batch_size=2, report_to=[], seed=0)
@@ -194,6 +213,13 @@ def compiled_graphs(case: str) -> dict:
 def _named(cells: dict):
     for index, cell in enumerate(cells.values()):
         yield (str(index) if len(cells) > 1 else type(cell).__name__), cell
+
+
+def cpu_choice(case: str) -> bool:
+    """Whether `case`'s graphs are built with the CPU's choice of kernels (`compiled_graphs`)."""
+    from ..device import kernels
+
+    return not (case.endswith(DEVICES) or kernels.device_kernels())
 
 
 def audit(cases=CASES) -> dict:
@@ -219,10 +245,11 @@ def main(argv=None) -> int:
         write_table(table)
     failures = 0
     for (case, label), inventory in inventories.items():
-        found = problems(inventory, table)
+        found = problems(inventory, table, cpu_choice(case))
         failures += bool(found)
-        print(f"{case} {label}: {sum(inventory.values())} primitive nodes, {len(inventory)} kinds"
-              f"{'' if found else ', all documented for Ascend and GPU'}")
+        verdict = "" if found else ", all documented for Ascend and GPU" + (
+            f" but {CPU_KERNEL}, the CPU's choice" if CPU_KERNEL in inventory else "")
+        print(f"{case} {label}: {sum(inventory.values())} primitive nodes, {len(inventory)} kinds{verdict}")
         print(format_inventory(inventory))
         for problem in found:
             print(f"  PROBLEM {problem}")

@@ -15,7 +15,7 @@ from mindspore import dtype as mstype
 from ..layers import Dropout, SharedMasks
 from . import functional as F
 from .cells import Embedding, LayerNorm, Linear
-from .kernels import device_kernels
+from ..device.kernels import device_kernels
 
 
 class BertEmbeddings(nn.Cell):

@@ -13,7 +13,7 @@ from mindspore import dtype as mstype
 from mindspore.common.initializer import initializer
 
 from . import functional as F
-from .kernels import device_kernels
+from ..device.kernels import device_kernels
 
 _MATMUL_NT = ops.MatMul(transpose_b=True)
 

@@ -14,7 +14,7 @@ from mindspore import nn, ops
 from ..layers import Dropout, SharedMasks
 from . import functional as F
 from .cells import Conv1D, Embedding, LayerNorm
-from .kernels import device_kernels
+from ..device.kernels import device_kernels
 
 
 class GPT2Attention(nn.Cell):

@@ -21,7 +21,7 @@ from mindspore import dtype as mstype
 from ..layers import Dropout
 from . import functional as F
 from .cells import Embedding, Linear, empty_parameter
-from .kernels import device_kernels
+from ..device.kernels import device_kernels
 
 LLAMA_MODEL_TYPES = ("llama", "qwen2")
 _MEAN = ops.ReduceMean(keep_dims=True)
