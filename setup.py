@@ -29,7 +29,7 @@ setup(
     version="0.1.0",
     description="P-tuning v1/v2 and fine-tuning of BERT-family encoders, GPT-2, Llama and Qwen2 on MindSpore + MindNLP",
     packages=find_packages(include=["ms_ptuning", "ms_ptuning.*"]),
-    package_data={"ms_ptuning.device": ["cpu_masks.cc"]},  # compiled on first use (device/cpu_masks.py)
+    package_data={"ms_ptuning.device": ["cpu_kernels.cc"]},  # compiled on first use (device/cpu_kernels.py)
     python_requires=">=3.11,<3.12",
     install_requires=STACK,
     extras_require={"test": ["pytest", "pytest-timeout", "tensorboardX==2.6.5"]},

@@ -8,8 +8,8 @@ Per case one worker process per variant (same config, batch and thread count):
 - `host`: the masks before issue 19 — numpy (SFC64) on the host, called from the graph through a `pyfunc`
   Custom op pinned to the CPU (kept here as the baseline; the package has no host op any more);
 - `composed`: the counter-based int32 hash composed of MindSpore ops in the graph, what Ascend and GPU compute
-  (and the CPU did before `device/cpu_masks.py`);
-- `kernel`: `layers.Dropout` as it is on CPU, the same hash from the CPU kernel (`device/cpu_masks.py`).
+  (and the CPU did before `device/cpu_kernels.py`);
+- `kernel`: `layers.Dropout` as it is on CPU, the same hash from the CPU kernel (`device/cpu_kernels.py`).
 Each worker times the case's compiled train step (`GraphSteps`, as `benchmarks.run` does) and, alone, one
 compiled dropout forward + backward on the case's two activation shapes (hidden states and attention
 probabilities). The workers take turns in rounds so that all see the same machine load; medians of the timed

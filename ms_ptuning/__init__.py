@@ -28,12 +28,12 @@ BACKEND = __name__ + ".backend"
 #   shipped files' paths, printed by one-liners in the README);
 # - `run` with `distributed` (MindSpore only): msrun's scheduler process runs the same command and turns into
 #   the scheduler before mindnlp is paid for; run.py imports the backend itself afterwards;
-# - the backend and the modules it imports (`layers`, `device.target`, `device.jit`, `device.cpu_masks`,
+# - the backend and the modules it imports (`layers`, `device.target`, `device.jit`, `device.cpu_kernels`,
 #   `device.kernels`: plain MindSpore), which would otherwise run twice;
 # - `comparison` (its __init__ imports nothing), whose `torch_side` runs in the PyTorch process.
 WITHOUT_BACKEND = {f"{__name__}.{name}" for name in ("config", "cli", "data", "data.packaged", "run", "distributed",
                                                       "backend", "layers", "device", "device.target", "device.jit",
-                                                      "device.cpu_masks", "device.kernels", "comparison")}
+                                                      "device.cpu_kernels", "device.kernels", "comparison")}
 
 
 class BackendFirst:

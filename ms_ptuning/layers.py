@@ -15,7 +15,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.ops import constexpr
 
-from .device import cpu_masks
+from .device import cpu_kernels
 from .device.jit import function_jit_level
 from .device.kernels import device_kernels
 
@@ -193,13 +193,13 @@ def keep_masks(key, sites: tuple, shape: tuple, threshold: int, scale: float, dt
     (wrapping), add, xor, and, arithmetic right shift, compare, stack, unstack, split, slice and cast, all documented
     by MindSpore for Ascend, GPU and CPU, and no random state: equal (key, site, row, column) give equal masks
     op by op, compiled, after a resume and on any device. `cpu_kernel`: the same bits from the CPU kernel
-    (`device.cpu_masks`), one pass instead of MindSpore's slow CPU int32 kernels.
+    (`device.cpu_kernels`), one pass instead of MindSpore's slow CPU int32 kernels.
     """
     grid = shape or (1,)  # a scalar is one row of one
     rows, width = math.prod(grid[:-1]), grid[-1]
     words, count = (width + 1) // 2, len(sites)
     if cpu_kernel:
-        masks = cpu_masks.masks_op(count, shape, dtype)(
+        masks = cpu_kernels.masks_op(count, shape, dtype)(
             key, site_factors(sites, rows * words), Tensor([threshold], mindspore.int32), Tensor([scale], dtype))
         return masks if count > 1 else (masks,)
     # per site (K, 3, 1, …, 1): its multiplier a·s, offset b·t and worker offset w·a·s·(rows·words), split
@@ -233,7 +233,7 @@ def keep_mask(key, site: int, shape: tuple, threshold: int, scale: float, dtype,
 def cpu_kernel_chosen() -> bool:
     """Whether masks computed by Cells built now come from the CPU kernel: the CPU's choice
     (`device.kernels`) where the kernel could be built."""
-    return not device_kernels() and cpu_masks.available()
+    return not device_kernels() and cpu_kernels.available()
 
 
 class Dropout(nn.Cell):

@@ -1,7 +1,7 @@
 """layers.Dropout: masks a pure function of (seed, step, worker, site, row, column), computed by int32 ops on
 the device, op by op, in a GRAPH_MODE Cell and under mindspore.jit alike, so an exact resume replays them; drop
 rate p; independent across steps, sites, workers and neighbouring elements; inverted scaling; off in eval mode.
-Every test runs twice: with the CPU's kernel (device/cpu_masks.py, the CPU's choice) and with the composed
+Every test runs twice: with the CPU's kernel (device/cpu_kernels.py, the CPU's choice) and with the composed
 int32 hash the devices compute (compiled here), so both are pinned to the same documented bits."""
 
 import mindspore
@@ -10,7 +10,7 @@ import pytest
 from mindspore import Tensor, nn, ops
 
 from ms_ptuning.backend import seed_everything, seed_step
-from ms_ptuning.device import cpu_masks
+from ms_ptuning.device import cpu_kernels
 from ms_ptuning.layers import DROPOUT_KEY, Dropout, SharedMasks, keep_masks, set_dropout_key, site_factors, step_key
 from ms_ptuning.device import kernels
 from ms_ptuning.training.graph_steps import graph_mode
@@ -21,7 +21,7 @@ SHAPE = (4, 8, 32)
 @pytest.fixture(autouse=True, params=["cpu kernel", "composed hash"])
 def masks_by(request):
     """Dropouts built in the test compute their masks with the CPU's kernel or the devices' composed hash."""
-    assert cpu_masks.available()  # a C++ compiler is part of the CPU set-up: without it the CPU is several times slower
+    assert cpu_kernels.available()  # a C++ compiler is part of the CPU set-up: without it the CPU is several times slower
     with kernels.forced(request.param == "composed hash"):
         yield request.param
 

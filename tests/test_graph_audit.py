@@ -35,12 +35,15 @@ def test_every_graph_runs_on_ascend_and_gpu_as_documented(inventories):
     bert_prefix = inventories[f"bert-prefix{audit.DEVICES}", "train Step"]
     print(f"\nprimitives of BERT prefix training, built for Ascend and GPU ({sum(bert_prefix.values())} nodes):")
     print(audit.format_inventory(bert_prefix))
-    # the devices' dropout masks are integer arithmetic in the graph; the CPU's come from its kernel
-    assert {"BitwiseXor", "RightShift", "GreaterEqual"} <= set(bert_prefix) and audit.CPU_KERNEL not in bert_prefix
+    # the devices' dropout masks are integer arithmetic in the graph, their GELU erf; the CPU's come from its kernels
+    assert {"BitwiseXor", "RightShift", "GreaterEqual", "Erf"} <= set(bert_prefix)
+    assert not any(name.startswith(audit.CPU_KERNELS) for name in bert_prefix)
     cpu_prefix = inventories["bert-prefix", "train Step"]
-    assert cpu_prefix[audit.CPU_KERNEL] >= 2 and "RightShift" not in cpu_prefix and "Custom" not in cpu_prefix
-    # and the CPU's kernel in a graph for the devices would be found
-    assert audit.problems(cpu_prefix, table)[0].startswith(f"{audit.CPU_KERNEL}: the CPU's dropout kernel")
+    masks, gelu, gelu_grad = (f"{audit.CPU_KERNELS}{name}" for name in ("DropoutMasks", "Gelu", "GeluGrad"))
+    assert cpu_prefix[masks] >= 2 and cpu_prefix[gelu] == cpu_prefix[gelu_grad] == 1
+    assert not {"RightShift", "Erf", "Custom"} & set(cpu_prefix)
+    # and the CPU's kernels in a graph for the devices would be found
+    assert audit.problems(cpu_prefix, table)[0].startswith(f"{masks}: a CPU kernel in a graph built for Ascend")
 
 
 def test_the_platform_table_is_mindspores_documentation():

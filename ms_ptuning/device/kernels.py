@@ -13,7 +13,7 @@ bounds (tests/test_native_backbones.py runs both on CPU); the devices' choice wa
 
 Dropout masks (`layers.cpu_kernel_chosen`) follow the same choice: the devices compose their int32 hash from
 documented ops; the CPU, whose int32 kernels are slow, computes the same bits in its own compiled kernel
-(`cpu_masks.py`; tests/test_dropout.py compares the two).
+(`cpu_kernels.py`; tests/test_dropout.py compares the two).
 
 `FORCED` (None: by `--device_target`, MindSpore's device target when the Cell is built) overrides the choice:
 `benchmarks.kernels` and the tests compile the devices' choice on CPU with `forced(True)`.

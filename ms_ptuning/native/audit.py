@@ -8,9 +8,10 @@ native backbones (BERT, RoBERTa, GPT-2) in every mode, prints each graph's primi
 - a stateful random kernel (`STATEFUL_RANDOM`), which a resumed run cannot replay;
 - a primitive whose MindSpore 2.7 documentation ("Supported Platforms") lacks Ascend or GPU;
 - a primitive missing from `op_platforms.py`, so a new op is looked up before it ships;
-- the dropout masks' CPU kernel (`CPU_KERNEL`, `device/cpu_masks.py`) in a graph built for Ascend and GPU: only
-  the CPU's choice (`kernels.py`) holds it, as the compiled C++ kernel of the CPU device (no Python runs), and
-  the devices' choice computes the same masks from documented int32 ops.
+- one of ms_ptuning's CPU kernels (`device/cpu_kernels.py`: dropout masks, GELU; named `cpu_kernels.<function>`
+  in the inventories) in a graph built for Ascend and GPU: only the CPU's choice (`device/kernels.py`) holds
+  them, as compiled C++ kernels of the CPU device (no Python runs), and the devices' choice computes the same
+  from documented ops.
 
 `op_platforms.py` maps every primitive the graphs use to the platforms its MindSpore 2.7.0 docstring
 lists (the text of the API pages on mindspore.cn), or to null where MindSpore documents none (graph plumbing
@@ -36,7 +37,7 @@ STATEFUL_RANDOM = ("Dropout", "DropoutExt", "DropoutGenMask", "DropoutGenMaskV3"
                    "UniformExt", "UniformInt", "StandardNormal", "RandomStandardNormal", "Bernoulli", "BernoulliExt",
                    "RandLikeExt", "RandExt", "RandnLike", "Multinomial", "RandomChoiceWithMask", "RandpermExt")
 REQUIRED_PLATFORMS = ("Ascend", "GPU")
-CPU_KERNEL = "Custom(cpu_masks)"  # how the inventories name the aot Custom op of device/cpu_masks.py
+CPU_KERNELS = "cpu_kernels."  # + function: how the inventories name the aot Custom ops of device/cpu_kernels.py
 
 
 # ---- reading graphs -------------------------------------------------------------------------------------
@@ -68,18 +69,21 @@ def graph_primitives(cell) -> collections.Counter:
             # a primitive node reads "REF::<primitive>:<id>"; calls of sub-graphs and constants are not primitives
             match = re.fullmatch(r"REF::((\w+):\d+)", node.op_type)
             if match and match.group(2) not in graph_names:
-                counts[CPU_KERNEL if _is_cpu_kernel(model, match.group(1)) else match.group(2)] += 1
+                counts[_cpu_kernel(model, match.group(1)) or match.group(2)] += 1
     return counts
 
 
-def _is_cpu_kernel(model, primitive: str) -> bool:
-    """Whether the graph's `primitive` ("Custom:2") is the aot Custom op of device/cpu_masks.py."""
-    from ..device import cpu_masks
+def _cpu_kernel(model, primitive: str) -> str | None:
+    """`cpu_kernels.<function>` if the graph's `primitive` ("Custom:2") is an aot Custom op of
+    device/cpu_kernels.py, else None."""
+    from ..device import cpu_kernels
 
     attributes = {attribute.name: attribute.s.decode() for entry in model.primitives if entry.name == primitive
                   for attribute in entry.attribute if attribute.name in ("func_type", "func_name")}
-    return (attributes.get("func_type") == "aot" and cpu_masks.available()
-            and attributes.get("func_name") == f"{cpu_masks.library()}:{cpu_masks.FUNCTION}")
+    library, _, function = attributes.get("func_name", "").rpartition(":")
+    if attributes.get("func_type") == "aot" and cpu_kernels.available() and library == cpu_kernels.library():
+        return CPU_KERNELS + function
+    return None
 
 
 def documented_platforms(name: str) -> list | None:
@@ -128,13 +132,12 @@ TABLE_HEADER = ('"""Every primitive the compiled graphs use → the platforms it
 
 def problems(inventory: collections.Counter, table: dict, cpu_choice: bool = False) -> list:
     """Why the graph would not run on Ascend or GPU as it runs here (empty if it would). `cpu_choice`: the graph
-    is the CPU's choice (`kernels.py`), which may hold the CPU kernel (`CPU_KERNEL`)."""
+    is the CPU's choice (`device/kernels.py`), which may hold the CPU's kernels (`CPU_KERNELS`)."""
     found = []
     for name in sorted(inventory):
-        if name == CPU_KERNEL:
+        if name.startswith(CPU_KERNELS):
             if not cpu_choice:
-                found.append(f"{name}: the CPU's dropout kernel in a graph built for Ascend and GPU "
-                             f"({inventory[name]}×)")
+                found.append(f"{name}: a CPU kernel in a graph built for Ascend and GPU ({inventory[name]}×)")
         elif name in HOST_ONLY:
             found.append(f"{name}: a host-only node ({inventory[name]}×)")
         elif name in STATEFUL_RANDOM:
@@ -247,8 +250,9 @@ def main(argv=None) -> int:
     for (case, label), inventory in inventories.items():
         found = problems(inventory, table, cpu_choice(case))
         failures += bool(found)
+        cpu = sorted(name for name in inventory if name.startswith(CPU_KERNELS))
         verdict = "" if found else ", all documented for Ascend and GPU" + (
-            f" but {CPU_KERNEL}, the CPU's choice" if CPU_KERNEL in inventory else "")
+            f" but the CPU's choice of kernels {', '.join(cpu)}" if cpu else "")
         print(f"{case} {label}: {sum(inventory.values())} primitive nodes, {len(inventory)} kinds{verdict}")
         print(format_inventory(inventory))
         for problem in found:

@@ -10,8 +10,9 @@ backward of softmax and erf each keep 1.3–4 output-sized buffers alive outside
 the graph exists, one set per call site: twelve BERT-base layers held ~10 GB that way. So every broadcast is
 explicit (`ops.broadcast_to`, or BiasAdd on a 2-D view), heads are split and merged with split/stack and
 unstack/concat instead of transposes, division by a constant is multiplication by its reciprocal, and softmax
-and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`). That is the CPU's choice; with the devices'
-kernels (`device_kernels=True`, see `kernels.py`) the same functions take fewer, fused kernels instead.
+and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`; on CPU GELU is one C++ kernel each way,
+`CpuActivation`). That is the CPU's choice; with the devices' kernels (`device_kernels=True`, see
+`device/kernels.py`) the same functions take fewer, fused kernels instead.
 """
 
 import math
@@ -19,6 +20,8 @@ import math
 import numpy as np
 from mindspore import nn, ops
 from mindspore import dtype as mstype
+
+from ..device import cpu_kernels
 
 FLOAT32_MIN = float(np.finfo(np.float32).min)  # torch.finfo(float32).min: Hugging Face's additive mask value
 
@@ -146,6 +149,25 @@ class GeluTanhKernel(nn.Cell):
         return _GELU_TANH(x)
 
 
+class CpuActivation(nn.Cell):
+    """`Gelu` or `GeluTanh` as ms_ptuning's CPU kernels (device/cpu_kernels.py): one pass forward, one backward,
+    in float32 (a float16 input is computed in float32 and rounded once), instead of ~6 and ~15 kernels."""
+
+    def __init__(self, kernel: str):
+        super().__init__()
+        self.forward, self.backward = cpu_kernels.activation_ops(kernel)
+
+    def construct(self, x):
+        if x.dtype == mstype.float32:
+            return self.forward(x)
+        return ops.cast(self.forward(ops.cast(x, mstype.float32)), x.dtype)
+
+    def bprop(self, x, out, dout):
+        if x.dtype == mstype.float32:
+            return (self.backward(x, dout),)
+        return (ops.cast(self.backward(ops.cast(x, mstype.float32), ops.cast(dout, mstype.float32)), x.dtype),)
+
+
 class Relu(nn.Cell):
     def construct(self, x):
         return ops.relu(x)
@@ -153,11 +175,17 @@ class Relu(nn.Cell):
 
 ACTIVATIONS = {"gelu": Gelu, "gelu_new": GeluTanh, "gelu_pytorch_tanh": GeluTanh, "relu": Relu}
 DEVICE_ACTIVATIONS = {**ACTIVATIONS, "gelu_new": GeluTanhKernel, "gelu_pytorch_tanh": GeluTanhKernel}
+CPU_KERNEL_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 
 
 def activation(name: str, device_kernels: bool) -> nn.Cell:
-    """Hugging Face's activation `name` as a Cell, with the devices' kernels or the CPU's compositions."""
-    return (DEVICE_ACTIVATIONS if device_kernels else ACTIVATIONS)[name]()
+    """Hugging Face's activation `name` as a Cell: with the devices' kernels, or on CPU its own kernel where it
+    has one (and could build it), else the composition."""
+    if device_kernels:
+        return DEVICE_ACTIVATIONS[name]()
+    if name in CPU_KERNEL_ACTIVATIONS and cpu_kernels.available():
+        return CpuActivation(CPU_KERNEL_ACTIVATIONS[name])
+    return ACTIVATIONS[name]()
 
 
 def softmax(device_kernels: bool) -> nn.Cell:

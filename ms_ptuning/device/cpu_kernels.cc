@@ -1,0 +1,239 @@
+// ms_ptuning's CPU kernels, each run as a MindSpore aot Custom op (cpu_kernels.py): one pass over memory where
+// MindSpore 2.7's CPU graph launches a chain of slow elementwise kernels.
+//
+// DropoutMasks: layers.keep_masks' masks, bit for bit the composed int32 hash the devices compute.
+//   Inputs: key int32[3] (the step's a, b, worker·a), factors int32[K, 3] (each site's s, t, words·s), threshold
+//   int32[1] (round(p·2^16)), scale[1] in the masks' dtype. Outputs: K masks of one shape, 0 or scale.
+// Gelu / GeluGrad, GeluTanh / GeluTanhGrad: Hugging Face's "gelu" (erf) and "gelu_new" (tanh) on float32, forward
+//   (x → y) and backward ((x, dy) → dx), within ~2e-7 of the exact functions (tests/test_native_backbones.py
+//   compares them with torch). Built with -ffp-contract=off: every CPU computes the same float operations.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace {
+
+// run body(first, last) over [0, tasks) on up to 8 threads, one where the work would not repay starting threads
+template <typename Body>
+void parallel_for(int64_t tasks, int64_t units, const Body &body) {
+  const int64_t threads = std::min<int64_t>({static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency())),
+                                             8, std::max<int64_t>(1, units >> 17), tasks});
+  if (threads <= 1) {
+    body(0, tasks);
+    return;
+  }
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < threads; ++t) pool.emplace_back(body, tasks * t / threads, tasks * (t + 1) / threads);
+  body(0, tasks / threads);
+  for (auto &thread : pool) thread.join();
+}
+
+// Chris Wellons' lowbias32 up to its last xorshift; word j's units read h's halves (see keep_masks)
+inline uint32_t mix(uint32_t h) {
+  h = (h ^ (h >> 16)) * 0x7FEB352Du;
+  return (h ^ (h >> 15)) * 0x846CA68Bu;
+}
+
+struct Site {
+  uint32_t multiplier, offset;  // a·s and b·t + w·a·s·words: word j hashes multiplier·j + offset
+  char *out;
+};
+
+template <typename Bits>  // uint32_t for float32 masks, uint16_t for 16-bit float masks
+void fill_rows(const std::vector<Site> &sites, int64_t first, int64_t last, int64_t rows, int64_t width,
+               uint32_t threshold, Bits scale) {
+  const int64_t words = (width + 1) / 2, pairs = width / 2;
+  for (int64_t task = first; task < last; ++task) {  // task = site · rows + row
+    const Site &site = sites[task / rows];
+    const int64_t row = task % rows;
+    Bits *out = reinterpret_cast<Bits *>(site.out) + row * width;
+    const uint32_t start = site.multiplier * static_cast<uint32_t>(row * words) + site.offset;
+    for (int64_t c = 0; c < pairs; ++c) {
+      const uint32_t h = mix(start + site.multiplier * static_cast<uint32_t>(c));
+      out[2 * c] = (((h ^ (h >> 16)) & 0xFFFFu) >= threshold) ? scale : Bits(0);
+      out[2 * c + 1] = (((h >> 16) ^ 0x8000u) >= threshold) ? scale : Bits(0);
+    }
+    if (width % 2) {  // an odd row's last unit reads its word's low half only
+      const uint32_t h = mix(start + site.multiplier * static_cast<uint32_t>(pairs));
+      out[width - 1] = (((h ^ (h >> 16)) & 0xFFFFu) >= threshold) ? scale : Bits(0);
+    }
+  }
+}
+
+template <typename Bits>
+void fill(const std::vector<Site> &sites, int64_t rows, int64_t width, uint32_t threshold, const void *scale_ptr) {
+  Bits scale;
+  std::memcpy(&scale, scale_ptr, sizeof(Bits));
+  const int64_t tasks = static_cast<int64_t>(sites.size()) * rows;
+  parallel_for(tasks, tasks * width, [&](int64_t first, int64_t last) {
+    fill_rows<Bits>(sites, first, last, rows, width, threshold, scale);
+  });
+}
+
+// e^x for x ≤ 88 (0 below -87): x = k·ln2 + r, |r| ≤ ln2/2, e^r by its Taylor series to r^8 (relative error
+// < 2e-9 before rounding), 2^k by the exponent bits; branch-free so that the loops vectorize
+inline float exp_float(float x) {
+  const float clamped = std::min(std::max(x, -87.0f), 88.0f);
+  const float shifted = clamped * 1.44269504088896341f;
+  const int k = static_cast<int>(shifted + (shifted >= 0.0f ? 0.5f : -0.5f));
+  const float kf = static_cast<float>(k);
+  const float r = (clamped - kf * 0.693145751953125f) - kf * 1.428606765330187e-06f;
+  float p = 2.4801587301587302e-05f;
+  p = p * r + 1.9841269841269841e-04f;
+  p = p * r + 1.3888888888888889e-03f;
+  p = p * r + 8.3333333333333332e-03f;
+  p = p * r + 4.1666666666666664e-02f;
+  p = p * r + 1.6666666666666666e-01f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (k + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale * static_cast<float>(x >= -87.0f);  // a product, not a select: GCC vectorizes it for AVX
+}
+
+// Φ(x) = ½·erfc(−x/√2), erfc by the Chebyshev fit of Numerical Recipes' erfcc (fractional error < 1.2e-7
+// everywhere, so the lower tail keeps its relative precision)
+inline float normal_cdf(float x) {
+  const float z = std::fabs(x) * 0.70710678118654752f;
+  const float t = 1.0f / (1.0f + 0.5f * z);
+  float p = 0.17087277f;
+  p = p * t - 0.82215223f;
+  p = p * t + 1.48851587f;
+  p = p * t - 1.13520398f;
+  p = p * t + 0.27886807f;
+  p = p * t - 0.18628806f;
+  p = p * t + 0.09678418f;
+  p = p * t + 0.37409196f;
+  p = p * t + 1.00002368f;
+  p = p * t - 1.26551223f;
+  const float tail = 0.5f * t * exp_float(p - z * z);  // ½·erfc(|x|/√2) = Φ(−|x|)
+  return x >= 0.0f ? 1.0f - tail : tail;
+}
+
+inline float normal_density(float x) { return 0.3989422804014327f * exp_float(-0.5f * x * x); }
+
+// ½(1 + tanh(a)) = e^{2a}/(e^{2a} + 1) and ½(1 − tanh(a)) = 1/(e^{2a} + 1): no cancellation in either tail
+struct HalfTanh {
+  float plus, minus;
+};
+inline HalfTanh half_tanh(float a) {
+  const float e = exp_float(2.0f * a), inverse = 1.0f / (e + 1.0f);
+  return {a >= 0.0f ? 1.0f - inverse : e * inverse, inverse};
+}
+
+constexpr float kTanhScale = 0.7978845608028654f;  // √(2/π)
+constexpr float kTanhCubic = 0.044715f;
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void gelu(const float *__restrict x, float *__restrict y, int64_t first, int64_t last) {
+  for (int64_t i = first; i < last; ++i) y[i] = x[i] * normal_cdf(x[i]);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void gelu_grad(const float *__restrict x, const float *__restrict dy, float *__restrict dx, int64_t first,
+               int64_t last) {
+  for (int64_t i = first; i < last; ++i) dx[i] = dy[i] * (normal_cdf(x[i]) + x[i] * normal_density(x[i]));
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void gelu_tanh(const float *__restrict x, float *__restrict y, int64_t first, int64_t last) {
+  for (int64_t i = first; i < last; ++i) {
+    const float v = x[i];
+    y[i] = v * half_tanh(kTanhScale * (v + kTanhCubic * v * v * v)).plus;
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void gelu_tanh_grad(const float *__restrict x, const float *__restrict dy, float *__restrict dx, int64_t first,
+                    int64_t last) {
+  for (int64_t i = first; i < last; ++i) {
+    const float v = x[i];
+    const HalfTanh half = half_tanh(kTanhScale * (v + kTanhCubic * v * v * v));
+    const float sech2 = 4.0f * half.plus * half.minus;  // 1 − tanh²
+    dx[i] = dy[i] * (half.plus + 0.5f * v * sech2 * kTanhScale * (1.0f + 3.0f * kTanhCubic * v * v));
+  }
+}
+
+int64_t elements(int ndim, const int64_t *shape) {
+  int64_t count = 1;
+  for (int d = 0; d < ndim; ++d) count *= shape[d];
+  return count;
+}
+
+// chunks of 16Ki elements, shared out among the threads
+constexpr int64_t kChunk = 1 << 14;
+
+template <typename Unary>
+int run_unary(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, Unary unary) {
+  if (nparam != 2 || std::strcmp(dtypes[0], "float32") != 0) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  float *y = static_cast<float *>(params[1]);
+  const int64_t count = elements(ndims[0], shapes[0]);
+  parallel_for((count + kChunk - 1) / kChunk, count, [&](int64_t first, int64_t last) {
+    unary(x, y, first * kChunk, std::min(last * kChunk, count));
+  });
+  return 0;
+}
+
+template <typename Binary>
+int run_binary(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, Binary binary) {
+  if (nparam != 3 || std::strcmp(dtypes[0], "float32") != 0) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *dy = static_cast<const float *>(params[1]);
+  float *dx = static_cast<float *>(params[2]);
+  const int64_t count = elements(ndims[0], shapes[0]);
+  parallel_for((count + kChunk - 1) / kChunk, count, [&](int64_t first, int64_t last) {
+    binary(x, dy, dx, first * kChunk, std::min(last * kChunk, count));
+  });
+  return 0;
+}
+
+}  // namespace
+
+extern "C" int DropoutMasks(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                            void *stream, void *extra) {
+  const int count = nparam - 4;
+  if (count < 1) return 1;
+  const uint32_t *key = static_cast<const uint32_t *>(params[0]);
+  const uint32_t *factors = static_cast<const uint32_t *>(params[1]);
+  const uint32_t threshold = *static_cast<const uint32_t *>(params[2]);
+  const int dims = ndims[4];
+  const int64_t width = dims ? shapes[4][dims - 1] : 1;
+  int64_t rows = 1;
+  for (int d = 0; d + 1 < dims; ++d) rows *= shapes[4][d];
+  std::vector<Site> sites(count);
+  for (int k = 0; k < count; ++k)  // wrapping uint32 products: the bits of the graph's int32 ones
+    sites[k] = {key[0] * factors[3 * k], key[1] * factors[3 * k + 1] + key[2] * factors[3 * k + 2],
+                static_cast<char *>(params[4 + k])};
+  if (rows * width == 0) return 0;
+  if (std::strcmp(dtypes[4], "float32") == 0) {
+    fill<uint32_t>(sites, rows, width, threshold, params[3]);
+  } else if (std::strcmp(dtypes[4], "float16") == 0 || std::strcmp(dtypes[4], "bfloat16") == 0) {
+    fill<uint16_t>(sites, rows, width, threshold, params[3]);
+  } else {
+    return 2;
+  }
+  return 0;
+}
+
+extern "C" int Gelu(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  return run_unary(nparam, params, ndims, shapes, dtypes, gelu);
+}
+
+extern "C" int GeluGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  return run_binary(nparam, params, ndims, shapes, dtypes, gelu_grad);
+}
+
+extern "C" int GeluTanh(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  return run_unary(nparam, params, ndims, shapes, dtypes, gelu_tanh);
+}
+
+extern "C" int GeluTanhGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                            void *) {
+  return run_binary(nparam, params, ndims, shapes, dtypes, gelu_tanh_grad);
+}

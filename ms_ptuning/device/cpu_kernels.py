@@ -1,0 +1,96 @@
+"""ms_ptuning's CPU kernels: `cpu_kernels.cc`, compiled once per machine, run as MindSpore `Custom` ops of type
+"aot" (compiled C++ kernels on the CPU device; no Python runs in the graph).
+
+Why: MindSpore 2.7's CPU kernels for int32 add, multiply and shift take 3–4 ns per element (bitwise xor/and of
+equal shapes 0.5 ns), and its erf GELU is a chain of ~6 elementwise kernels each way. So the CPU's choice
+(`kernels.device_kernels()` False) computes
+- the dropout masks (`masks_op`): `layers.keep_masks`' composed hash was ~25 kernels over every unit, a third
+  of a BERT-base train step, and kept ~1.3 GB of temporaries; the kernel computes the same bits in one pass
+  (tests/test_dropout.py compares them);
+- GELU, erf and tanh forms, forward and backward (`activation_ops`), within ~4e-7 of the exact functions.
+Ascend and GPU compute the composed forms, which their kernels run natively.
+
+Built with `$CXX` (default g++) into `$MS_PTUNING_CACHE` (default ~/.cache/ms_ptuning)/cpu_kernels, named by
+the source's and flags' hash, written atomically (concurrent msrun workers). Without a compiler the composed
+forms run instead, with one warning: the same masks, GELU within float rounding, slower.
+"""
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_kernels.cc")
+# -ffp-contract=off: no fused multiply-adds, so the AVX-512, AVX2 and baseline builds of each function
+# (target_clones) compute the same float operations; -fno-trapping-math lets GCC vectorize the selects
+FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-ffp-contract=off", "-fno-trapping-math")
+ACTIVATIONS = {"gelu": ("Gelu", "GeluGrad"), "gelu_tanh": ("GeluTanh", "GeluTanhGrad")}
+
+
+def cache_dir() -> str:
+    return os.path.join(os.environ.get("MS_PTUNING_CACHE", os.path.expanduser("~/.cache/ms_ptuning")), "cpu_kernels")
+
+
+@functools.lru_cache(maxsize=1)
+def library() -> str | None:
+    """Path of the compiled kernel library, built on first use; None (and one warning) if it cannot be built."""
+    compiler = shutil.which(os.environ.get("CXX", "g++"))
+    with open(SOURCE, "rb") as handle:
+        digest = hashlib.sha256(handle.read() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    path = os.path.join(cache_dir(), f"cpu_kernels-{digest}.so")
+    if os.path.exists(path):
+        return path
+    if compiler is None:
+        warnings.warn(f"no C++ compiler ({os.environ.get('CXX', 'g++')}) found: on CPU the dropout masks and GELU "
+                      "run as compositions of MindSpore kernels (the same results, several times slower); install "
+                      "g++ or set CXX")
+        return None
+    os.makedirs(cache_dir(), exist_ok=True)
+    handle, partial = tempfile.mkstemp(suffix=".so", dir=cache_dir())
+    os.close(handle)
+    result = subprocess.run([compiler, *FLAGS, "-o", partial, SOURCE], capture_output=True, text=True)
+    if result.returncode != 0:
+        os.unlink(partial)
+        warnings.warn(f"{compiler} could not build {SOURCE}: on CPU the dropout masks and GELU run as compositions "
+                      f"of MindSpore kernels (the same results, slower):\n{result.stderr[-2000:]}")
+        return None
+    os.replace(partial, path)
+    return path
+
+
+def available() -> bool:
+    return library() is not None
+
+
+def function_name(function: str) -> str:
+    """What a Custom op of `function` records as its func_name (`audit.py` recognises the CPU kernels by it)."""
+    return f"{library()}:{function}"
+
+
+@functools.lru_cache(maxsize=256)
+def masks_op(count: int, shape: tuple, dtype):
+    """The Custom op computing `count` dropout masks of `shape` and `dtype`:
+    (key (3,), site factors (count, 3), threshold (1,), scale (1,) in dtype) → count masks."""
+    from mindspore import ops
+
+    # one output as a bare shape and dtype: MindSpore reads a one-shape tuple ((2, 1),) as something else
+    out_shape, out_dtype = (shape, dtype) if count == 1 else ((shape,) * count, (dtype,) * count)
+    op = ops.Custom(function_name("DropoutMasks"), out_shape=out_shape, out_dtype=out_dtype, func_type="aot")
+    # PyNative caches a Custom op's output shape by its inputs' signature, which is the same for masks of
+    # other shapes: the shape as an attribute tells them apart
+    op.add_prim_attr("mask_shape", tuple(shape))
+    op.add_prim_attr("mask_count", count)
+    return op
+
+
+@functools.lru_cache(maxsize=None)
+def activation_ops(name: str) -> tuple:
+    """(forward x → y, backward (x, dy) → dx) Custom ops of activation `name` ("gelu" or "gelu_tanh"), float32."""
+    from mindspore import ops
+
+    forward, backward = ACTIVATIONS[name]
+    return (ops.Custom(function_name(forward), out_shape=lambda x: x, out_dtype=lambda x: x, func_type="aot"),
+            ops.Custom(function_name(backward), out_shape=lambda x, dy: x, out_dtype=lambda x, dy: x, func_type="aot"))
