@@ -6,7 +6,10 @@
 //   int32[1] (round(p·2^16)), scale[1] in the masks' dtype. Outputs: K masks of one shape, 0 or scale.
 // Gelu / GeluGrad, GeluTanh / GeluTanhGrad: Hugging Face's "gelu" (erf) and "gelu_new" (tanh) on float32, forward
 //   (x → y) and backward ((x, dy) → dx), within ~2e-7 of the exact functions (tests/test_native_backbones.py
-//   compares them with torch). Built with -ffp-contract=off: every CPU computes the same float operations.
+//   compares them with torch).
+// LayerNorm / LayerNormGrad: torch's LayerNorm over the last axis, float32; the backward recomputes each row's
+//   statistics and returns the weight and bias gradients summed in a fixed order.
+// Built with -ffp-contract=off: every CPU computes the same float operations.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -193,6 +196,66 @@ int run_binary(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   return 0;
 }
 
+// LayerNorm over the last axis of x (N, H): rows in blocks of kRowBlock, so that the weight and bias gradients
+// are summed block by block in a fixed order whatever the number of threads
+constexpr int64_t kRowBlock = 16;
+
+struct RowStats {
+  float mean, rstd;
+};
+
+// torch's statistics: the mean, then the biased variance of the centred row, in double (H terms)
+RowStats row_stats(const float *row, int64_t width, float eps) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < width; ++i) sum += row[i];
+  const float mean = static_cast<float>(sum / static_cast<double>(width));
+  double squares = 0.0;
+  for (int64_t i = 0; i < width; ++i) {
+    const double centred = static_cast<double>(row[i] - mean);
+    squares += centred * centred;
+  }
+  const float variance = static_cast<float>(squares / static_cast<double>(width));
+  return {mean, 1.0f / std::sqrt(variance + eps)};
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void layer_norm_rows(const float *__restrict x, const float *__restrict weight, const float *__restrict bias,
+                     float *__restrict y, int64_t width, float eps, int64_t first, int64_t last) {
+  for (int64_t r = first; r < last; ++r) {
+    const float *row = x + r * width;
+    float *out = y + r * width;
+    const RowStats stats = row_stats(row, width, eps);
+    for (int64_t i = 0; i < width; ++i) out[i] = (row[i] - stats.mean) * stats.rstd * weight[i] + bias[i];
+  }
+}
+
+// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·weight, x̂ = (x − mean)·rstd; this block's Σ dy·x̂ and Σ dy
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void layer_norm_grad_rows(const float *__restrict x, const float *__restrict weight, const float *__restrict dy,
+                          float *__restrict dx, float *__restrict dweight, float *__restrict dbias, int64_t width,
+                          float eps, int64_t first, int64_t last) {
+  for (int64_t i = 0; i < width; ++i) dweight[i] = dbias[i] = 0.0f;
+  for (int64_t r = first; r < last; ++r) {
+    const float *row = x + r * width, *grad = dy + r * width;
+    float *out = dx + r * width;
+    const RowStats stats = row_stats(row, width, eps);
+    double sum_g = 0.0, sum_gx = 0.0;
+    for (int64_t i = 0; i < width; ++i) {
+      const float normed = (row[i] - stats.mean) * stats.rstd, g = grad[i] * weight[i];
+      sum_g += g;
+      sum_gx += static_cast<double>(g) * normed;
+    }
+    const float mean_g = static_cast<float>(sum_g / static_cast<double>(width));
+    const float mean_gx = static_cast<float>(sum_gx / static_cast<double>(width));
+    for (int64_t i = 0; i < width; ++i) {
+      const float normed = (row[i] - stats.mean) * stats.rstd;
+      out[i] = stats.rstd * (grad[i] * weight[i] - mean_g - normed * mean_gx);
+      dweight[i] += grad[i] * normed;
+      dbias[i] += grad[i];
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int DropoutMasks(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
@@ -236,4 +299,44 @@ extern "C" int GeluTanh(int nparam, void **params, int *ndims, int64_t **shapes,
 extern "C" int GeluTanhGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                             void *) {
   return run_binary(nparam, params, ndims, shapes, dtypes, gelu_tanh_grad);
+}
+
+// inputs x (N…, H), weight (H), bias (H), eps (1); output y like x
+extern "C" int LayerNorm(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  if (nparam != 5 || std::strcmp(dtypes[0], "float32") != 0) return 1;
+  const float *x = static_cast<const float *>(params[0]), *weight = static_cast<const float *>(params[1]);
+  const float *bias = static_cast<const float *>(params[2]);
+  const float eps = *static_cast<const float *>(params[3]);
+  float *y = static_cast<float *>(params[4]);
+  const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
+  parallel_for((rows + kRowBlock - 1) / kRowBlock, rows * width, [&](int64_t first, int64_t last) {
+    layer_norm_rows(x, weight, bias, y, width, eps, first * kRowBlock, std::min(last * kRowBlock, rows));
+  });
+  return 0;
+}
+
+// inputs x (N…, H), weight (H), dy like x, eps (1); outputs dx like x, dweight (H), dbias (H)
+extern "C" int LayerNormGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                             void *) {
+  if (nparam != 7 || std::strcmp(dtypes[0], "float32") != 0) return 1;
+  const float *x = static_cast<const float *>(params[0]), *weight = static_cast<const float *>(params[1]);
+  const float *dy = static_cast<const float *>(params[2]);
+  const float eps = *static_cast<const float *>(params[3]);
+  float *dx = static_cast<float *>(params[4]), *dweight = static_cast<float *>(params[5]);
+  float *dbias = static_cast<float *>(params[6]);
+  const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
+  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  std::vector<float> partial(2 * blocks * width);  // per block: Σ dy·x̂, then Σ dy
+  parallel_for(blocks, rows * width, [&](int64_t first, int64_t last) {
+    for (int64_t block = first; block < last; ++block)
+      layer_norm_grad_rows(x, weight, dy, dx, &partial[2 * block * width], &partial[(2 * block + 1) * width], width,
+                           eps, block * kRowBlock, std::min((block + 1) * kRowBlock, rows));
+  });
+  for (int64_t i = 0; i < width; ++i) dweight[i] = dbias[i] = 0.0f;
+  for (int64_t block = 0; block < blocks; ++block)  // in block order: the same sums on any number of threads
+    for (int64_t i = 0; i < width; ++i) {
+      dweight[i] += partial[2 * block * width + i];
+      dbias[i] += partial[(2 * block + 1) * width + i];
+    }
+  return 0;
 }

@@ -7,7 +7,9 @@ equal shapes 0.5 ns), and its erf GELU is a chain of ~6 elementwise kernels each
 - the dropout masks (`masks_op`): `layers.keep_masks`' composed hash was ~25 kernels over every unit, a third
   of a BERT-base train step, and kept ~1.3 GB of temporaries; the kernel computes the same bits in one pass
   (tests/test_dropout.py compares them);
-- GELU, erf and tanh forms, forward and backward (`activation_ops`), within ~4e-7 of the exact functions.
+- GELU, erf and tanh forms, forward and backward (`activation_ops`), within ~4e-7 of the exact functions;
+- LayerNorm forward and backward (`layer_norm_ops`), one pass over the rows each way instead of ~14 and ~25
+  kernels with explicit broadcasts.
 Ascend and GPU compute the composed forms, which their kernels run natively.
 
 Built with `$CXX` (default g++) into `$MS_PTUNING_CACHE` (default ~/.cache/ms_ptuning)/cpu_kernels, named by
@@ -94,3 +96,15 @@ def activation_ops(name: str) -> tuple:
     forward, backward = ACTIVATIONS[name]
     return (ops.Custom(function_name(forward), out_shape=lambda x: x, out_dtype=lambda x: x, func_type="aot"),
             ops.Custom(function_name(backward), out_shape=lambda x, dy: x, out_dtype=lambda x, dy: x, func_type="aot"))
+
+
+@functools.lru_cache(maxsize=None)
+def layer_norm_ops() -> tuple:
+    """(forward (x, weight, bias, eps (1,)) → y, backward (x, weight, dy, eps (1,)) → (dx, dweight, dbias)) Custom
+    ops of LayerNorm over the last axis, float32."""
+    from mindspore import ops
+
+    return (ops.Custom(function_name("LayerNorm"), out_shape=lambda x, weight, bias, eps: x,
+                       out_dtype=lambda x, weight, bias, eps: x, func_type="aot"),
+            ops.Custom(function_name("LayerNormGrad"), out_shape=lambda x, weight, dy, eps: (x, weight, weight),
+                       out_dtype=lambda x, weight, dy, eps: (x, weight, weight), func_type="aot"))

@@ -13,6 +13,7 @@ from mindspore import dtype as mstype
 from mindspore.common.initializer import initializer
 
 from . import functional as F
+from ..device import cpu_kernels
 from ..device.kernels import device_kernels
 
 _MATMUL_NT = ops.MatMul(transpose_b=True)
@@ -89,8 +90,9 @@ class LayerNorm(nn.Cell):
     """torch's nn.LayerNorm over the last axis: weight, bias (hidden,); computed in float32 always.
 
     With the devices' kernels (`kernels.device_kernels`) MindSpore's LayerNorm kernel (2 launches with its
-    backward); on CPU the elementwise composition (~39 launches), because there the kernel's backward made a
-    BERT-base prefix train step 6-8% slower (measured on a shared machine)."""
+    backward); on CPU ms_ptuning's own kernel (`F.CpuLayerNorm`, one launch each way), or where it could not be
+    built the elementwise composition (~39 launches): MindSpore's kernel's backward made a BERT-base prefix
+    train step 6-8% slower there (measured on a shared machine)."""
 
     compute_dtype = None
 
@@ -98,11 +100,14 @@ class LayerNorm(nn.Cell):
         super().__init__()
         self.eps = eps
         self.use_kernel = device_kernels()
+        self.cpu_kernel = F.CpuLayerNorm(eps) if not self.use_kernel and cpu_kernels.available() else None
         self.weight = empty_parameter((hidden_size,), "weight")
         self.bias = empty_parameter((hidden_size,), "bias")
 
     def construct(self, x):
-        if self.compute_dtype is None:
-            return F.layer_norm(x, self.weight, self.bias, self.eps, self.use_kernel)
-        weight, bias = ops.cast(self.weight, mstype.float32), ops.cast(self.bias, mstype.float32)
+        weight, bias = self.weight, self.bias
+        if self.compute_dtype is not None:
+            weight, bias = ops.cast(weight, mstype.float32), ops.cast(bias, mstype.float32)
+        if self.cpu_kernel is not None and x.dtype == mstype.float32:
+            return self.cpu_kernel(x, weight, bias)
         return F.layer_norm(x, weight, bias, self.eps, self.use_kernel)

@@ -10,15 +10,15 @@ backward of softmax and erf each keep 1.3–4 output-sized buffers alive outside
 the graph exists, one set per call site: twelve BERT-base layers held ~10 GB that way. So every broadcast is
 explicit (`ops.broadcast_to`, or BiasAdd on a 2-D view), heads are split and merged with split/stack and
 unstack/concat instead of transposes, division by a constant is multiplication by its reciprocal, and softmax
-and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`; on CPU GELU is one C++ kernel each way,
-`CpuActivation`). That is the CPU's choice; with the devices' kernels (`device_kernels=True`, see
+and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`; on CPU GELU and LayerNorm are one C++ kernel
+each way, `CpuActivation`, `CpuLayerNorm`). That is the CPU's choice; with the devices' kernels (`device_kernels=True`, see
 `device/kernels.py`) the same functions take fewer, fused kernels instead.
 """
 
 import math
 
 import numpy as np
-from mindspore import nn, ops
+from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 
 from ..device import cpu_kernels
@@ -94,6 +94,22 @@ def layer_norm(x, weight, bias, eps: float, kernel: bool = False):
     variance = _MEAN(ops.square(centred), -1)  # (N, 1)
     normed = ops.mul(centred, broadcast(ops.rsqrt(ops.add(variance, eps)), flat))
     return ops.reshape(_BIAS_ADD(ops.mul(normed, broadcast(weight, flat)), bias), x.shape)
+
+
+class CpuLayerNorm(nn.Cell):
+    """`layer_norm` as ms_ptuning's CPU kernels (device/cpu_kernels.py), one pass over the rows each way, float32.
+    Weight and bias are inputs, not Parameters, so that the backward returns their gradients."""
+
+    def __init__(self, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.forward, self.backward = cpu_kernels.layer_norm_ops()
+
+    def construct(self, x, weight, bias):
+        return self.forward(x, weight, bias, Tensor([self.eps], mstype.float32))
+
+    def bprop(self, x, weight, bias, out, dout):
+        return self.backward(x, weight, dout, Tensor([self.eps], mstype.float32))
 
 
 class Softmax(nn.Cell):
