@@ -70,7 +70,7 @@ class BertSelfAttention(nn.Cell):
         self.key = Linear(hidden, hidden)
         self.value = Linear(hidden, hidden)
         self.device_kernels = device_kernels()
-        self.softmax = F.softmax(self.device_kernels)
+        self.softmax = F.softmax(self.device_kernels, self.scale)
         self.dropout = Dropout(config.attention_probs_dropout_prob)
 
     def construct(self, hidden, batch: int, additive_mask, prefix_key, prefix_value, probs_mask, qkv):

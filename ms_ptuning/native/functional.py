@@ -10,8 +10,8 @@ backward of softmax and erf each keep 1.3–4 output-sized buffers alive outside
 the graph exists, one set per call site: twelve BERT-base layers held ~10 GB that way. So every broadcast is
 explicit (`ops.broadcast_to`, or BiasAdd on a 2-D view), heads are split and merged with split/stack and
 unstack/concat instead of transposes, division by a constant is multiplication by its reciprocal, and softmax
-and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`; on CPU GELU and LayerNorm are one C++ kernel
-each way, `CpuActivation`, `CpuLayerNorm`). That is the CPU's choice; with the devices' kernels (`device_kernels=True`, see
+and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`; on CPU GELU, LayerNorm and attention's
+softmax are one C++ kernel each way, `CpuActivation`, `CpuLayerNorm`, `CpuSoftmax`). That is the CPU's choice; with the devices' kernels (`device_kernels=True`, see
 `device/kernels.py`) the same functions take fewer, fused kernels instead.
 """
 
@@ -204,9 +204,32 @@ def activation(name: str, device_kernels: bool) -> nn.Cell:
     return ACTIVATIONS[name]()
 
 
-def softmax(device_kernels: bool) -> nn.Cell:
-    """Softmax over the last axis as a Cell, with the devices' kernels or the CPU's composed backward."""
-    return SoftmaxKernel() if device_kernels else Softmax()
+class CpuSoftmax(nn.Cell):
+    """Attention's softmax(scores · scale + mask) as ms_ptuning's CPU kernels (device/cpu_kernels.py), one pass
+    each way instead of 3 and 6 kernels; `attend` hands it the unscaled scores and the mask (same shape, float32).
+    `plain`: the composed softmax, for scores without a mask."""
+
+    scales_and_masks = True
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+        self.forward, self.backward = cpu_kernels.softmax_ops()
+        self.plain = Softmax()
+
+    def construct(self, scores, mask):
+        return self.forward(scores, mask, Tensor([self.scale], mstype.float32))
+
+    def bprop(self, scores, mask, out, dout):
+        return self.backward(out, dout, Tensor([self.scale], mstype.float32)), ops.zeros_like(mask)
+
+
+def softmax(device_kernels: bool, scale: float) -> nn.Cell:
+    """Attention's softmax over the last axis as a Cell: the devices' kernels, the CPU's kernel (which also applies
+    `scale` and the mask, see `attend`) where it could be built, or the CPU's composed backward."""
+    if device_kernels:
+        return SoftmaxKernel()
+    return CpuSoftmax(scale) if cpu_kernels.available() else Softmax()
 
 
 def split_heads(x, num_heads: int, device_kernels: bool = False):
@@ -242,11 +265,18 @@ def attend(query, key, value, additive_mask, scale: float, softmax, dropout, com
     (which divides by 1/scale: the same up to one rounding). With `compute_dtype` the two products run in it,
     the mask and softmax in float32. `dropout_mask`: the dropout's mask if computed beforehand.
 
-    query (B, heads, T, d), key/value (B, heads, S, d), additive_mask (B, heads, T, S) or None → (B, heads, T, d)."""
-    scores = ops.mul(low_precision_product(_BATCH_MATMUL_NT, query, key, compute_dtype), scale)
-    if additive_mask is not None:
-        scores = ops.add(scores, additive_mask)
-    return low_precision_product(_BATCH_MATMUL, dropout(softmax(scores), dropout_mask), value, compute_dtype)
+    query (B, heads, T, d), key/value (B, heads, S, d), additive_mask (B, heads, T, S) or None → (B, heads, T, d).
+    `softmax` from `softmax()`: the CPU's kernel (`CpuSoftmax`) takes the unscaled scores and the mask itself."""
+    scores = low_precision_product(_BATCH_MATMUL_NT, query, key, compute_dtype)
+    if getattr(softmax, "scales_and_masks", False) and additive_mask is not None \
+            and additive_mask.shape == scores.shape:
+        probs = softmax(scores, additive_mask)
+    else:
+        scores = ops.mul(scores, scale)
+        if additive_mask is not None:
+            scores = ops.add(scores, additive_mask)
+        probs = softmax.plain(scores) if getattr(softmax, "scales_and_masks", False) else softmax(scores)
+    return low_precision_product(_BATCH_MATMUL, dropout(probs, dropout_mask), value, compute_dtype)
 
 
 def padding_mask(attention_mask, num_heads: int, query_length: int, device_kernels: bool = False):

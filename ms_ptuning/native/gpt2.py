@@ -29,7 +29,7 @@ class GPT2Attention(nn.Cell):
             divisor *= layer_index + 1
         self.scale = 1.0 / divisor
         self.device_kernels = device_kernels()
-        self.softmax = F.softmax(self.device_kernels)
+        self.softmax = F.softmax(self.device_kernels, self.scale)
         self.c_attn = Conv1D(hidden, 3 * hidden)
         self.c_proj = Conv1D(hidden, hidden)
         self.attn_dropout = Dropout(config.attn_pdrop)

@@ -151,7 +151,7 @@ class LlamaAttention(nn.Cell):
         self.v_proj = Linear(hidden, self.num_kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = Linear(self.num_heads * self.head_dim, hidden, bias=out_bias)
         self.device_kernels = device_kernels()
-        self.softmax = F.softmax(self.device_kernels)
+        self.softmax = F.softmax(self.device_kernels, self.scale)
         self.attention_dropout = Dropout(getattr(config, "attention_dropout", 0.0))
 
     def construct(self, hidden, additive_mask, cos, sin, past_key, past_value, slot=None):

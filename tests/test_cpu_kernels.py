@@ -1,0 +1,143 @@
+"""ms_ptuning's CPU kernels (ms_ptuning/device/cpu_kernels.cc), the CPU's choice in the native backbones, against
+float64 numpy and against the compositions of MindSpore kernels the devices' choice runs: GELU (erf and tanh)
+and its derivative within 4e-7 over [-20, 20], at least as close as the composition, and at ±inf; LayerNorm and its three gradients; attention's
+softmax(scores·scale + mask) and its backward, with float32-min padding and −inf (GPT-2's future) in the mask;
+op by op and compiled alike, and float16 inputs computed in float32. The dropout masks' kernel is tested in
+tests/test_dropout.py, the backbones built from all of them against torch in tests/test_native_backbones.py."""
+
+import math
+
+import mindspore
+import numpy as np
+import pytest
+from mindspore import Tensor, nn, ops
+from scipy.special import erf
+
+from ms_ptuning.device import cpu_kernels
+from ms_ptuning.native import functional as F
+from ms_ptuning.training.graph_steps import graph_mode
+
+
+@pytest.fixture(autouse=True)
+def built():
+    assert cpu_kernels.available()  # the CPU's set-up includes g++
+
+
+class WithGradients(nn.Cell):
+    """f's output and the gradients of Σ f·dy with respect to all its inputs."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f, self.grad = f, ops.GradOperation(get_all=True, sens_param=True)
+
+    def construct(self, *inputs):
+        return self.f(*inputs[:-1]), self.grad(self.f)(*inputs)
+
+
+def run(f, inputs, compiled: bool):
+    cell = WithGradients(f)
+    tensors = [Tensor(value) for value in inputs]
+    if compiled:
+        with graph_mode():
+            output, grads = cell(*tensors)
+    else:
+        output, grads = cell(*tensors)
+    return output.asnumpy(), [grad.asnumpy() for grad in grads]
+
+
+def gelu_reference(x, tanh: bool):
+    x = x.astype(np.float64)
+    if tanh:
+        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)
+        t = np.tanh(inner)
+        return 0.5 * x * (1 + t), 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * math.sqrt(2 / math.pi) * (
+            1 + 3 * 0.044715 * x * x)
+    cdf = 0.5 * (1 + erf(x / math.sqrt(2)))
+    return x * cdf, cdf + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+
+@pytest.mark.parametrize("name, kernel", [("gelu", "gelu"), ("gelu_new", "gelu_tanh")])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_gelu_and_its_derivative_within_4e_7_of_the_exact_function(name, kernel, compiled):
+    activation = F.activation(name, device_kernels=False)
+    assert isinstance(activation, F.CpuActivation)
+    x = np.concatenate([np.linspace(-20, 20, 40_001), [0.0, -0.0, 1e-30, -1e-30]]).astype(np.float32)
+    ones = np.ones_like(x)
+    y, (dx,) = run(activation, [x, ones], compiled)
+    y_exact, dx_exact = gelu_reference(x, name != "gelu")
+    assert np.abs(y - y_exact).max() <= 4e-7 * np.maximum(1, np.abs(y_exact)).max()
+    assert np.abs(dx - dx_exact).max() <= 4e-7 * 1.2
+    # at least as close as the composition of MindSpore's kernels (its tanh form is ~2e-4 off at large |x|)
+    composed_y, (composed_dx,) = run(F.ACTIVATIONS[name](), [x, ones], compiled)
+    assert np.abs(y - y_exact).max() <= np.abs(composed_y - y_exact).max() + 1e-7
+    assert np.abs(dx - dx_exact).max() <= np.abs(composed_dx - dx_exact).max() + 1e-7
+    infinite, _ = run(activation, [np.array([np.inf, -np.inf, 100, -100], np.float32), np.ones(4, np.float32)],
+                      compiled)
+    assert infinite[0] == np.inf and infinite[2] == 100 and infinite[3] == 0  # −inf·0 is NaN, as in torch
+    # float16 inputs are computed in float32 and rounded once
+    half, _ = run(activation, [x[::97].astype(np.float16), ones[::97].astype(np.float16)], compiled)
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half, y_exact[::97].astype(np.float16), rtol=1e-3, atol=1e-3)
+
+
+class LayerNormInputs(nn.Cell):
+    def __init__(self, kernel: bool):
+        super().__init__()
+        self.norm = F.CpuLayerNorm(1e-12) if kernel else None
+
+    def construct(self, x, weight, bias):
+        return self.norm(x, weight, bias) if self.norm is not None else F.layer_norm(x, weight, bias, 1e-12)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_layer_norm_and_its_gradients_match_float64_and_the_composition(compiled):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((3, 37, 48)) * 3 + 1).astype(np.float32)  # 111 rows: blocks of 16 and a rest
+    weight, bias = rng.standard_normal(48).astype(np.float32), rng.standard_normal(48).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y, (dx, dweight, dbias) = run(LayerNormInputs(True), [x, weight, bias, dy], compiled)
+    xd = x.astype(np.float64)
+    rstd = 1 / np.sqrt(xd.var(-1, keepdims=True) + 1e-12)
+    normed = (xd - xd.mean(-1, keepdims=True)) * rstd
+    g = dy * weight
+    exact = [normed * weight + bias,
+             rstd * (g - g.mean(-1, keepdims=True) - normed * (g * normed).mean(-1, keepdims=True)),
+             (dy * normed).sum((0, 1)), dy.sum((0, 1))]
+    for mine, truth in zip([y, dx, dweight, dbias], exact):
+        assert np.abs(mine - truth).max() <= 5e-7 * np.abs(truth).max()
+    composed = run(LayerNormInputs(False), [x, weight, bias, dy], compiled)
+    for mine, theirs in zip([y, dx, dweight, dbias], [composed[0], *composed[1]]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5 * np.abs(theirs).max())
+
+
+class MaskedSoftmax(nn.Cell):
+    def __init__(self, scale: float, kernel: bool):
+        super().__init__()
+        self.scale, self.softmax = scale, F.CpuSoftmax(scale) if kernel else F.Softmax()
+        self.kernel = kernel
+
+    def construct(self, scores, mask):
+        if self.kernel:
+            return self.softmax(scores, mask)
+        return self.softmax(ops.add(ops.mul(scores, self.scale), mask))
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_attention_softmax_and_its_backward_match_float64_and_the_composition(compiled):
+    rng = np.random.default_rng(1)
+    scores = (rng.standard_normal((2, 3, 5, 19)) * 4).astype(np.float32)
+    mask = np.zeros_like(scores)
+    mask[0, :, :, -4:] = np.finfo(np.float32).min  # padding
+    mask[1] = np.triu(np.full((5, 19), -np.inf, np.float32), 15)  # GPT-2's future keys
+    dy = rng.standard_normal(scores.shape).astype(np.float32)
+    scale = 0.125
+    probs, (dscores, _) = run(MaskedSoftmax(scale, True), [scores, mask, dy], compiled)
+    z = scores.astype(np.float64) * scale + mask
+    e = np.exp(z - z.max(-1, keepdims=True))
+    exact = e / e.sum(-1, keepdims=True)
+    exact_grad = scale * exact * (dy - (exact * dy).sum(-1, keepdims=True))
+    assert np.abs(probs - exact).max() <= 3e-7 and np.abs(dscores - exact_grad).max() <= 1e-6
+    assert np.all(probs[1][..., 15:][np.isinf(mask[1][..., 15:])] == 0)
+    composed, (composed_grad, _) = run(MaskedSoftmax(scale, False), [scores, mask, dy], compiled)
+    np.testing.assert_allclose(probs, composed, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dscores, composed_grad, rtol=1e-5, atol=1e-7)
