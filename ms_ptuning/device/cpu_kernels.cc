@@ -258,36 +258,29 @@ void layer_norm_grad_rows(const float *__restrict x, const float *__restrict wei
   }
 }
 
-// probs = softmax(scores·scale + mask), torch's way: e^(z − max z) / Σ (a row of −inf gives NaN, as in torch)
+// one row of probs = softmax(scores·scale + mask), torch's way: e^(z − max z) / Σ (a row of −inf gives NaN, as in
+// torch)
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void masked_softmax_rows(const float *__restrict scores, const float *__restrict mask, float scale,
-                         float *__restrict probs, int64_t width, int64_t first, int64_t last) {
-  for (int64_t r = first; r < last; ++r) {
-    const float *row = scores + r * width, *masks = mask + r * width;
-    float *out = probs + r * width;
-    for (int64_t i = 0; i < width; ++i) out[i] = row[i] * scale + masks[i];
-    float largest = out[0];
-    for (int64_t i = 1; i < width; ++i) largest = out[i] > largest ? out[i] : largest;
-    for (int64_t i = 0; i < width; ++i) out[i] = exp_float(out[i] - largest);
-    double total = 0.0;
-    for (int64_t i = 0; i < width; ++i) total += out[i];
-    const float sum = static_cast<float>(total);
-    for (int64_t i = 0; i < width; ++i) out[i] = out[i] / sum;
-  }
+void masked_softmax_row(const float *__restrict scores, const float *__restrict mask, float scale,
+                        float *__restrict probs, int64_t width) {
+  for (int64_t i = 0; i < width; ++i) probs[i] = scores[i] * scale + mask[i];
+  float largest = probs[0];
+  for (int64_t i = 1; i < width; ++i) largest = probs[i] > largest ? probs[i] : largest;
+  for (int64_t i = 0; i < width; ++i) probs[i] = exp_float(probs[i] - largest);
+  double total = 0.0;
+  for (int64_t i = 0; i < width; ++i) total += probs[i];
+  const float sum = static_cast<float>(total);
+  for (int64_t i = 0; i < width; ++i) probs[i] = probs[i] / sum;
 }
 
-// dscores = scale · y·(dy − Σ y·dy)
+// one row of dscores = scale · y·(dy − Σ y·dy)
 __attribute__((target_clones("avx512f", "avx2", "default")))
-void softmax_grad_rows(const float *__restrict probs, const float *__restrict dprobs, float scale,
-                       float *__restrict dscores, int64_t width, int64_t first, int64_t last) {
-  for (int64_t r = first; r < last; ++r) {
-    const float *y = probs + r * width, *dy = dprobs + r * width;
-    float *out = dscores + r * width;
-    double total = 0.0;
-    for (int64_t i = 0; i < width; ++i) total += y[i] * dy[i];
-    const float dot = static_cast<float>(total);
-    for (int64_t i = 0; i < width; ++i) out[i] = scale * (y[i] * (dy[i] - dot));
-  }
+void softmax_grad_row(const float *__restrict y, const float *__restrict dy, float scale, float *__restrict dscores,
+                      int64_t width) {
+  double total = 0.0;
+  for (int64_t i = 0; i < width; ++i) total += y[i] * dy[i];
+  const float dot = static_cast<float>(total);
+  for (int64_t i = 0; i < width; ++i) dscores[i] = scale * (y[i] * (dy[i] - dot));
 }
 
 }  // namespace
@@ -375,30 +368,29 @@ extern "C" int LayerNormGrad(int nparam, void **params, int *ndims, int64_t **sh
   return 0;
 }
 
+// (a, b, scale (1)) → out, all float32 and of one shape, computed row by row (last axis) by `row_of`
+template <typename Row>
+int run_scaled_rows(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, Row row_of) {
+  if (nparam != 4 || std::strcmp(dtypes[0], "float32") != 0 || std::strcmp(dtypes[1], "float32") != 0) return 1;
+  const float *a = static_cast<const float *>(params[0]), *b = static_cast<const float *>(params[1]);
+  const float scale = *static_cast<const float *>(params[2]);
+  float *out = static_cast<float *>(params[3]);
+  const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
+  parallel_for((rows + kRowBlock - 1) / kRowBlock, rows * width, [&](int64_t first, int64_t last) {
+    for (int64_t r = first * kRowBlock; r < std::min(last * kRowBlock, rows); ++r)
+      row_of(a + r * width, b + r * width, scale, out + r * width, width);
+  });
+  return 0;
+}
+
 // inputs scores (R…, S), mask like scores, scale (1); output probs like scores
 extern "C" int ScaledMaskedSoftmax(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                                    void *) {
-  if (nparam != 4 || std::strcmp(dtypes[0], "float32") != 0 || std::strcmp(dtypes[1], "float32") != 0) return 1;
-  const float *scores = static_cast<const float *>(params[0]), *mask = static_cast<const float *>(params[1]);
-  const float scale = *static_cast<const float *>(params[2]);
-  float *probs = static_cast<float *>(params[3]);
-  const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
-  parallel_for((rows + kRowBlock - 1) / kRowBlock, rows * width, [&](int64_t first, int64_t last) {
-    masked_softmax_rows(scores, mask, scale, probs, width, first * kRowBlock, std::min(last * kRowBlock, rows));
-  });
-  return 0;
+  return run_scaled_rows(nparam, params, ndims, shapes, dtypes, masked_softmax_row);
 }
 
 // inputs probs (R…, S), dprobs like probs, scale (1); output dscores like probs
 extern "C" int ScaledSoftmaxGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                                  void *) {
-  if (nparam != 4 || std::strcmp(dtypes[0], "float32") != 0) return 1;
-  const float *probs = static_cast<const float *>(params[0]), *dprobs = static_cast<const float *>(params[1]);
-  const float scale = *static_cast<const float *>(params[2]);
-  float *dscores = static_cast<float *>(params[3]);
-  const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
-  parallel_for((rows + kRowBlock - 1) / kRowBlock, rows * width, [&](int64_t first, int64_t last) {
-    softmax_grad_rows(probs, dprobs, scale, dscores, width, first * kRowBlock, std::min(last * kRowBlock, rows));
-  });
-  return 0;
+  return run_scaled_rows(nparam, params, ndims, shapes, dtypes, softmax_grad_row);
 }
