@@ -141,3 +141,26 @@ def test_attention_softmax_and_its_backward_match_float64_and_the_composition(co
     composed, (composed_grad, _) = run(MaskedSoftmax(scale, False), [scores, mask, dy], compiled)
     np.testing.assert_allclose(probs, composed, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(dscores, composed_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_without_a_compiler_or_a_writable_cache_the_compositions_run(monkeypatch, tmp_path):
+    from ms_ptuning import layers
+    from ms_ptuning.native.cells import LayerNorm
+
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    monkeypatch.setenv("MS_PTUNING_CACHE", str(tmp_path))  # nothing built there yet
+    cpu_kernels.library.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="no C.. compiler .no-such-compiler. found"):
+            assert cpu_kernels.library() is None
+        assert isinstance(F.activation("gelu", False), F.Gelu) and isinstance(F.softmax(False, 0.5), F.Softmax)
+        assert LayerNorm(8, 1e-5).cpu_kernel is None and not layers.Dropout(0.1).cpu_kernel
+        cpu_kernels.library.cache_clear()
+        monkeypatch.delenv("CXX")
+        (tmp_path / "cpu_kernels").write_text("a file where the cache directory should be")
+        with pytest.warns(UserWarning, match="cannot write the CPU kernels"):
+            assert cpu_kernels.library() is None
+    finally:
+        monkeypatch.undo()
+        cpu_kernels.library.cache_clear()
+    assert cpu_kernels.available()

@@ -15,8 +15,8 @@ equal shapes 0.5 ns), and its erf GELU is a chain of ~6 elementwise kernels each
 Ascend and GPU compute the composed forms, which their kernels run natively.
 
 Built with `$CXX` (default g++) into `$MS_PTUNING_CACHE` (default ~/.cache/ms_ptuning)/cpu_kernels, named by
-the source's and flags' hash, written atomically (concurrent msrun workers). Without a compiler the composed
-forms run instead, with one warning: the same masks, GELU within float rounding, slower.
+the source's and flags' hash, written atomically (concurrent msrun workers). Without a compiler or a writable
+cache the composed forms run instead, with one warning: the same masks, the rest within float rounding, slower.
 """
 
 import functools
@@ -48,18 +48,23 @@ def library() -> str | None:
     if os.path.exists(path):
         return path
     if compiler is None:
-        warnings.warn(f"no C++ compiler ({os.environ.get('CXX', 'g++')}) found: on CPU the dropout masks and GELU "
-                      "run as compositions of MindSpore kernels (the same results, several times slower); install "
-                      "g++ or set CXX")
+        warnings.warn(f"no C++ compiler ({os.environ.get('CXX', 'g++')}) found: on CPU the dropout masks, GELU, "
+                      "LayerNorm and softmax run as compositions of MindSpore kernels (the same results, several "
+                      "times slower); install g++ or set CXX")
         return None
-    os.makedirs(cache_dir(), exist_ok=True)
-    handle, partial = tempfile.mkstemp(suffix=".so", dir=cache_dir())
+    try:
+        os.makedirs(cache_dir(), exist_ok=True)
+        handle, partial = tempfile.mkstemp(suffix=".so", dir=cache_dir())
+    except OSError as error:
+        warnings.warn(f"cannot write the CPU kernels to {cache_dir()} ({error}): on CPU they run as compositions of "
+                      "MindSpore kernels (the same results, slower); set MS_PTUNING_CACHE to a writable directory")
+        return None
     os.close(handle)
     result = subprocess.run([compiler, *FLAGS, "-o", partial, SOURCE], capture_output=True, text=True)
     if result.returncode != 0:
         os.unlink(partial)
-        warnings.warn(f"{compiler} could not build {SOURCE}: on CPU the dropout masks and GELU run as compositions "
-                      f"of MindSpore kernels (the same results, slower):\n{result.stderr[-2000:]}")
+        warnings.warn(f"{compiler} could not build {SOURCE}: on CPU the dropout masks, GELU, LayerNorm and softmax "
+                      f"run as compositions of MindSpore kernels (the same results, slower):\n{result.stderr[-2000:]}")
         return None
     os.replace(partial, path)
     return path
