@@ -6,7 +6,8 @@
 - `check.py`: `scripts/check_device.sh`, this device's numbers against the PyTorch reference and the CPU.
 - `kernels.py`: the one per-device choice of how graphs compute (MindSpore's fused kernels on Ascend and GPU,
   compositions on CPU), made when a Cell is built.
-- `cpu_kernels.py` (+ `cpu_kernels.cc`): the dropout masks' compiled C++ kernel, the CPU's choice.
+- `cpu_kernels.py` (+ `cpu_kernels.cc`): compiled C++ kernels for the dropout masks, GELU, LayerNorm and
+  attention's softmax, the CPU's choice.
 
 Only MindSpore is imported here (never mindnlp), so a command can check its device before loading models.
 """

@@ -95,35 +95,30 @@ def masks_op(count: int, shape: tuple, dtype):
     return op
 
 
+def _aot(function: str, outputs=lambda first, *rest: first):
+    """The Custom op running `function` of the library; `outputs` picks the outputs' shapes and dtypes from the
+    inputs' (default: one output like the first input)."""
+    from mindspore import ops
+
+    return ops.Custom(function_name(function), out_shape=outputs, out_dtype=outputs, func_type="aot")
+
+
 @functools.lru_cache(maxsize=None)
 def activation_ops(name: str) -> tuple:
     """(forward x → y, backward (x, dy) → dx) Custom ops of activation `name` ("gelu" or "gelu_tanh"), float32."""
-    from mindspore import ops
-
     forward, backward = ACTIVATIONS[name]
-    return (ops.Custom(function_name(forward), out_shape=lambda x: x, out_dtype=lambda x: x, func_type="aot"),
-            ops.Custom(function_name(backward), out_shape=lambda x, dy: x, out_dtype=lambda x, dy: x, func_type="aot"))
+    return _aot(forward), _aot(backward)
 
 
 @functools.lru_cache(maxsize=None)
 def layer_norm_ops() -> tuple:
     """(forward (x, weight, bias, eps (1,)) → y, backward (x, weight, dy, eps (1,)) → (dx, dweight, dbias)) Custom
     ops of LayerNorm over the last axis, float32."""
-    from mindspore import ops
-
-    return (ops.Custom(function_name("LayerNorm"), out_shape=lambda x, weight, bias, eps: x,
-                       out_dtype=lambda x, weight, bias, eps: x, func_type="aot"),
-            ops.Custom(function_name("LayerNormGrad"), out_shape=lambda x, weight, dy, eps: (x, weight, weight),
-                       out_dtype=lambda x, weight, dy, eps: (x, weight, weight), func_type="aot"))
+    return _aot("LayerNorm"), _aot("LayerNormGrad", lambda x, weight, dy, eps: (x, weight, weight))
 
 
 @functools.lru_cache(maxsize=None)
 def softmax_ops() -> tuple:
     """(forward (scores, mask, scale (1,)) → softmax(scores · scale + mask), backward (probs, dprobs, scale (1,))
     → dscores) Custom ops over the last axis, float32."""
-    from mindspore import ops
-
-    return (ops.Custom(function_name("ScaledMaskedSoftmax"), out_shape=lambda scores, mask, scale: scores,
-                       out_dtype=lambda scores, mask, scale: scores, func_type="aot"),
-            ops.Custom(function_name("ScaledSoftmaxGrad"), out_shape=lambda probs, dprobs, scale: probs,
-                       out_dtype=lambda probs, dprobs, scale: probs, func_type="aot"))
+    return _aot("ScaledMaskedSoftmax"), _aot("ScaledSoftmaxGrad")

@@ -11,9 +11,9 @@ broadcasting op or those default backwards (see `functional.py`), and the LayerN
 than its composition: there they compose. Both choices compute what Hugging Face computes within the parity
 bounds (tests/test_native_backbones.py runs both on CPU); the devices' choice was not run on a device.
 
-Dropout masks (`layers.cpu_kernel_chosen`) follow the same choice: the devices compose their int32 hash from
-documented ops; the CPU, whose int32 kernels are slow, computes the same bits in its own compiled kernel
-(`cpu_kernels.py`; tests/test_dropout.py compares the two).
+The same choice gives the CPU ms_ptuning's own compiled kernels (`cpu_kernels.py`) where it could build them:
+the dropout masks (`layers.cpu_kernel_chosen`; the devices compose the same int32 hash from documented ops,
+tests/test_dropout.py compares the two), GELU, LayerNorm and attention's softmax (tests/test_cpu_kernels.py).
 
 `FORCED` (None: by `--device_target`, MindSpore's device target when the Cell is built) overrides the choice:
 `benchmarks.kernels` and the tests compile the devices' choice on CPU with `forced(True)`.

@@ -8,10 +8,10 @@ native backbones (BERT, RoBERTa, GPT-2) in every mode, prints each graph's primi
 - a stateful random kernel (`STATEFUL_RANDOM`), which a resumed run cannot replay;
 - a primitive whose MindSpore 2.7 documentation ("Supported Platforms") lacks Ascend or GPU;
 - a primitive missing from `op_platforms.py`, so a new op is looked up before it ships;
-- one of ms_ptuning's CPU kernels (`device/cpu_kernels.py`: dropout masks, GELU; named `cpu_kernels.<function>`
-  in the inventories) in a graph built for Ascend and GPU: only the CPU's choice (`device/kernels.py`) holds
-  them, as compiled C++ kernels of the CPU device (no Python runs), and the devices' choice computes the same
-  from documented ops.
+- one of ms_ptuning's CPU kernels (`device/cpu_kernels.py`: dropout masks, GELU, LayerNorm, attention's softmax;
+  named `cpu_kernels.<function>` in the inventories) in a graph built for Ascend and GPU: only the CPU's choice
+  (`device/kernels.py`) holds them, as compiled C++ kernels of the CPU device (no Python runs), and the devices'
+  choice computes the same from documented ops.
 
 `op_platforms.py` maps every primitive the graphs use to the platforms its MindSpore 2.7.0 docstring
 lists (the text of the API pages on mindspore.cn), or to null where MindSpore documents none (graph plumbing
@@ -63,27 +63,30 @@ def graph_primitives(cell) -> collections.Counter:
     model.ParseFromString(serialized)
     graphs = [model.graph, *model.functions]
     graph_names = {graph.name for graph in graphs}
+    cpu = _cpu_kernel_names(model)
     counts = collections.Counter()
     for graph in graphs:
         for node in graph.node:
             # a primitive node reads "REF::<primitive>:<id>"; calls of sub-graphs and constants are not primitives
             match = re.fullmatch(r"REF::((\w+):\d+)", node.op_type)
             if match and match.group(2) not in graph_names:
-                counts[_cpu_kernel(model, match.group(1)) or match.group(2)] += 1
+                counts[cpu.get(match.group(1), match.group(2))] += 1
     return counts
 
 
-def _cpu_kernel(model, primitive: str) -> str | None:
-    """`cpu_kernels.<function>` if the graph's `primitive` ("Custom:2") is an aot Custom op of
-    device/cpu_kernels.py, else None."""
+def _cpu_kernel_names(model) -> dict:
+    """The model's primitives ("Custom:2") that are aot Custom ops of device/cpu_kernels.py →
+    `cpu_kernels.<function>`."""
     from ..device import cpu_kernels
 
-    attributes = {attribute.name: attribute.s.decode() for entry in model.primitives if entry.name == primitive
-                  for attribute in entry.attribute if attribute.name in ("func_type", "func_name")}
-    library, _, function = attributes.get("func_name", "").rpartition(":")
-    if attributes.get("func_type") == "aot" and cpu_kernels.available() and library == cpu_kernels.library():
-        return CPU_KERNELS + function
-    return None
+    names = {}
+    for entry in model.primitives:
+        attributes = {attribute.name: attribute.s.decode() for attribute in entry.attribute
+                      if attribute.name in ("func_type", "func_name")}
+        library, _, function = attributes.get("func_name", "").rpartition(":")
+        if attributes.get("func_type") == "aot" and cpu_kernels.available() and library == cpu_kernels.library():
+            names[entry.name] = CPU_KERNELS + function
+    return names
 
 
 def documented_platforms(name: str) -> list | None:

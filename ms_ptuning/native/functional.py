@@ -11,8 +11,9 @@ the graph exists, one set per call site: twelve BERT-base layers held ~10 GB tha
 explicit (`ops.broadcast_to`, or BiasAdd on a 2-D view), heads are split and merged with split/stack and
 unstack/concat instead of transposes, division by a constant is multiplication by its reciprocal, and softmax
 and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`; on CPU GELU, LayerNorm and attention's
-softmax are one C++ kernel each way, `CpuActivation`, `CpuLayerNorm`, `CpuSoftmax`). That is the CPU's choice; with the devices' kernels (`device_kernels=True`, see
-`device/kernels.py`) the same functions take fewer, fused kernels instead.
+softmax are one C++ kernel each way, `CpuActivation`, `CpuLayerNorm`, `CpuSoftmax`). That is the CPU's choice;
+with the devices' kernels (`device_kernels=True`, see `device/kernels.py`) the same functions take fewer, fused
+kernels instead.
 """
 
 import math
@@ -268,14 +269,14 @@ def attend(query, key, value, additive_mask, scale: float, softmax, dropout, com
     query (B, heads, T, d), key/value (B, heads, S, d), additive_mask (B, heads, T, S) or None → (B, heads, T, d).
     `softmax` from `softmax()`: the CPU's kernel (`CpuSoftmax`) takes the unscaled scores and the mask itself."""
     scores = low_precision_product(_BATCH_MATMUL_NT, query, key, compute_dtype)
-    if getattr(softmax, "scales_and_masks", False) and additive_mask is not None \
-            and additive_mask.shape == scores.shape:
+    fused = getattr(softmax, "scales_and_masks", False)
+    if fused and additive_mask is not None and additive_mask.shape == scores.shape:
         probs = softmax(scores, additive_mask)
     else:
         scores = ops.mul(scores, scale)
         if additive_mask is not None:
             scores = ops.add(scores, additive_mask)
-        probs = softmax.plain(scores) if getattr(softmax, "scales_and_masks", False) else softmax(scores)
+        probs = softmax.plain(scores) if fused else softmax(scores)
     return low_precision_product(_BATCH_MATMUL, dropout(probs, dropout_mask), value, compute_dtype)
 
 
