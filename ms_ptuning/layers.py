@@ -254,12 +254,17 @@ class Dropout(nn.Cell):
         self.cpu_kernel = cpu_kernel_chosen() if p > 0.0 else False
 
     def construct(self, x, mask=None):
+        mask = self.mask(x, mask)
+        return x if mask is None else ops.mul(x, mask)
+
+    def mask(self, x, mask=None):
+        """The mask this site multiplies `x` by (`mask` if given), or None where it passes `x` through."""
         if not self.training or self.p == 0.0:
-            return x
+            return None
         if mask is None:
             mask = keep_mask(DROPOUT_KEY.value, self.site, x.shape, self.threshold, self.scale, x.dtype,
                              self.cpu_kernel)
-        return ops.mul(x, ops.stop_gradient(mask))
+        return ops.stop_gradient(mask)
 
 
 class SharedMasks(nn.Cell):

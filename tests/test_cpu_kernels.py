@@ -1,8 +1,10 @@
 """ms_ptuning's CPU kernels (ms_ptuning/device/cpu_kernels.cc), the CPU's choice in the native backbones, against
 float64 numpy and against the compositions of MindSpore kernels the devices' choice runs: GELU (erf and tanh)
-and its derivative within 4e-7 over [-20, 20], at least as close as the composition, and at ±inf; LayerNorm and its three gradients; attention's
-softmax(scores·scale + mask) and its backward, with float32-min padding and −inf (GPT-2's future) in the mask;
-op by op and compiled alike, and float16 inputs computed in float32. The dropout masks' kernel is tested in
+and its derivative within 4e-7 over [-20, 20], at least as close as the composition, and at ±inf; GELU of a
+product plus its bias; LayerNorm and its three gradients; BERT's output block LayerNorm((a + bias)·mask +
+residual) with and without dropout's mask; attention's softmax(scores·scale + mask) and its backward, with
+float32-min padding and −inf (GPT-2's future) in the mask; op by op and compiled alike, and float16 inputs
+computed in float32. The dropout masks' kernel is tested in
 tests/test_dropout.py, the backbones built from all of them against torch in tests/test_native_backbones.py."""
 
 import math
@@ -80,6 +82,80 @@ def test_gelu_and_its_derivative_within_4e_7_of_the_exact_function(name, kernel,
     np.testing.assert_allclose(half, y_exact[::97].astype(np.float16), rtol=1e-3, atol=1e-3)
 
 
+class BiasThenActivation(nn.Cell):
+    """The composition the fused kernel replaces: BiasAdd, then the CPU's activation kernel."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.activation = F.activation(name, device_kernels=False)
+
+    def construct(self, a, bias):
+        return self.activation(ops.bias_add(a, bias))
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_new"])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_activation_of_a_product_plus_its_bias_is_biasadd_then_the_activation(name, compiled):
+    fused = F.bias_activation(name, device_kernels=False)
+    assert isinstance(fused, F.CpuBiasActivation) and F.bias_activation(name, device_kernels=True) is None
+    rng = np.random.default_rng(2)
+    a = (rng.standard_normal((111, 40)) * 3).astype(np.float32)  # 111 rows: blocks of 16 and a rest
+    bias = rng.standard_normal(40).astype(np.float32)
+    dy = rng.standard_normal(a.shape).astype(np.float32)
+    y, (da, dbias) = run(fused, [a, bias, dy], compiled)
+    composed_y, (composed_da, composed_dbias) = run(BiasThenActivation(name), [a, bias, dy], compiled)
+    np.testing.assert_array_equal(y, composed_y)  # the same float operations
+    np.testing.assert_array_equal(da, composed_da)
+    exact_dbias = composed_da.astype(np.float64).sum(0)
+    assert np.abs(dbias - exact_dbias).max() <= 1e-6 * np.abs(composed_da).sum(0).max()
+    np.testing.assert_allclose(dbias, composed_dbias, rtol=1e-5, atol=1e-5 * np.abs(composed_dbias).max())
+
+
+class ResidualOutput(nn.Cell):
+    """BERT's output block after its product a: LayerNorm((a + bias)·mask + residual), fused or composed."""
+
+    def __init__(self, kernel: bool, masked: bool):
+        super().__init__()
+        self.kernel, self.masked = kernel, masked
+        self.fused = (F.CpuMaskedResidualLayerNorm if masked else F.CpuResidualLayerNorm)(1e-12)
+        self.norm = F.CpuLayerNorm(1e-12)
+
+    def construct(self, a, bias, mask, residual, weight, beta):
+        if self.kernel:
+            if self.masked:
+                return self.fused(a, bias, mask, residual, weight, beta)
+            return self.fused(a, bias, residual, weight, beta)
+        h = ops.bias_add(a, bias)
+        if self.masked:
+            h = ops.mul(h, ops.stop_gradient(mask))
+        return self.norm(ops.add(h, residual), weight, beta)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_residual_layer_norm_is_the_composition_and_its_gradients_match_float64(masked, compiled):
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal((111, 48)) * 2).astype(np.float32)
+    bias, weight, beta = (rng.standard_normal(48).astype(np.float32) for _ in range(3))
+    mask = (rng.random(a.shape) >= 0.1).astype(np.float32) / np.float32(0.9) if masked else np.ones_like(a)
+    residual = rng.standard_normal(a.shape).astype(np.float32)
+    dy = rng.standard_normal(a.shape).astype(np.float32)
+    inputs = [a, bias, mask, residual, weight, beta, dy]
+    y, (da, dbias, _, dresidual, dweight, dbeta) = run(ResidualOutput(True, masked), inputs, compiled)
+    composed_y, composed_grads = run(ResidualOutput(False, masked), inputs, compiled)
+    np.testing.assert_array_equal(y, composed_y)  # the same float operations
+    h = (a.astype(np.float64) + bias) * mask + residual
+    rstd = 1 / np.sqrt(h.var(-1, keepdims=True) + 1e-12)
+    normed = (h - h.mean(-1, keepdims=True)) * rstd
+    g = dy * weight
+    dh = rstd * (g - g.mean(-1, keepdims=True) - normed * (g * normed).mean(-1, keepdims=True))
+    exact = [dh * mask, (dh * mask).sum(0), dh, (dy * normed).sum(0), dy.sum(0)]
+    for mine, truth in zip([da, dbias, dresidual, dweight, dbeta], exact):
+        assert np.abs(mine - truth).max() <= 1e-6 * np.abs(truth).max()
+    for mine, theirs in zip([da, dbias, dresidual, dweight, dbeta], [composed_grads[i] for i in (0, 1, 3, 4, 5)]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5 * np.abs(theirs).max())
+
+
 class LayerNormInputs(nn.Cell):
     def __init__(self, kernel: bool):
         super().__init__()
@@ -154,6 +230,7 @@ def test_without_a_compiler_or_a_writable_cache_the_compositions_run(monkeypatch
         with pytest.warns(UserWarning, match="no C.. compiler .no-such-compiler. found"):
             assert cpu_kernels.library() is None
         assert isinstance(F.activation("gelu", False), F.Gelu) and isinstance(F.softmax(False, 0.5), F.Softmax)
+        assert F.bias_activation("gelu", False) is None
         assert LayerNorm(8, 1e-5).cpu_kernel is None and not layers.Dropout(0.1).cpu_kernel
         cpu_kernels.library.cache_clear()
         monkeypatch.delenv("CXX")

@@ -6,8 +6,12 @@
 //   int32[1] (round(p·2^16)), scale[1] in the masks' dtype. Outputs: K masks of one shape, 0 or scale.
 // Gelu / GeluGrad, GeluTanh / GeluTanhGrad: Hugging Face's "gelu" (erf) and "gelu_new" (tanh) on float32, forward
 //   (x → y) and backward ((x, dy) → dx), within ~4e-7 of the exact functions (tests/test_cpu_kernels.py).
+// BiasGelu / BiasGeluGrad, BiasGeluTanh / BiasGeluTanhGrad: the same of a + bias, a linear layer's product and its
+//   bias: forward (a, bias) → y, backward (a, bias, dy) → (da, dbias), dbias summed in a fixed order.
 // LayerNorm / LayerNormGrad: torch's LayerNorm over the last axis, float32; the backward recomputes each row's
 //   statistics and returns the weight and bias gradients summed in a fixed order.
+// ResidualLayerNorm / ResidualLayerNormGrad: LayerNorm((a + bias)·mask + residual), BERT's output blocks (a linear
+//   layer's product, its bias, dropout's mask or none, the residual) in one pass each way instead of 4 and 3 kernels.
 // ScaledMaskedSoftmax / ScaledSoftmaxGrad: attention's softmax(scores·scale + mask) over the last axis, float32,
 //   forward (scores, mask, scale) → probs and backward (probs, dprobs, scale) → dscores.
 // Built with -ffp-contract=off: every CPU computes the same float operations.
@@ -197,9 +201,63 @@ int run_binary(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   return 0;
 }
 
-// LayerNorm over the last axis of x (N, H): rows in blocks of kRowBlock, so that the weight and bias gradients
-// are summed block by block in a fixed order whatever the number of threads
+// (N…, H) inputs are taken in blocks of kRowBlock rows: LayerNorm's weight and bias gradients, and those of a bias
+// added before an activation, are summed block by block in a fixed order whatever the number of threads
 constexpr int64_t kRowBlock = 16;
+
+// a (N…, H) + bias (H) into h, rows [start, start + count) of a to h's rows from 0
+void add_bias_rows(const float *a, const float *bias, float *h, int64_t width, int64_t start, int64_t count) {
+  for (int64_t r = 0; r < count; ++r)
+    for (int64_t i = 0; i < width; ++i) h[r * width + i] = a[(start + r) * width + i] + bias[i];
+}
+
+// y = unary(a + bias): inputs a (N…, H), bias (H); output y like a
+template <typename Unary>
+int run_bias_unary(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, Unary unary) {
+  if (nparam != 3 || std::strcmp(dtypes[0], "float32") != 0) return 1;
+  const float *a = static_cast<const float *>(params[0]), *bias = static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[2]);
+  const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
+  parallel_for((rows + kRowBlock - 1) / kRowBlock, rows * width, [&](int64_t first, int64_t last) {
+    std::vector<float> h(kRowBlock * width);
+    for (int64_t block = first; block < last; ++block) {
+      const int64_t start = block * kRowBlock, count = std::min(kRowBlock, rows - start);
+      add_bias_rows(a, bias, h.data(), width, start, count);
+      unary(h.data(), y + start * width, 0, count * width);
+    }
+  });
+  return 0;
+}
+
+// da = binary(a + bias, dy) and dbias = Σ rows da: inputs a (N…, H), bias (H), dy like a; outputs da, dbias
+template <typename Binary>
+int run_bias_binary(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, Binary binary) {
+  if (nparam != 5 || std::strcmp(dtypes[0], "float32") != 0) return 1;
+  const float *a = static_cast<const float *>(params[0]), *bias = static_cast<const float *>(params[1]);
+  const float *dy = static_cast<const float *>(params[2]);
+  float *da = static_cast<float *>(params[3]), *dbias = static_cast<float *>(params[4]);
+  const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
+  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  std::vector<float> partial(blocks * width);
+  parallel_for(blocks, rows * width, [&](int64_t first, int64_t last) {
+    std::vector<float> h(kRowBlock * width);
+    for (int64_t block = first; block < last; ++block) {
+      const int64_t start = block * kRowBlock, count = std::min(kRowBlock, rows - start);
+      add_bias_rows(a, bias, h.data(), width, start, count);
+      binary(h.data(), dy + start * width, da + start * width, 0, count * width);
+      float *sum = &partial[block * width];
+      for (int64_t i = 0; i < width; ++i) sum[i] = 0.0f;
+      for (int64_t r = start; r < start + count; ++r)
+        for (int64_t i = 0; i < width; ++i) sum[i] += da[r * width + i];
+    }
+  });
+  for (int64_t i = 0; i < width; ++i) dbias[i] = 0.0f;
+  for (int64_t block = 0; block < blocks; ++block)
+    for (int64_t i = 0; i < width; ++i) dbias[i] += partial[block * width + i];
+  return 0;
+}
+
+// LayerNorm over the last axis of x (N, H), rows in blocks of kRowBlock
 
 struct RowStats {
   float mean, rstd;
@@ -253,6 +311,23 @@ void layer_norm_grad_rows(const float *__restrict x, const float *__restrict wei
       out[i] = stats.rstd * (grad[i] * weight[i] - mean_g - normed * mean_gx);
       dweight[i] += grad[i] * normed;
       dbias[i] += grad[i];
+    }
+  }
+}
+
+// h = (a + bias)·mask + residual over rows [first, last) of (N, H) inputs into h's rows from 0, mask optional: what
+// BERT's output block composes (dense's product, its bias, dropout, the residual) before its LayerNorm
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void residual_rows(const float *__restrict a, const float *__restrict bias, const float *__restrict mask,
+                   const float *__restrict residual, float *__restrict h, int64_t width, int64_t first, int64_t last) {
+  for (int64_t r = first; r < last; ++r) {
+    const float *a_row = a + r * width, *residual_row = residual + r * width;
+    float *out = h + (r - first) * width;
+    if (mask != nullptr) {
+      const float *mask_row = mask + r * width;
+      for (int64_t i = 0; i < width; ++i) out[i] = (a_row[i] + bias[i]) * mask_row[i] + residual_row[i];
+    } else {
+      for (int64_t i = 0; i < width; ++i) out[i] = (a_row[i] + bias[i]) + residual_row[i];
     }
   }
 }
@@ -327,6 +402,27 @@ extern "C" int GeluTanhGrad(int nparam, void **params, int *ndims, int64_t **sha
   return run_binary(nparam, params, ndims, shapes, dtypes, gelu_tanh_grad);
 }
 
+// inputs a (N…, H), bias (H); output y = activation(a + bias) like a
+extern "C" int BiasGelu(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  return run_bias_unary(nparam, params, ndims, shapes, dtypes, gelu);
+}
+
+// inputs a (N…, H), bias (H), dy like a; outputs da like a, dbias (H)
+extern "C" int BiasGeluGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                            void *) {
+  return run_bias_binary(nparam, params, ndims, shapes, dtypes, gelu_grad);
+}
+
+extern "C" int BiasGeluTanh(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                            void *) {
+  return run_bias_unary(nparam, params, ndims, shapes, dtypes, gelu_tanh);
+}
+
+extern "C" int BiasGeluTanhGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                                void *) {
+  return run_bias_binary(nparam, params, ndims, shapes, dtypes, gelu_tanh_grad);
+}
+
 // inputs x (N…, H), weight (H), bias (H), eps (1); output y like x
 extern "C" int LayerNorm(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
   if (nparam != 5 || std::strcmp(dtypes[0], "float32") != 0) return 1;
@@ -363,6 +459,77 @@ extern "C" int LayerNormGrad(int nparam, void **params, int *ndims, int64_t **sh
     for (int64_t i = 0; i < width; ++i) {
       dweight[i] += partial[2 * block * width + i];
       dbias[i] += partial[(2 * block + 1) * width + i];
+    }
+  return 0;
+}
+
+// inputs a (N…, H), bias (H), mask like a (only when nparam is 8), residual like a, weight (H), beta (H), eps (1);
+// output y = LayerNorm((a + bias)·mask + residual) like a
+extern "C" int ResidualLayerNorm(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                                 void *) {
+  if ((nparam != 7 && nparam != 8) || std::strcmp(dtypes[0], "float32") != 0) return 1;
+  const int masked = nparam == 8;
+  const float *a = static_cast<const float *>(params[0]), *bias = static_cast<const float *>(params[1]);
+  const float *mask = masked ? static_cast<const float *>(params[2]) : nullptr;
+  const float *residual = static_cast<const float *>(params[2 + masked]);
+  const float *weight = static_cast<const float *>(params[3 + masked]);
+  const float *beta = static_cast<const float *>(params[4 + masked]);
+  const float eps = *static_cast<const float *>(params[5 + masked]);
+  float *y = static_cast<float *>(params[6 + masked]);
+  const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
+  parallel_for((rows + kRowBlock - 1) / kRowBlock, rows * width, [&](int64_t first, int64_t last) {
+    std::vector<float> h(kRowBlock * width);
+    for (int64_t block = first; block < last; ++block) {
+      const int64_t start = block * kRowBlock, count = std::min(kRowBlock, rows - start);
+      residual_rows(a, bias, mask, residual, h.data(), width, start, start + count);
+      layer_norm_rows(h.data(), weight, beta, y + start * width, width, eps, 0, count);
+    }
+  });
+  return 0;
+}
+
+// inputs a, bias, [mask], residual, weight, dy, eps as ResidualLayerNorm's (dy like a); outputs da like a, dbias (H),
+// dresidual like a, dweight (H), dbeta (H): the sums over rows in a fixed block order
+extern "C" int ResidualLayerNormGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                     void *, void *) {
+  if ((nparam != 11 && nparam != 12) || std::strcmp(dtypes[0], "float32") != 0) return 1;
+  const int masked = nparam == 12;
+  const float *a = static_cast<const float *>(params[0]), *bias = static_cast<const float *>(params[1]);
+  const float *mask = masked ? static_cast<const float *>(params[2]) : nullptr;
+  const float *residual = static_cast<const float *>(params[2 + masked]);
+  const float *weight = static_cast<const float *>(params[3 + masked]);
+  const float *dy = static_cast<const float *>(params[4 + masked]);
+  const float eps = *static_cast<const float *>(params[5 + masked]);
+  float *da = static_cast<float *>(params[6 + masked]), *dbias = static_cast<float *>(params[7 + masked]);
+  float *dresidual = static_cast<float *>(params[8 + masked]), *dweight = static_cast<float *>(params[9 + masked]);
+  float *dbeta = static_cast<float *>(params[10 + masked]);
+  const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
+  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  std::vector<float> partial(3 * blocks * width);  // per block: Σ dy·x̂, Σ dy, Σ da
+  parallel_for(blocks, rows * width, [&](int64_t first, int64_t last) {
+    std::vector<float> h(kRowBlock * width);
+    for (int64_t block = first; block < last; ++block) {
+      const int64_t start = block * kRowBlock, count = std::min(kRowBlock, rows - start);
+      float *sums = &partial[3 * block * width];
+      residual_rows(a, bias, mask, residual, h.data(), width, start, start + count);
+      layer_norm_grad_rows(h.data(), weight, dy + start * width, dresidual + start * width, sums, sums + width, width,
+                           eps, 0, count);
+      float *dbias_sum = sums + 2 * width;
+      for (int64_t i = 0; i < width; ++i) dbias_sum[i] = 0.0f;
+      for (int64_t r = start; r < start + count; ++r)
+        for (int64_t i = 0; i < width; ++i) {
+          const int64_t at = r * width + i;
+          da[at] = mask != nullptr ? dresidual[at] * mask[at] : dresidual[at];
+          dbias_sum[i] += da[at];
+        }
+    }
+  });
+  for (int64_t i = 0; i < width; ++i) dweight[i] = dbeta[i] = dbias[i] = 0.0f;
+  for (int64_t block = 0; block < blocks; ++block)  // in block order: the same sums on any number of threads
+    for (int64_t i = 0; i < width; ++i) {
+      dweight[i] += partial[3 * block * width + i];
+      dbeta[i] += partial[(3 * block + 1) * width + i];
+      dbias[i] += partial[(3 * block + 2) * width + i];
     }
   return 0;
 }

@@ -7,11 +7,14 @@ equal shapes 0.5 ns), and its erf GELU is a chain of ~6 elementwise kernels each
 - the dropout masks (`masks_op`): `layers.keep_masks`' composed hash was ~25 kernels over every unit, a third
   of a BERT-base train step, and kept ~1.3 GB of temporaries; the kernel computes the same bits in one pass
   (tests/test_dropout.py compares them);
-- GELU, erf and tanh forms, forward and backward (`activation_ops`), within ~4e-7 of the exact functions;
+- GELU, erf and tanh forms, forward and backward (`activation_ops`), within ~4e-7 of the exact functions, and
+  of a linear layer's product plus its bias (`bias_activation_ops`), the BiasAdd and its gradient's sum folded in;
 - LayerNorm forward and backward (`layer_norm_ops`), one pass over the rows each way instead of ~14 and ~25
   kernels with explicit broadcasts;
 - attention's softmax(scores · scale + mask) forward and backward (`softmax_ops`), one pass each instead of 3
-  and 6 kernels.
+  and 6 kernels;
+- BERT's output blocks, LayerNorm((product + bias) · dropout mask + residual), forward and backward
+  (`residual_layer_norm_ops`), one pass each instead of 4 and 3 kernels.
 Ascend and GPU compute the composed forms, which their kernels run natively.
 
 Built with `$CXX` (default g++) into `$MS_PTUNING_CACHE` (default ~/.cache/ms_ptuning)/cpu_kernels, named by
@@ -32,6 +35,7 @@ SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_kernels.c
 # (target_clones) compute the same float operations; -fno-trapping-math lets GCC vectorize the selects
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-ffp-contract=off", "-fno-trapping-math")
 ACTIVATIONS = {"gelu": ("Gelu", "GeluGrad"), "gelu_tanh": ("GeluTanh", "GeluTanhGrad")}
+BIAS_ACTIVATIONS = {"gelu": ("BiasGelu", "BiasGeluGrad"), "gelu_tanh": ("BiasGeluTanh", "BiasGeluTanhGrad")}
 
 
 def cache_dir() -> str:
@@ -111,6 +115,14 @@ def activation_ops(name: str) -> tuple:
 
 
 @functools.lru_cache(maxsize=None)
+def bias_activation_ops(name: str) -> tuple:
+    """(forward (a, bias) → activation(a + bias), backward (a, bias, dy) → (da, dbias)) Custom ops of activation
+    `name` ("gelu" or "gelu_tanh") over the last axis, float32."""
+    forward, backward = BIAS_ACTIVATIONS[name]
+    return _aot(forward), _aot(backward, lambda a, bias, dy: (a, bias))
+
+
+@functools.lru_cache(maxsize=None)
 def layer_norm_ops() -> tuple:
     """(forward (x, weight, bias, eps (1,)) → y, backward (x, weight, dy, eps (1,)) → (dx, dweight, dbias)) Custom
     ops of LayerNorm over the last axis, float32."""
@@ -122,3 +134,11 @@ def softmax_ops() -> tuple:
     """(forward (scores, mask, scale (1,)) → softmax(scores · scale + mask), backward (probs, dprobs, scale (1,))
     → dscores) Custom ops over the last axis, float32."""
     return _aot("ScaledMaskedSoftmax"), _aot("ScaledSoftmaxGrad")
+
+
+@functools.lru_cache(maxsize=None)
+def residual_layer_norm_ops() -> tuple:
+    """(forward (a, bias, [mask], residual, weight, beta, eps (1,)) → LayerNorm((a + bias) · mask + residual),
+    backward (a, bias, [mask], residual, weight, dy, eps (1,)) → (da, dbias, dresidual, dweight, dbeta)) Custom
+    ops over the last axis, float32; without the mask where dropout is off."""
+    return _aot("ResidualLayerNorm"), _aot("ResidualLayerNormGrad", lambda a, bias, *rest: (a, bias, a, bias, bias))

@@ -93,16 +93,29 @@ class BertSelfAttention(nn.Cell):
 
 
 class BertResidualOutput(nn.Cell):
-    """dense → dropout → LayerNorm(· + residual): Hugging Face's BertSelfOutput and BertOutput."""
+    """dense → dropout → LayerNorm(· + residual): Hugging Face's BertSelfOutput and BertOutput. On CPU in float32
+    the dense layer's bias, the dropout, the residual and the LayerNorm are one kernel each way
+    (`F.CpuResidualLayerNorm`, the same float operations as the four kernels)."""
 
     def __init__(self, config, in_features: int):
         super().__init__()
         self.dense = Linear(in_features, config.hidden_size)
         self.LayerNorm = LayerNorm(config.hidden_size, config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
+        fused = self.LayerNorm.cpu_kernel is not None
+        self.residual_norm = F.CpuResidualLayerNorm(config.layer_norm_eps) if fused else None
+        self.masked_residual_norm = F.CpuMaskedResidualLayerNorm(config.layer_norm_eps) if fused else None
 
     def construct(self, hidden, residual, dropout_mask):
-        return self.LayerNorm(ops.add(self.dropout(self.dense(hidden), dropout_mask), residual))
+        # hidden (B·T, in) rows, residual (B·T, H) → (B·T, H)
+        if self.residual_norm is None or self.dense.compute_dtype is not None or residual.dtype != mstype.float32:
+            return self.LayerNorm(ops.add(self.dropout(self.dense(hidden), dropout_mask), residual))
+        product = self.dense.product(hidden)
+        mask = self.dropout.mask(product, dropout_mask)
+        if mask is None:
+            return self.residual_norm(product, self.dense.bias, residual, self.LayerNorm.weight, self.LayerNorm.bias)
+        return self.masked_residual_norm(product, self.dense.bias, mask, residual, self.LayerNorm.weight,
+                                         self.LayerNorm.bias)
 
 
 class BertAttention(nn.Cell):
@@ -121,9 +134,13 @@ class BertIntermediate(nn.Cell):
         super().__init__()
         self.dense = Linear(config.hidden_size, config.intermediate_size)
         self.activation = F.activation(config.hidden_act, device_kernels())
+        self.bias_activation = F.bias_activation(config.hidden_act, device_kernels())
 
     def construct(self, hidden):
-        return self.activation(self.dense(hidden))
+        # hidden (B·T, H) rows → (B·T, intermediate)
+        if self.bias_activation is None or self.dense.compute_dtype is not None:
+            return self.activation(self.dense(hidden))
+        return self.bias_activation(self.dense.product(hidden), self.dense.bias)
 
 
 class BertLayer(nn.Cell):

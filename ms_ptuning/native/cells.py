@@ -17,6 +17,7 @@ from ..device import cpu_kernels
 from ..device.kernels import device_kernels
 
 _MATMUL_NT = ops.MatMul(transpose_b=True)
+_MATMUL = ops.MatMul()
 
 
 def empty_parameter(shape: tuple, name: str) -> Parameter:
@@ -66,10 +67,14 @@ class Linear(nn.Cell):
 
     def construct(self, x):
         if self.bias is None:
-            product = F.low_precision_product(_MATMUL_NT, ops.reshape(x, (-1, x.shape[-1])), self.weight,
-                                              self.compute_dtype)
-            return ops.reshape(product, x.shape[:-1] + (self.weight.shape[0],))
+            return self.product(x)
         return F.linear(x, self.weight, self.bias, self.compute_dtype)
+
+    def product(self, x):
+        """x · weightᵀ without the bias."""
+        product = F.low_precision_product(_MATMUL_NT, ops.reshape(x, (-1, x.shape[-1])), self.weight,
+                                          self.compute_dtype)
+        return ops.reshape(product, x.shape[:-1] + (self.weight.shape[0],))
 
 
 class Conv1D(nn.Cell):
@@ -84,6 +89,11 @@ class Conv1D(nn.Cell):
 
     def construct(self, x):
         return F.conv1d(x, self.weight, self.bias, self.compute_dtype)
+
+    def product(self, x):
+        """x · weight without the bias."""
+        product = F.low_precision_product(_MATMUL, ops.reshape(x, (-1, x.shape[-1])), self.weight, self.compute_dtype)
+        return ops.reshape(product, x.shape[:-1] + (self.weight.shape[1],))
 
 
 class LayerNorm(nn.Cell):

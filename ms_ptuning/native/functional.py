@@ -113,6 +113,35 @@ class CpuLayerNorm(nn.Cell):
         return self.backward(x, weight, dout, Tensor([self.eps], mstype.float32))
 
 
+class CpuResidualLayerNorm(nn.Cell):
+    """LayerNorm((a + bias) + residual), BERT's output block outside training (a: the dense layer's product
+    without its bias), as one CPU kernel each way (device/cpu_kernels.py): the same float operations as BiasAdd,
+    Add and `CpuLayerNorm`. Float32."""
+
+    def __init__(self, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.forward, self.backward = cpu_kernels.residual_layer_norm_ops()
+
+    def construct(self, a, bias, residual, weight, beta):
+        return self.forward(a, bias, residual, weight, beta, Tensor([self.eps], mstype.float32))
+
+    def bprop(self, a, bias, residual, weight, beta, out, dout):
+        return self.backward(a, bias, residual, weight, dout, Tensor([self.eps], mstype.float32))
+
+
+class CpuMaskedResidualLayerNorm(CpuResidualLayerNorm):
+    """LayerNorm((a + bias) · mask + residual): `CpuResidualLayerNorm` with dropout's mask (0 or 1/(1 − p))."""
+
+    def construct(self, a, bias, mask, residual, weight, beta):
+        return self.forward(a, bias, mask, residual, weight, beta, Tensor([self.eps], mstype.float32))
+
+    def bprop(self, a, bias, mask, residual, weight, beta, out, dout):
+        da, dbias, dresidual, dweight, dbeta = self.backward(a, bias, mask, residual, weight, dout,
+                                                             Tensor([self.eps], mstype.float32))
+        return da, dbias, ops.zeros_like(mask), dresidual, dweight, dbeta
+
+
 class Softmax(nn.Cell):
     """Softmax over the last axis with its backward written out without broadcasting: y · (dy − Σ y·dy)."""
 
@@ -185,6 +214,22 @@ class CpuActivation(nn.Cell):
         return (ops.cast(self.backward(ops.cast(x, mstype.float32), ops.cast(dout, mstype.float32)), x.dtype),)
 
 
+class CpuBiasActivation(nn.Cell):
+    """`CpuActivation` of a + bias (a linear layer's product without its bias, (N, H) rows, and the bias): the
+    BiasAdd and, backward, its gradient's sum in the activation's kernels. Float32; the same float operations as
+    BiasAdd and `CpuActivation`."""
+
+    def __init__(self, kernel: str):
+        super().__init__()
+        self.forward, self.backward = cpu_kernels.bias_activation_ops(kernel)
+
+    def construct(self, a, bias):
+        return self.forward(a, bias)
+
+    def bprop(self, a, bias, out, dout):
+        return self.backward(a, bias, dout)
+
+
 class Relu(nn.Cell):
     def construct(self, x):
         return ops.relu(x)
@@ -203,6 +248,14 @@ def activation(name: str, device_kernels: bool) -> nn.Cell:
     if name in CPU_KERNEL_ACTIVATIONS and cpu_kernels.available():
         return CpuActivation(CPU_KERNEL_ACTIVATIONS[name])
     return ACTIVATIONS[name]()
+
+
+def bias_activation(name: str, device_kernels: bool):
+    """activation(a + bias) as one CPU kernel (`CpuBiasActivation`) where `activation` would choose the CPU's
+    kernel; otherwise None (the linear layer adds its bias, then the activation runs)."""
+    if device_kernels or name not in CPU_KERNEL_ACTIVATIONS or not cpu_kernels.available():
+        return None
+    return CpuBiasActivation(CPU_KERNEL_ACTIVATIONS[name])
 
 
 class CpuSoftmax(nn.Cell):

@@ -63,10 +63,15 @@ class GPT2MLP(nn.Cell):
         self.c_fc = Conv1D(hidden, inner)
         self.c_proj = Conv1D(inner, hidden)
         self.activation = F.activation(config.activation_function, device_kernels())
+        self.bias_activation = F.bias_activation(config.activation_function, device_kernels())
         self.dropout = Dropout(config.resid_pdrop)
 
     def construct(self, hidden, dropout_mask):
-        return self.dropout(self.c_proj(self.activation(self.c_fc(hidden))), dropout_mask)
+        if self.bias_activation is None or self.c_fc.compute_dtype is not None:
+            inner = self.activation(self.c_fc(hidden))
+        else:
+            inner = self.bias_activation(self.c_fc.product(hidden), self.c_fc.bias)
+        return self.dropout(self.c_proj(inner), dropout_mask)
 
 
 class GPT2Block(nn.Cell):
