@@ -78,14 +78,14 @@ def compare_training(head: str, backbone_config, ptuning_config: PTuningConfig, 
     """Both sides trained `steps` optimizer steps from the same weights on the same micro-batches:
     {backend: `training_differences` against torch} for each of `backends`, and with both
     "graph_vs_eager": the graph's run against the eager one."""
-    return compare_trainings([(head, backbone_config, ptuning_config, columns, steps, settings)], backends)[0]
+    return compare_trainings([(head, backbone_config, ptuning_config, columns, steps, settings)], [backends])[0]
 
 
-def compare_trainings(cases: list, backends: tuple = ("eager",)) -> list:
-    """`compare_training` for each (head, backbone_config, ptuning_config, columns, steps, settings) case, one
-    reference process serving them all (its start-up, importing torch and transformers, costs more than a tiny
-    run) and running ahead: each case trains on this side once the reference has written its initial weights,
-    while the reference trains."""
+def compare_trainings(cases: list, backends: list) -> list:
+    """`compare_training` for each (head, backbone_config, ptuning_config, columns, steps, settings) case, on that
+    case's tuple of `backends`, one reference process serving them all (its start-up, importing torch and
+    transformers, costs more than a tiny run) and running ahead: each case trains on this side once the
+    reference has written its initial weights, while the reference trains."""
     with tempfile.TemporaryDirectory(prefix="ms_ptuning_training_") as root:
         workdirs = [os.path.join(root, str(index)) for index in range(len(cases))]
         for workdir, case in zip(workdirs, cases):
@@ -93,10 +93,11 @@ def compare_trainings(cases: list, backends: tuple = ("eager",)) -> list:
         log_path = os.path.join(root, "reference.log")
         with reference_process(workdirs, log_path, module="ms_ptuning.reference.train") as process:
             results = []
-            for workdir, (head, backbone_config, ptuning_config, columns, steps, settings) in zip(workdirs, cases):
+            for workdir, (head, backbone_config, ptuning_config, columns, steps, settings), case_backends in zip(
+                    workdirs, cases, backends):
                 wait_for_reference(process, workdir, log_path, "weights.safetensors")
                 runs = {}
-                for backend in backends:
+                for backend in case_backends:
                     model = load_reference_model(workdir, head, backbone_config, ptuning_config, backend)
                     engine = choose_backend(backend, backbone_config.model_type).steps
                     runs[backend] = trainer_run(model, columns, settings, steps, os.path.join(workdir, backend),

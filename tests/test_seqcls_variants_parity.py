@@ -18,7 +18,9 @@ VARIANTS = {
     "multi_label": dict(mode="prefix", num_labels=3, problem_type="multi_label_classification"),
     "finetune_head_only": dict(mode="finetune", freeze_backbone=True),
 }
-CASES = [(backbone, variant) for backbone in ("bert", "roberta") for variant in VARIANTS]
+# BERT's native Cells also run RoBERTa (its position ids and embeddings are held to torch in test_heads_parity.py);
+# these variants are the encoders' and the losses', the same on both
+CASES = [("bert", variant) for variant in VARIANTS]
 BACKENDS = ("eager", "graph", "graph_vs_eager")
 
 
