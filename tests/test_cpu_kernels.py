@@ -123,8 +123,8 @@ class ResidualOutput(nn.Cell):
     def construct(self, a, bias, mask, residual, weight, beta):
         if self.kernel:
             if self.masked:
-                return self.fused(a, bias, mask, residual, weight, beta)
-            return self.fused(a, bias, residual, weight, beta)
+                return self.fused(a, bias, mask, residual, weight, beta)[0]
+            return self.fused(a, bias, residual, weight, beta)[0]
         h = ops.bias_add(a, bias)
         if self.masked:
             h = ops.mul(h, ops.stop_gradient(mask))

@@ -463,62 +463,54 @@ extern "C" int LayerNormGrad(int nparam, void **params, int *ndims, int64_t **sh
   return 0;
 }
 
-// inputs a (N…, H), bias (H), mask like a (only when nparam is 8), residual like a, weight (H), beta (H), eps (1);
-// output y = LayerNorm((a + bias)·mask + residual) like a
+// inputs a (N…, H), bias (H), mask like a (only when nparam is 9), residual like a, weight (H), beta (H), eps (1);
+// outputs y = LayerNorm(h) and h = (a + bias)·mask + residual, like a (the backward's input: it keeps one
+// activation per block, as the composition kept the LayerNorm's input)
 extern "C" int ResidualLayerNorm(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                                  void *) {
-  if ((nparam != 7 && nparam != 8) || std::strcmp(dtypes[0], "float32") != 0) return 1;
-  const int masked = nparam == 8;
+  if ((nparam != 8 && nparam != 9) || std::strcmp(dtypes[0], "float32") != 0) return 1;
+  const int masked = nparam == 9;
   const float *a = static_cast<const float *>(params[0]), *bias = static_cast<const float *>(params[1]);
   const float *mask = masked ? static_cast<const float *>(params[2]) : nullptr;
   const float *residual = static_cast<const float *>(params[2 + masked]);
   const float *weight = static_cast<const float *>(params[3 + masked]);
   const float *beta = static_cast<const float *>(params[4 + masked]);
   const float eps = *static_cast<const float *>(params[5 + masked]);
-  float *y = static_cast<float *>(params[6 + masked]);
+  float *y = static_cast<float *>(params[6 + masked]), *h = static_cast<float *>(params[7 + masked]);
   const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
   parallel_for((rows + kRowBlock - 1) / kRowBlock, rows * width, [&](int64_t first, int64_t last) {
-    std::vector<float> h(kRowBlock * width);
-    for (int64_t block = first; block < last; ++block) {
-      const int64_t start = block * kRowBlock, count = std::min(kRowBlock, rows - start);
-      residual_rows(a, bias, mask, residual, h.data(), width, start, start + count);
-      layer_norm_rows(h.data(), weight, beta, y + start * width, width, eps, 0, count);
-    }
+    const int64_t start = first * kRowBlock, stop = std::min(last * kRowBlock, rows);
+    residual_rows(a, bias, mask, residual, h + start * width, width, start, stop);
+    layer_norm_rows(h, weight, beta, y, width, eps, start, stop);
   });
   return 0;
 }
 
-// inputs a, bias, [mask], residual, weight, dy, eps as ResidualLayerNorm's (dy like a); outputs da like a, dbias (H),
-// dresidual like a, dweight (H), dbeta (H): the sums over rows in a fixed block order
+// inputs h (ResidualLayerNorm's second output), mask (only when nparam is 10), weight (H), dy like h, eps (1);
+// outputs da like h, dbias (H), dresidual like h, dweight (H), dbeta (H): the sums over rows in a fixed block order
 extern "C" int ResidualLayerNormGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                      void *, void *) {
-  if ((nparam != 11 && nparam != 12) || std::strcmp(dtypes[0], "float32") != 0) return 1;
-  const int masked = nparam == 12;
-  const float *a = static_cast<const float *>(params[0]), *bias = static_cast<const float *>(params[1]);
-  const float *mask = masked ? static_cast<const float *>(params[2]) : nullptr;
-  const float *residual = static_cast<const float *>(params[2 + masked]);
-  const float *weight = static_cast<const float *>(params[3 + masked]);
-  const float *dy = static_cast<const float *>(params[4 + masked]);
-  const float eps = *static_cast<const float *>(params[5 + masked]);
-  float *da = static_cast<float *>(params[6 + masked]), *dbias = static_cast<float *>(params[7 + masked]);
-  float *dresidual = static_cast<float *>(params[8 + masked]), *dweight = static_cast<float *>(params[9 + masked]);
-  float *dbeta = static_cast<float *>(params[10 + masked]);
+  if ((nparam != 9 && nparam != 10) || std::strcmp(dtypes[0], "float32") != 0) return 1;
+  const int masked = nparam == 10;
+  const float *h = static_cast<const float *>(params[0]);
+  const float *mask = masked ? static_cast<const float *>(params[1]) : nullptr;
+  const float *weight = static_cast<const float *>(params[1 + masked]);
+  const float *dy = static_cast<const float *>(params[2 + masked]);
+  const float eps = *static_cast<const float *>(params[3 + masked]);
+  float *da = static_cast<float *>(params[4 + masked]), *dbias = static_cast<float *>(params[5 + masked]);
+  float *dresidual = static_cast<float *>(params[6 + masked]), *dweight = static_cast<float *>(params[7 + masked]);
+  float *dbeta = static_cast<float *>(params[8 + masked]);
   const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
   const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
   std::vector<float> partial(3 * blocks * width);  // per block: Σ dy·x̂, Σ dy, Σ da
   parallel_for(blocks, rows * width, [&](int64_t first, int64_t last) {
-    std::vector<float> h(kRowBlock * width);
     for (int64_t block = first; block < last; ++block) {
-      const int64_t start = block * kRowBlock, count = std::min(kRowBlock, rows - start);
-      float *sums = &partial[3 * block * width];
-      residual_rows(a, bias, mask, residual, h.data(), width, start, start + count);
-      layer_norm_grad_rows(h.data(), weight, dy + start * width, dresidual + start * width, sums, sums + width, width,
-                           eps, 0, count);
-      float *dbias_sum = sums + 2 * width;
+      const int64_t start = block * kRowBlock, stop = std::min(start + kRowBlock, rows);
+      float *sums = &partial[3 * block * width], *dbias_sum = sums + 2 * width;
+      layer_norm_grad_rows(h, weight, dy, dresidual, sums, sums + width, width, eps, start, stop);
       for (int64_t i = 0; i < width; ++i) dbias_sum[i] = 0.0f;
-      for (int64_t r = start; r < start + count; ++r)
-        for (int64_t i = 0; i < width; ++i) {
-          const int64_t at = r * width + i;
+      for (int64_t r = start; r < stop; ++r)
+        for (int64_t i = 0, at = r * width; i < width; ++i, ++at) {
           da[at] = mask != nullptr ? dresidual[at] * mask[at] : dresidual[at];
           dbias_sum[i] += da[at];
         }

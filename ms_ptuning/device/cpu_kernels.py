@@ -138,7 +138,8 @@ def softmax_ops() -> tuple:
 
 @functools.lru_cache(maxsize=None)
 def residual_layer_norm_ops() -> tuple:
-    """(forward (a, bias, [mask], residual, weight, beta, eps (1,)) → LayerNorm((a + bias) · mask + residual),
-    backward (a, bias, [mask], residual, weight, dy, eps (1,)) → (da, dbias, dresidual, dweight, dbeta)) Custom
-    ops over the last axis, float32; without the mask where dropout is off."""
-    return _aot("ResidualLayerNorm"), _aot("ResidualLayerNormGrad", lambda a, bias, *rest: (a, bias, a, bias, bias))
+    """(forward (a, bias, [mask], residual, weight, beta, eps (1,)) → (LayerNorm(h), h = (a + bias) · mask +
+    residual), backward (h, [mask], weight, dy, eps (1,)) → (da, dbias, dresidual, dweight, dbeta)) Custom ops over
+    the last axis, float32; without the mask where dropout is off."""
+    return (_aot("ResidualLayerNorm", lambda a, *rest: (a, a)),
+            _aot("ResidualLayerNormGrad", lambda h, *rest: (h, rest[-3], h, rest[-3], rest[-3])))

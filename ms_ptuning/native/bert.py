@@ -113,9 +113,10 @@ class BertResidualOutput(nn.Cell):
         product = self.dense.product(hidden)
         mask = self.dropout.mask(product, dropout_mask)
         if mask is None:
-            return self.residual_norm(product, self.dense.bias, residual, self.LayerNorm.weight, self.LayerNorm.bias)
+            return self.residual_norm(product, self.dense.bias, residual, self.LayerNorm.weight,
+                                      self.LayerNorm.bias)[0]
         return self.masked_residual_norm(product, self.dense.bias, mask, residual, self.LayerNorm.weight,
-                                         self.LayerNorm.bias)
+                                         self.LayerNorm.bias)[0]
 
 
 class BertAttention(nn.Cell):

@@ -114,9 +114,9 @@ class CpuLayerNorm(nn.Cell):
 
 
 class CpuResidualLayerNorm(nn.Cell):
-    """LayerNorm((a + bias) + residual), BERT's output block outside training (a: the dense layer's product
+    """LayerNorm((a + bias) + residual), BERT's output block without dropout (a: the dense layer's product
     without its bias), as one CPU kernel each way (device/cpu_kernels.py): the same float operations as BiasAdd,
-    Add and `CpuLayerNorm`. Float32."""
+    Add and `CpuLayerNorm`. Float32. → (the normed rows, the sum h they normalise: the backward's input)."""
 
     def __init__(self, eps: float):
         super().__init__()
@@ -127,7 +127,7 @@ class CpuResidualLayerNorm(nn.Cell):
         return self.forward(a, bias, residual, weight, beta, Tensor([self.eps], mstype.float32))
 
     def bprop(self, a, bias, residual, weight, beta, out, dout):
-        return self.backward(a, bias, residual, weight, dout, Tensor([self.eps], mstype.float32))
+        return self.backward(out[1], weight, dout[0], Tensor([self.eps], mstype.float32))
 
 
 class CpuMaskedResidualLayerNorm(CpuResidualLayerNorm):
@@ -137,7 +137,7 @@ class CpuMaskedResidualLayerNorm(CpuResidualLayerNorm):
         return self.forward(a, bias, mask, residual, weight, beta, Tensor([self.eps], mstype.float32))
 
     def bprop(self, a, bias, mask, residual, weight, beta, out, dout):
-        da, dbias, dresidual, dweight, dbeta = self.backward(a, bias, mask, residual, weight, dout,
+        da, dbias, dresidual, dweight, dbeta = self.backward(out[1], mask, weight, dout[0],
                                                              Tensor([self.eps], mstype.float32))
         return da, dbias, ops.zeros_like(mask), dresidual, dweight, dbeta
 
