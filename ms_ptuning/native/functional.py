@@ -11,7 +11,8 @@ the graph exists, one set per call site: twelve BERT-base layers held ~10 GB tha
 explicit (`ops.broadcast_to`, or BiasAdd on a 2-D view), heads are split and merged with split/stack and
 unstack/concat instead of transposes, division by a constant is multiplication by its reciprocal, and softmax
 and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`; on CPU GELU, LayerNorm and attention's
-softmax are one C++ kernel each way, `CpuActivation`, `CpuLayerNorm`, `CpuSoftmax`). That is the CPU's choice;
+softmax are one C++ kernel each way, `CpuActivation`, `CpuLayerNorm`, `CpuSoftmax`, and GELU and LayerNorm also
+take in the bias add, dropout and residual before them: `CpuBiasActivation`, `CpuResidualLayerNorm`). That is the CPU's choice;
 with the devices' kernels (`device_kernels=True`, see `device/kernels.py`) the same functions take fewer, fused
 kernels instead.
 """
