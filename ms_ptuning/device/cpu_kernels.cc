@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <thread>
 #include <vector>
 
@@ -205,6 +206,29 @@ int run_binary(int nparam, void **params, int *ndims, int64_t **shapes, const ch
 // added before an activation, are summed block by block in a fixed order whatever the number of threads
 constexpr int64_t kRowBlock = 16;
 
+int64_t row_blocks(int64_t rows) { return (rows + kRowBlock - 1) / kRowBlock; }
+
+// out (H) = Σ of `count` rows (count, H), row by row
+void column_sums(const float *rows, int64_t count, int64_t width, float *out) {
+  for (int64_t i = 0; i < width; ++i) out[i] = 0.0f;
+  for (int64_t r = 0; r < count; ++r)
+    for (int64_t i = 0; i < width; ++i) out[i] += rows[r * width + i];
+}
+
+// totals (each H) of per-block partial sums laid out block by block, each block holding one (H) row per total in
+// the totals' order; added in block order: the same sums on any number of threads
+void sum_blocks(const std::vector<float> &partial, int64_t blocks, int64_t width,
+                std::initializer_list<float *> totals) {
+  const int64_t per_block = static_cast<int64_t>(totals.size());
+  int64_t row = 0;
+  for (float *total : totals) {
+    for (int64_t i = 0; i < width; ++i) total[i] = 0.0f;
+    for (int64_t block = 0; block < blocks; ++block)
+      for (int64_t i = 0; i < width; ++i) total[i] += partial[(per_block * block + row) * width + i];
+    ++row;
+  }
+}
+
 // a (N…, H) + bias (H) into h, rows [start, start + count) of a to h's rows from 0
 void add_bias_rows(const float *a, const float *bias, float *h, int64_t width, int64_t start, int64_t count) {
   for (int64_t r = 0; r < count; ++r)
@@ -218,7 +242,7 @@ int run_bias_unary(int nparam, void **params, int *ndims, int64_t **shapes, cons
   const float *a = static_cast<const float *>(params[0]), *bias = static_cast<const float *>(params[1]);
   float *y = static_cast<float *>(params[2]);
   const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
-  parallel_for((rows + kRowBlock - 1) / kRowBlock, rows * width, [&](int64_t first, int64_t last) {
+  parallel_for(row_blocks(rows), rows * width, [&](int64_t first, int64_t last) {
     std::vector<float> h(kRowBlock * width);
     for (int64_t block = first; block < last; ++block) {
       const int64_t start = block * kRowBlock, count = std::min(kRowBlock, rows - start);
@@ -237,7 +261,7 @@ int run_bias_binary(int nparam, void **params, int *ndims, int64_t **shapes, con
   const float *dy = static_cast<const float *>(params[2]);
   float *da = static_cast<float *>(params[3]), *dbias = static_cast<float *>(params[4]);
   const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
-  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  const int64_t blocks = row_blocks(rows);
   std::vector<float> partial(blocks * width);
   parallel_for(blocks, rows * width, [&](int64_t first, int64_t last) {
     std::vector<float> h(kRowBlock * width);
@@ -245,19 +269,12 @@ int run_bias_binary(int nparam, void **params, int *ndims, int64_t **shapes, con
       const int64_t start = block * kRowBlock, count = std::min(kRowBlock, rows - start);
       add_bias_rows(a, bias, h.data(), width, start, count);
       binary(h.data(), dy + start * width, da + start * width, 0, count * width);
-      float *sum = &partial[block * width];
-      for (int64_t i = 0; i < width; ++i) sum[i] = 0.0f;
-      for (int64_t r = start; r < start + count; ++r)
-        for (int64_t i = 0; i < width; ++i) sum[i] += da[r * width + i];
+      column_sums(da + start * width, count, width, &partial[block * width]);
     }
   });
-  for (int64_t i = 0; i < width; ++i) dbias[i] = 0.0f;
-  for (int64_t block = 0; block < blocks; ++block)
-    for (int64_t i = 0; i < width; ++i) dbias[i] += partial[block * width + i];
+  sum_blocks(partial, blocks, width, {dbias});
   return 0;
 }
-
-// LayerNorm over the last axis of x (N, H), rows in blocks of kRowBlock
 
 struct RowStats {
   float mean, rstd;
@@ -431,7 +448,7 @@ extern "C" int LayerNorm(int nparam, void **params, int *ndims, int64_t **shapes
   const float eps = *static_cast<const float *>(params[3]);
   float *y = static_cast<float *>(params[4]);
   const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
-  parallel_for((rows + kRowBlock - 1) / kRowBlock, rows * width, [&](int64_t first, int64_t last) {
+  parallel_for(row_blocks(rows), rows * width, [&](int64_t first, int64_t last) {
     layer_norm_rows(x, weight, bias, y, width, eps, first * kRowBlock, std::min(last * kRowBlock, rows));
   });
   return 0;
@@ -447,19 +464,14 @@ extern "C" int LayerNormGrad(int nparam, void **params, int *ndims, int64_t **sh
   float *dx = static_cast<float *>(params[4]), *dweight = static_cast<float *>(params[5]);
   float *dbias = static_cast<float *>(params[6]);
   const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
-  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  const int64_t blocks = row_blocks(rows);
   std::vector<float> partial(2 * blocks * width);  // per block: Σ dy·x̂, then Σ dy
   parallel_for(blocks, rows * width, [&](int64_t first, int64_t last) {
     for (int64_t block = first; block < last; ++block)
       layer_norm_grad_rows(x, weight, dy, dx, &partial[2 * block * width], &partial[(2 * block + 1) * width], width,
                            eps, block * kRowBlock, std::min((block + 1) * kRowBlock, rows));
   });
-  for (int64_t i = 0; i < width; ++i) dweight[i] = dbias[i] = 0.0f;
-  for (int64_t block = 0; block < blocks; ++block)  // in block order: the same sums on any number of threads
-    for (int64_t i = 0; i < width; ++i) {
-      dweight[i] += partial[2 * block * width + i];
-      dbias[i] += partial[(2 * block + 1) * width + i];
-    }
+  sum_blocks(partial, blocks, width, {dweight, dbias});
   return 0;
 }
 
@@ -478,7 +490,7 @@ extern "C" int ResidualLayerNorm(int nparam, void **params, int *ndims, int64_t 
   const float eps = *static_cast<const float *>(params[5 + masked]);
   float *y = static_cast<float *>(params[6 + masked]), *h = static_cast<float *>(params[7 + masked]);
   const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
-  parallel_for((rows + kRowBlock - 1) / kRowBlock, rows * width, [&](int64_t first, int64_t last) {
+  parallel_for(row_blocks(rows), rows * width, [&](int64_t first, int64_t last) {
     const int64_t start = first * kRowBlock, stop = std::min(last * kRowBlock, rows);
     residual_rows(a, bias, mask, residual, h + start * width, width, start, stop);
     layer_norm_rows(h, weight, beta, y, width, eps, start, stop);
@@ -501,28 +513,19 @@ extern "C" int ResidualLayerNormGrad(int nparam, void **params, int *ndims, int6
   float *dresidual = static_cast<float *>(params[6 + masked]), *dweight = static_cast<float *>(params[7 + masked]);
   float *dbeta = static_cast<float *>(params[8 + masked]);
   const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
-  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  const int64_t blocks = row_blocks(rows);
   std::vector<float> partial(3 * blocks * width);  // per block: Σ dy·x̂, Σ dy, Σ da
   parallel_for(blocks, rows * width, [&](int64_t first, int64_t last) {
     for (int64_t block = first; block < last; ++block) {
       const int64_t start = block * kRowBlock, stop = std::min(start + kRowBlock, rows);
-      float *sums = &partial[3 * block * width], *dbias_sum = sums + 2 * width;
+      float *sums = &partial[3 * block * width];
       layer_norm_grad_rows(h, weight, dy, dresidual, sums, sums + width, width, eps, start, stop);
-      for (int64_t i = 0; i < width; ++i) dbias_sum[i] = 0.0f;
-      for (int64_t r = start; r < stop; ++r)
-        for (int64_t i = 0, at = r * width; i < width; ++i, ++at) {
-          da[at] = mask != nullptr ? dresidual[at] * mask[at] : dresidual[at];
-          dbias_sum[i] += da[at];
-        }
+      for (int64_t at = start * width; at < stop * width; ++at)
+        da[at] = mask != nullptr ? dresidual[at] * mask[at] : dresidual[at];
+      column_sums(da + start * width, stop - start, width, sums + 2 * width);
     }
   });
-  for (int64_t i = 0; i < width; ++i) dweight[i] = dbeta[i] = dbias[i] = 0.0f;
-  for (int64_t block = 0; block < blocks; ++block)  // in block order: the same sums on any number of threads
-    for (int64_t i = 0; i < width; ++i) {
-      dweight[i] += partial[3 * block * width + i];
-      dbeta[i] += partial[(3 * block + 1) * width + i];
-      dbias[i] += partial[(3 * block + 2) * width + i];
-    }
+  sum_blocks(partial, blocks, width, {dweight, dbeta, dbias});
   return 0;
 }
 
@@ -534,7 +537,7 @@ int run_scaled_rows(int nparam, void **params, int *ndims, int64_t **shapes, con
   const float scale = *static_cast<const float *>(params[2]);
   float *out = static_cast<float *>(params[3]);
   const int64_t width = shapes[0][ndims[0] - 1], rows = elements(ndims[0], shapes[0]) / width;
-  parallel_for((rows + kRowBlock - 1) / kRowBlock, rows * width, [&](int64_t first, int64_t last) {
+  parallel_for(row_blocks(rows), rows * width, [&](int64_t first, int64_t last) {
     for (int64_t r = first * kRowBlock; r < std::min(last * kRowBlock, rows); ++r)
       row_of(a + r * width, b + r * width, scale, out + r * width, width);
   });
