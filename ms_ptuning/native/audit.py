@@ -11,8 +11,8 @@ native backbones (BERT, RoBERTa, GPT-2) in every mode, prints each graph's primi
 - one of ms_ptuning's CPU kernels (`device/cpu_kernels.py`: dropout masks, GELU, LayerNorm, attention's
   softmax, and GELU and LayerNorm fused with a bias or a residual; named `cpu_kernels.<function>` in the
   inventories) in a graph built for Ascend and GPU: only the CPU's choice (`device/kernels.py`) holds them, as
-  compiled C++ kernels of the CPU device (no Python runs), and the devices'
-  choice computes the same from documented ops.
+  compiled C++ kernels of the CPU device (no Python runs), and the devices' choice computes the same from
+  documented ops.
 
 `op_platforms.py` maps every primitive the graphs use to the platforms its MindSpore 2.7.0 docstring
 lists (the text of the API pages on mindspore.cn), or to null where MindSpore documents none (graph plumbing

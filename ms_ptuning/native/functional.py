@@ -12,9 +12,9 @@ explicit (`ops.broadcast_to`, or BiasAdd on a 2-D view), heads are split and mer
 unstack/concat instead of transposes, division by a constant is multiplication by its reciprocal, and softmax
 and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`; on CPU GELU, LayerNorm and attention's
 softmax are one C++ kernel each way, `CpuActivation`, `CpuLayerNorm`, `CpuSoftmax`, and GELU and LayerNorm also
-take in the bias add, dropout and residual before them: `CpuBiasActivation`, `CpuResidualLayerNorm`). That is the CPU's choice;
-with the devices' kernels (`device_kernels=True`, see `device/kernels.py`) the same functions take fewer, fused
-kernels instead.
+take in the bias add, dropout and residual before them: `CpuBiasActivation`, `CpuResidualLayerNorm`). That is
+the CPU's choice; with the devices' kernels (`device_kernels=True`, see `device/kernels.py`) the same functions
+take fewer, fused kernels instead.
 """
 
 import math
@@ -241,22 +241,28 @@ DEVICE_ACTIVATIONS = {**ACTIVATIONS, "gelu_new": GeluTanhKernel, "gelu_pytorch_t
 CPU_KERNEL_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 
 
+def cpu_kernel_activation(name: str, device_kernels: bool) -> str | None:
+    """The CPU kernel ("gelu" or "gelu_tanh") computing Hugging Face's activation `name` where that is the
+    choice: not with the devices' kernels, and only where the CPU's kernels could be built; else None."""
+    if device_kernels or name not in CPU_KERNEL_ACTIVATIONS or not cpu_kernels.available():
+        return None
+    return CPU_KERNEL_ACTIVATIONS[name]
+
+
 def activation(name: str, device_kernels: bool) -> nn.Cell:
     """Hugging Face's activation `name` as a Cell: with the devices' kernels, or on CPU its own kernel where it
     has one (and could build it), else the composition."""
     if device_kernels:
         return DEVICE_ACTIVATIONS[name]()
-    if name in CPU_KERNEL_ACTIVATIONS and cpu_kernels.available():
-        return CpuActivation(CPU_KERNEL_ACTIVATIONS[name])
-    return ACTIVATIONS[name]()
+    kernel = cpu_kernel_activation(name, device_kernels)
+    return CpuActivation(kernel) if kernel is not None else ACTIVATIONS[name]()
 
 
 def bias_activation(name: str, device_kernels: bool):
-    """activation(a + bias) as one CPU kernel (`CpuBiasActivation`) where `activation` would choose the CPU's
-    kernel; otherwise None (the linear layer adds its bias, then the activation runs)."""
-    if device_kernels or name not in CPU_KERNEL_ACTIVATIONS or not cpu_kernels.available():
-        return None
-    return CpuBiasActivation(CPU_KERNEL_ACTIVATIONS[name])
+    """activation(a + bias) as one CPU kernel (`CpuBiasActivation`) where `activation` chooses the CPU's kernel;
+    otherwise None (the linear layer adds its bias, then the activation runs)."""
+    kernel = cpu_kernel_activation(name, device_kernels)
+    return CpuBiasActivation(kernel) if kernel is not None else None
 
 
 class CpuSoftmax(nn.Cell):
