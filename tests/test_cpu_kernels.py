@@ -3,8 +3,8 @@ float64 numpy and against the compositions of MindSpore kernels the devices' cho
 and its derivative within 4e-7 over [-20, 20], at least as close as the composition, and at ±inf; GELU of a
 product plus its bias; LayerNorm and its three gradients; BERT's output block LayerNorm((a + bias)·mask +
 residual) with and without dropout's mask; attention's softmax(scores·scale + mask) and its backward, with
-float32-min padding and −inf (GPT-2's future) in the mask; op by op and compiled alike, and float16 inputs
-computed in float32. The dropout masks' kernel is tested in
+float32-min padding and −inf (GPT-2's future) in the mask; the linear layers' GEMM with and without bias, both
+weight layouts, and its three gradients; op by op and compiled alike, and float16 inputs computed in float32. The dropout masks' kernel is tested in
 tests/test_dropout.py, the backbones built from all of them against torch in tests/test_native_backbones.py."""
 
 import math
@@ -153,6 +153,128 @@ def test_residual_layer_norm_is_the_composition_and_its_gradients_match_float64(
     for mine, truth in zip([da, dbias, dresidual, dweight, dbeta], exact):
         assert np.abs(mine - truth).max() <= 1e-6 * np.abs(truth).max()
     for mine, theirs in zip([da, dbias, dresidual, dweight, dbeta], [composed_grads[i] for i in (0, 1, 3, 4, 5)]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5 * np.abs(theirs).max())
+
+
+@pytest.mark.parametrize("transposed", [True, False])
+@pytest.mark.parametrize("rows, inner, columns", [(300, 96, 40), (3, 70, 257), (1, 5, 1), (0, 8, 6), (4, 0, 6)])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_matmul_with_and_without_bias_and_its_gradients_match_float64(transposed, rows, inner, columns, compiled):
+    # many rows (bands of rows), few rows (bands of columns), a single element, and empty products
+    rng = np.random.default_rng(rows + inner + columns)
+    a = rng.standard_normal((rows, inner)).astype(np.float32)
+    weight = rng.standard_normal((columns, inner) if transposed else (inner, columns)).astype(np.float32)
+    bias = rng.standard_normal(columns).astype(np.float32)
+    dy = rng.standard_normal((rows, columns)).astype(np.float32)
+    product, with_bias = F.cpu_matmuls(transposed, device_kernels=False)
+    assert F.cpu_matmuls(transposed, device_kernels=True) == (None, None)
+    y, (da, dweight, dbias) = run(with_bias, [a, weight, bias, dy], compiled)
+    bare, (bare_da, bare_dweight) = run(product, [a, weight, dy], compiled)
+    w = weight.T.astype(np.float64) if transposed else weight.astype(np.float64)  # (inner, columns)
+    layout = (lambda m: m.T) if transposed else (lambda m: m)  # (inner, columns) → the weight's layout
+    exact = [a @ w + bias, dy @ w.T, layout(a.T.astype(np.float64) @ dy), dy.astype(np.float64).sum(0)]
+    # bounds: float32 rounding of sums of |terms|
+    scale = [np.abs(a) @ np.abs(w) + np.abs(bias), np.abs(dy) @ np.abs(w.T), layout(np.abs(a.T) @ np.abs(dy)),
+             np.abs(dy).sum(0)]
+    for mine, truth, size in zip([y, da, dweight, dbias], exact, scale):
+        assert mine.shape == truth.shape and mine.dtype == np.float32
+        assert np.all(np.abs(mine - truth) <= 1e-6 * (size + 1))
+    np.testing.assert_array_equal(bare + bias, y)  # the bias added to the same product, as BiasAdd adds it
+    np.testing.assert_array_equal(bare_da, da)
+    np.testing.assert_array_equal(bare_dweight, dweight)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_linear_layers_take_the_gemm_outside_training_and_matmul_in_it(compiled):
+    from ms_ptuning.native.cells import Conv1D, Linear
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 9, 24)).astype(np.float32)
+    for layer in (Linear(24, 10), Conv1D(24, 10)):
+        for parameter in layer.get_parameters():
+            parameter.set_data(Tensor(rng.standard_normal(parameter.shape).astype(np.float32)))
+        weight, bias = layer.weight.asnumpy().astype(np.float64), layer.bias.asnumpy()
+        exact = x @ (weight if isinstance(layer, Conv1D) else weight.T) + bias
+        outputs = {}
+        for training in (False, True):
+            layer.set_train(training)
+            assert layer.cpu_kernel_for(Tensor(x)) is not training
+            if compiled:
+                with graph_mode():
+                    outputs[training] = layer(Tensor(x)).asnumpy()
+            else:
+                outputs[training] = layer(Tensor(x)).asnumpy()
+            assert outputs[training].shape == (2, 9, 10)
+            np.testing.assert_allclose(outputs[training], exact, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(outputs[False], outputs[True], rtol=1e-6, atol=1e-6)
+
+
+class RowsAttention(nn.Cell):
+    """The CPU's attention kernels over rows (`training`: with dropout's mask on the probabilities), or the
+    composition BERT's attention runs otherwise."""
+
+    def __init__(self, kernel: bool, prefixed: bool, training: bool, scale: float):
+        super().__init__()
+        self.kernel, self.prefixed, self.training_kernel = kernel, prefixed, training
+        plain, with_prefix, dropout, dropout_with_prefix = F.cpu_attentions(scale, device_kernels=False)
+        self.attention = (dropout_with_prefix if prefixed else dropout) if training else \
+            (with_prefix if prefixed else plain)
+        self.scale = scale
+
+    def construct(self, query, key, value, prefix_key, prefix_value, mask, keep):
+        if not self.kernel:
+            batch, heads = mask.shape[0], mask.shape[1]
+            query, key, value = (F.split_heads(F.unflatten_rows(rows, batch), heads) for rows in (query, key, value))
+            if self.prefixed:
+                key, value = ops.concat((prefix_key, key), 2), ops.concat((prefix_value, value), 2)
+            probs = ops.softmax(ops.add(ops.mul(ops.BatchMatMul(transpose_b=True)(query, key), self.scale), mask), -1)
+            if self.training_kernel:
+                probs = ops.mul(probs, ops.stop_gradient(keep))
+            return F.flatten_rows(F.merge_heads(ops.BatchMatMul()(probs, value)))
+        if self.training_kernel:
+            if self.prefixed:
+                return self.attention(query, key, value, prefix_key, prefix_value, mask, keep)[0]
+            return self.attention(query, key, value, mask, keep)[0]
+        if self.prefixed:
+            return self.attention(query, key, value, prefix_key, prefix_value, mask)
+        return self.attention(query, key, value, mask)
+
+
+@pytest.mark.parametrize("prefixed", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_attention_over_rows_and_its_gradients_match_float64_and_the_composition(prefixed, training, compiled):
+    batch, heads, steps, size, prefix, scale = 3, 4, 7, 8, 5 if prefixed else 0, 8 ** -0.5
+    rng = np.random.default_rng(6)
+    query, key, value = (rng.standard_normal((batch * steps, heads * size)).astype(np.float32) for _ in range(3))
+    # without a prefix the prefix inputs are unused (one row, not an empty tensor)
+    prefix_key, prefix_value = (rng.standard_normal((batch, heads, max(prefix, 1), size)).astype(np.float32)
+                                for _ in range(2))
+    mask = np.zeros((batch, heads, steps, prefix + steps), np.float32)
+    mask[0, :, :, -2:] = np.finfo(np.float32).min  # padding, as BERT's mask has it
+    mask[1, :, :, prefix + 3:] = np.finfo(np.float32).min
+    keep = (rng.random(mask.shape) >= 0.3).astype(np.float32) / np.float32(0.7) if training else np.ones_like(mask)
+    dy = rng.standard_normal(query.shape).astype(np.float32)
+    inputs = [query, key, value, prefix_key, prefix_value, mask, keep, dy]
+    y, grads = run(RowsAttention(True, prefixed, training, scale), inputs, compiled)
+    composed_y, composed_grads = run(RowsAttention(False, prefixed, training, scale), inputs, compiled)
+    # float64: the composition's arithmetic
+    split = [rows.astype(np.float64).reshape(batch, steps, heads, size).transpose(0, 2, 1, 3)
+             for rows in (query, key, value)]
+    q, k, v = split
+    if prefixed:
+        k, v = np.concatenate([prefix_key, k], 2), np.concatenate([prefix_value, v], 2)
+    scores = q @ k.transpose(0, 1, 3, 2) * scale + mask
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    exact = ((probs * keep) @ v).transpose(0, 2, 1, 3).reshape(query.shape)
+    assert y.shape == query.shape and y.dtype == np.float32
+    assert np.abs(y - exact).max() <= 1e-6 * np.abs(exact).max()
+    np.testing.assert_allclose(y, composed_y, rtol=1e-5, atol=1e-5 * np.abs(exact).max())
+    used = [0, 1, 2, 3, 4] if prefixed else [0, 1, 2]  # q, k, v and the prefix
+    for index in used:
+        mine, theirs = grads[index], composed_grads[index]
+        assert mine.shape == theirs.shape and np.abs(theirs).max() > 0
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5 * np.abs(theirs).max())
 
 

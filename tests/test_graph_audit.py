@@ -41,9 +41,14 @@ def test_every_graph_runs_on_ascend_and_gpu_as_documented(inventories):
     cpu_prefix = inventories["bert-prefix", "train Step"]
     masks, *others = (f"{audit.CPU_KERNELS}{name}" for name in (
         "DropoutMasks", "BiasGelu", "BiasGeluGrad", "LayerNorm", "ResidualLayerNorm", "ResidualLayerNormGrad",
-        "ScaledMaskedSoftmax", "ScaledSoftmaxGrad"))
+        "PrefixAttentionDropout", "PrefixAttentionGrad"))
     assert cpu_prefix[masks] >= 2 and all(cpu_prefix[name] >= 1 for name in others)
-    assert not {"RightShift", "Erf", "Softmax", "Rsqrt", "Custom"} & set(cpu_prefix)
+    # attention is one kernel each way: no heads split per layer, no batched products
+    assert not {"RightShift", "Erf", "Softmax", "Rsqrt", "Custom", "Split", "BatchMatMul"} & set(cpu_prefix)
+    # outside training the linear layers' products are the CPU's GEMM kernel, and attention its kernel
+    cpu_eval = inventories["bert-prefix", "eval ModelCall"]
+    assert all(cpu_eval[f"{audit.CPU_KERNELS}{name}"] >= 1 for name in ("MatMulNT", "PrefixAttention"))
+    assert not {"MatMul", "BiasAdd", "BatchMatMul", "Split", "Stack"} & set(cpu_eval), cpu_eval
     # and the CPU's kernels in a graph for the devices would be found
     found = audit.problems(cpu_prefix, table)
     assert any(problem.startswith(f"{masks}: a CPU kernel in a graph built for Ascend") for problem in found), found

@@ -14,7 +14,11 @@
 //   layer's product, its bias, dropout's mask or none, the residual) in one pass each way instead of 4 and 3 kernels.
 // ScaledMaskedSoftmax / ScaledSoftmaxGrad: attention's softmax(scores·scale + mask) over the last axis, float32,
 //   forward (scores, mask, scale) → probs and backward (probs, dprobs, scale) → dscores.
+// MatMulNT / MatMulNN / MatMulTN, ColumnSums: a 2-D product op(a) · op(b) (+ bias over its rows) and a bias's
+//   gradient (column sums in a fixed order), float32: the linear layers and their gradients.
 // Built with -ffp-contract=off: every CPU computes the same float operations.
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -229,6 +233,64 @@ void sum_blocks(const std::vector<float> &partial, int64_t blocks, int64_t width
   }
 }
 
+// The products run dnnl_sgemm, the oneDNN GEMM that MindSpore's own CPU MatMul runs (the same results), from the
+// libdnnl.so.2 MindSpore has loaded: each thread takes a band of the output's rows (or columns, for few rows) and
+// runs it single-threaded, which for a BERT layer's shapes is 20-40% faster than MindSpore's kernel spreading the
+// same GEMM over its own thread pool (RESULTS.md).
+using Sgemm = int (*)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *, int64_t,
+                      float, float *, int64_t);
+
+Sgemm onednn_sgemm() {
+  static const Sgemm sgemm = [] {
+    void *library = dlopen("libdnnl.so.2", RTLD_LAZY | RTLD_NOLOAD);
+    return library == nullptr ? nullptr : reinterpret_cast<Sgemm>(dlsym(library, "dnnl_sgemm"));
+  }();
+  return sgemm;
+}
+
+// c (m, n) = op(a) · op(b) + beta · c with c's rows ldc apart, by `sgemm`; an empty inner dimension gives
+// beta · c (oneDNN's sgemm is not asked about empty products)
+void gemm(Sgemm sgemm, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float *a,
+          int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k > 0) {
+    sgemm(transpose_a ? 'T' : 'N', transpose_b ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  } else if (beta == 0.0f) {
+    for (int64_t r = 0; r < m; ++r) std::fill(c + r * ldc, c + r * ldc + n, 0.0f);
+  }
+}
+
+// rows [first, last) of c (M, N) += bias (N), columns [begin, end)
+void add_bias_band(float *c, const float *bias, int64_t n, int64_t first, int64_t last, int64_t begin, int64_t end) {
+  for (int64_t r = first; r < last; ++r)
+    for (int64_t j = begin; j < end; ++j) c[r * n + j] += bias[j];
+}
+
+// inputs a (M, K), or (K, M) with transpose_a; b (K, N), or (N, K) with transpose_b; optionally bias (N); output
+// c (M, N) = op(a) · op(b) (+ bias), row major, float32
+int run_matmul(bool transpose_a, bool transpose_b, int nparam, void **params, int *ndims, int64_t **shapes,
+               const char **dtypes) {
+  const Sgemm sgemm = onednn_sgemm();
+  if ((nparam != 3 && nparam != 4) || sgemm == nullptr || ndims[0] != 2 || ndims[1] != 2) return 1;
+  for (int i = 0; i + 1 < nparam; ++i)
+    if (std::strcmp(dtypes[i], "float32") != 0) return 1;
+  const float *a = static_cast<const float *>(params[0]), *b = static_cast<const float *>(params[1]);
+  const float *bias = nparam == 4 ? static_cast<const float *>(params[2]) : nullptr;
+  float *c = static_cast<float *>(params[nparam - 1]);
+  const int64_t m = shapes[0][transpose_a ? 1 : 0], k = shapes[0][transpose_a ? 0 : 1];
+  const int64_t n = shapes[1][transpose_b ? 0 : 1], lda = shapes[0][1], ldb = shapes[1][1];
+  const bool by_rows = m >= n;
+  parallel_for(by_rows ? m : n, m * n * k / 8, [&](int64_t first, int64_t last) {
+    // the band: rows [row0, row1) × columns [col0, col1) of c
+    const int64_t row0 = by_rows ? first : 0, row1 = by_rows ? last : m;
+    const int64_t col0 = by_rows ? 0 : first, col1 = by_rows ? n : last;
+    gemm(sgemm, transpose_a, transpose_b, row1 - row0, col1 - col0, k, transpose_a ? a + row0 : a + row0 * lda,
+         lda, transpose_b ? b + col0 * ldb : b + col0, ldb, 0.0f, c + row0 * n + col0, n);
+    if (bias != nullptr) add_bias_band(c, bias, n, row0, row1, col0, col1);
+  });
+  return 0;
+}
+
 // a (N…, H) + bias (H) into h, rows [start, start + count) of a to h's rows from 0
 void add_bias_rows(const float *a, const float *bias, float *h, int64_t width, int64_t start, int64_t count) {
   for (int64_t r = 0; r < count; ++r)
@@ -276,20 +338,47 @@ int run_bias_binary(int nparam, void **params, int *ndims, int64_t **shapes, con
   return 0;
 }
 
+// Row reductions in kLanes interleaved partial results, combined in a fixed order at the end: GCC vectorizes
+// them (one running total is a serial chain of additions), and every CPU gets the same result
+constexpr int64_t kLanes = 16;
+
+// Σ term(i) over [0, width), in double
+template <typename Term>
+inline double lane_sum(int64_t width, const Term &term) {
+  double lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= width; i += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) lanes[l] += term(i + l);
+  for (int64_t l = 0; i + l < width; ++l) lanes[l] += term(i + l);
+  double total = 0.0;
+  for (int64_t l = 0; l < kLanes; ++l) total += lanes[l];
+  return total;
+}
+
+inline float row_max(const float *x, int64_t width) {
+  float lanes[kLanes];
+  for (int64_t l = 0; l < kLanes; ++l) lanes[l] = x[0];
+  int64_t i = 0;
+  for (; i + kLanes <= width; i += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) lanes[l] = x[i + l] > lanes[l] ? x[i + l] : lanes[l];
+  for (int64_t l = 0; i + l < width; ++l) lanes[l] = x[i + l] > lanes[l] ? x[i + l] : lanes[l];
+  float largest = lanes[0];
+  for (int64_t l = 1; l < kLanes; ++l) largest = lanes[l] > largest ? lanes[l] : largest;
+  return largest;
+}
+
 struct RowStats {
   float mean, rstd;
 };
 
 // torch's statistics: the mean, then the biased variance of the centred row, in double (H terms)
-RowStats row_stats(const float *row, int64_t width, float eps) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < width; ++i) sum += row[i];
+inline RowStats row_stats(const float *row, int64_t width, float eps) {
+  const double sum = lane_sum(width, [&](int64_t i) { return static_cast<double>(row[i]); });
   const float mean = static_cast<float>(sum / static_cast<double>(width));
-  double squares = 0.0;
-  for (int64_t i = 0; i < width; ++i) {
+  const double squares = lane_sum(width, [&](int64_t i) {
     const double centred = static_cast<double>(row[i] - mean);
-    squares += centred * centred;
-  }
+    return centred * centred;
+  });
   const float variance = static_cast<float>(squares / static_cast<double>(width));
   return {mean, 1.0f / std::sqrt(variance + eps)};
 }
@@ -315,12 +404,10 @@ void layer_norm_grad_rows(const float *__restrict x, const float *__restrict wei
     const float *row = x + r * width, *grad = dy + r * width;
     float *out = dx + r * width;
     const RowStats stats = row_stats(row, width, eps);
-    double sum_g = 0.0, sum_gx = 0.0;
-    for (int64_t i = 0; i < width; ++i) {
-      const float normed = (row[i] - stats.mean) * stats.rstd, g = grad[i] * weight[i];
-      sum_g += g;
-      sum_gx += static_cast<double>(g) * normed;
-    }
+    const double sum_g = lane_sum(width, [&](int64_t i) { return static_cast<double>(grad[i] * weight[i]); });
+    const double sum_gx = lane_sum(width, [&](int64_t i) {
+      return static_cast<double>(grad[i] * weight[i]) * ((row[i] - stats.mean) * stats.rstd);
+    });
     const float mean_g = static_cast<float>(sum_g / static_cast<double>(width));
     const float mean_gx = static_cast<float>(sum_gx / static_cast<double>(width));
     for (int64_t i = 0; i < width; ++i) {
@@ -355,12 +442,9 @@ __attribute__((target_clones("avx512f", "avx2", "default")))
 void masked_softmax_row(const float *__restrict scores, const float *__restrict mask, float scale,
                         float *__restrict probs, int64_t width) {
   for (int64_t i = 0; i < width; ++i) probs[i] = scores[i] * scale + mask[i];
-  float largest = probs[0];
-  for (int64_t i = 1; i < width; ++i) largest = probs[i] > largest ? probs[i] : largest;
+  const float largest = row_max(probs, width);
   for (int64_t i = 0; i < width; ++i) probs[i] = exp_float(probs[i] - largest);
-  double total = 0.0;
-  for (int64_t i = 0; i < width; ++i) total += probs[i];
-  const float sum = static_cast<float>(total);
+  const float sum = static_cast<float>(lane_sum(width, [&](int64_t i) { return static_cast<double>(probs[i]); }));
   for (int64_t i = 0; i < width; ++i) probs[i] = probs[i] / sum;
 }
 
@@ -368,10 +452,142 @@ void masked_softmax_row(const float *__restrict scores, const float *__restrict 
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void softmax_grad_row(const float *__restrict y, const float *__restrict dy, float scale, float *__restrict dscores,
                       int64_t width) {
-  double total = 0.0;
-  for (int64_t i = 0; i < width; ++i) total += y[i] * dy[i];
-  const float dot = static_cast<float>(total);
+  const float dot = static_cast<float>(lane_sum(width, [&](int64_t i) { return static_cast<double>(y[i] * dy[i]); }));
   for (int64_t i = 0; i < width; ++i) dscores[i] = scale * (y[i] * (dy[i] - dot));
+}
+
+// Attention over the projections' rows: query rows (B·T, H), key and value rows (B·Tk, H), the heads side by
+// side in each row; optionally a layer's prefix keys and values (B, heads, P, d) in front of the rows' own. Each
+// thread takes whole (batch row, head) pairs; the products read a head where it lies in the rows (rows H apart)
+// and write there, so no split, stack, concat or unstack is needed around them. Scores (T, P + Tk) are the
+// prefix keys' columns, then the rows' own.
+struct Attention {
+  const float *query, *key, *value, *prefix_key = nullptr, *prefix_value = nullptr;
+  int64_t batch, heads, steps, width, hidden, size, own, prefix;
+
+  // parses `inputs` float32 inputs query, key, value, [prefix key, prefix value], then (B, heads, T, P + Tk)
+  // tensors from input `fourth` on; false where the shapes do not fit together
+  bool parse(void **params, int *ndims, int64_t **shapes, const char **dtypes, int inputs, bool prefixed,
+             int fourth) {
+    for (int i = 0; i < inputs; ++i)
+      if (std::strcmp(dtypes[i], "float32") != 0) return false;
+    if (ndims[0] != 2 || ndims[1] != 2 || ndims[2] != 2 || ndims[fourth] != 4) return false;
+    query = static_cast<const float *>(params[0]), key = static_cast<const float *>(params[1]);
+    value = static_cast<const float *>(params[2]);
+    if (prefixed)
+      prefix_key = static_cast<const float *>(params[3]), prefix_value = static_cast<const float *>(params[4]);
+    batch = shapes[fourth][0], heads = shapes[fourth][1], steps = shapes[fourth][2], width = shapes[fourth][3];
+    hidden = shapes[0][1], size = heads == 0 ? 0 : hidden / heads;
+    own = batch == 0 ? 0 : shapes[1][0] / batch, prefix = width - own;
+    return shapes[0][0] == batch * steps && size * heads == hidden && prefix >= 0 &&
+           (prefixed ? ndims[3] == 4 && shapes[3][2] == prefix && shapes[3][3] == size : prefix == 0);
+  }
+
+  // offsets of (batch row, head) `task` in the rows and in the (B, heads, ·, ·) tensors
+  int64_t query_at(int64_t task) const { return (task / heads) * steps * hidden + (task % heads) * size; }
+  int64_t key_at(int64_t task) const { return (task / heads) * own * hidden + (task % heads) * size; }
+
+  template <typename Body>
+  void each_task(const Body &body) const {
+    parallel_for(batch * heads, batch * heads * steps * width * size, [&](int64_t first, int64_t last) {
+      std::vector<float> buffer(2 * steps * width);
+      for (int64_t task = first; task < last; ++task) body(task, buffer.data(), buffer.data() + steps * width);
+    });
+  }
+
+  // context rows of `task` = probs (T, P + Tk, rows `width` apart) · values
+  void context(Sgemm sgemm, int64_t task, const float *probs, float *out) const {
+    gemm(sgemm, false, false, steps, size, prefix, probs, width, prefix_value + task * prefix * size, size, 0.0f,
+         out + query_at(task), hidden);
+    gemm(sgemm, false, false, steps, size, own, probs + prefix, width, value + key_at(task), hidden,
+         prefix > 0 ? 1.0f : 0.0f, out + query_at(task), hidden);
+  }
+
+  // probs of `task` = softmax(q kᵀ · scale + mask) into probs, `scores` a (T, P + Tk) buffer
+  void probs_of(Sgemm sgemm, int64_t task, const float *mask, float scale, float *scores, float *probs) const {
+    const float *q = query + query_at(task);
+    gemm(sgemm, false, true, steps, prefix, size, q, hidden, prefix_key + task * prefix * size, size, 0.0f, scores,
+         width);
+    gemm(sgemm, false, true, steps, own, size, q, hidden, key + key_at(task), hidden, 0.0f, scores + prefix, width);
+    if (width == 0) return;  // no keys: the context is an empty sum
+    for (int64_t t = 0; t < steps; ++t)
+      masked_softmax_row(scores + t * width, mask + (task * steps + t) * width, scale, probs + t * width, width);
+  }
+};
+
+// the forward: inputs q, k, v, [prefix k, v], mask, [dropout mask], scale; outputs context rows, [probs]
+int run_attention(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, bool prefixed,
+                  bool dropped) {
+  const Sgemm sgemm = onednn_sgemm();
+  const int inputs = 5 + 2 * prefixed + dropped, mask_at = 3 + 2 * prefixed;
+  Attention attention;
+  if (sgemm == nullptr || nparam != inputs + 1 + dropped ||
+      !attention.parse(params, ndims, shapes, dtypes, inputs, prefixed, mask_at))
+    return 1;
+  const float *mask = static_cast<const float *>(params[mask_at]);
+  const float *keep = dropped ? static_cast<const float *>(params[mask_at + 1]) : nullptr;
+  const float scale = *static_cast<const float *>(params[inputs - 1]);
+  float *context = static_cast<float *>(params[inputs]);
+  float *saved = dropped ? static_cast<float *>(params[inputs + 1]) : nullptr;  // the probs, for the backward
+  const int64_t area = attention.steps * attention.width;
+  attention.each_task([&](int64_t task, float *scores, float *probs) {
+    float *kept = dropped ? saved + task * area : probs;
+    attention.probs_of(sgemm, task, mask, scale, scores, kept);
+    if (dropped)  // the dropped probs, in the scores' buffer
+      for (int64_t i = 0; i < area; ++i) scores[i] = kept[i] * keep[task * area + i];
+    attention.context(sgemm, task, dropped ? scores : kept, context);
+  });
+  return 0;
+}
+
+// the backward: inputs q, k, v, [prefix k, v], probs, dropout mask, dcontext rows, scale; outputs dq, dk, dv,
+// [dprefix k, dprefix v]
+int run_attention_grad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                       bool prefixed) {
+  const Sgemm sgemm = onednn_sgemm();
+  const int inputs = 7 + 2 * prefixed, probs_at = 3 + 2 * prefixed;
+  Attention attention;
+  if (sgemm == nullptr || nparam != inputs + 3 + 2 * prefixed ||
+      !attention.parse(params, ndims, shapes, dtypes, inputs, prefixed, probs_at))
+    return 1;
+  const float *probs = static_cast<const float *>(params[probs_at]);
+  const float *keep = static_cast<const float *>(params[probs_at + 1]);
+  const float *dcontext = static_cast<const float *>(params[probs_at + 2]);
+  const float scale = *static_cast<const float *>(params[probs_at + 3]);
+  float *dquery = static_cast<float *>(params[inputs]), *dkey = static_cast<float *>(params[inputs + 1]);
+  float *dvalue = static_cast<float *>(params[inputs + 2]);
+  float *dprefix_key = prefixed ? static_cast<float *>(params[inputs + 3]) : nullptr;
+  float *dprefix_value = prefixed ? static_cast<float *>(params[inputs + 4]) : nullptr;
+  const Attention &a = attention;
+  const int64_t area = a.steps * a.width, steps = a.steps, width = a.width, size = a.size, hidden = a.hidden;
+  attention.each_task([&](int64_t task, float *dprobs, float *dropped) {
+    const float *p = probs + task * area, *k_mask = keep + task * area, *dc = dcontext + a.query_at(task);
+    const float *prefix_key = a.prefix_key + task * a.prefix * size;
+    const float *prefix_value = a.prefix_value + task * a.prefix * size;
+    for (int64_t i = 0; i < area; ++i) dropped[i] = p[i] * k_mask[i];
+    // dvalues = dropped probsᵀ · dcontext; d(dropped probs) = dcontext · valuesᵀ
+    gemm(sgemm, true, false, a.prefix, size, steps, dropped, width, dc, hidden, 0.0f,
+         prefixed ? dprefix_value + task * a.prefix * size : nullptr, size);
+    gemm(sgemm, true, false, a.own, size, steps, dropped + a.prefix, width, dc, hidden, 0.0f,
+         dvalue + a.key_at(task), hidden);
+    gemm(sgemm, false, true, steps, a.prefix, size, dc, hidden, prefix_value, size, 0.0f, dprobs, width);
+    gemm(sgemm, false, true, steps, a.own, size, dc, hidden, a.value + a.key_at(task), hidden, 0.0f,
+         dprobs + a.prefix, width);
+    // dscores (into the dropped probs' buffer) = scale · p·(dp − Σ p·dp), dp = d(dropped probs)·mask
+    for (int64_t i = 0; i < area; ++i) dprobs[i] *= k_mask[i];
+    for (int64_t t = 0; t < steps; ++t)
+      softmax_grad_row(p + t * width, dprobs + t * width, scale, dropped + t * width, width);
+    // dquery = dscores · keys; dkeys = dscoresᵀ · query
+    gemm(sgemm, false, false, steps, size, a.prefix, dropped, width, prefix_key, size, 0.0f,
+         dquery + a.query_at(task), hidden);
+    gemm(sgemm, false, false, steps, size, a.own, dropped + a.prefix, width, a.key + a.key_at(task), hidden,
+         a.prefix > 0 ? 1.0f : 0.0f, dquery + a.query_at(task), hidden);
+    gemm(sgemm, true, false, a.prefix, size, steps, dropped, width, a.query + a.query_at(task), hidden, 0.0f,
+         prefixed ? dprefix_key + task * a.prefix * size : nullptr, size);
+    gemm(sgemm, true, false, a.own, size, steps, dropped + a.prefix, width, a.query + a.query_at(task), hidden, 0.0f,
+         dkey + a.key_at(task), hidden);
+  });
+  return 0;
 }
 
 }  // namespace
@@ -554,4 +770,75 @@ extern "C" int ScaledMaskedSoftmax(int nparam, void **params, int *ndims, int64_
 extern "C" int ScaledSoftmaxGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                                  void *) {
   return run_scaled_rows(nparam, params, ndims, shapes, dtypes, softmax_grad_row);
+}
+
+// inputs a (M, K), b (N, K), optionally bias (N); output a · bᵀ (+ bias) (M, N): torch's Linear
+extern "C" int MatMulNT(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  return run_matmul(false, true, nparam, params, ndims, shapes, dtypes);
+}
+
+// inputs a (M, K), b (K, N), optionally bias (N); output a · b (+ bias) (M, N): GPT-2's Conv1D, Linear's input
+// gradient
+extern "C" int MatMulNN(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  return run_matmul(false, false, nparam, params, ndims, shapes, dtypes);
+}
+
+// inputs a (K, M), b (K, N); output aᵀ · b (M, N): the weight gradients
+extern "C" int MatMulTN(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  return run_matmul(true, false, nparam, params, ndims, shapes, dtypes);
+}
+
+// input dy (R…, N); output (N) its column sums, added block by block in a fixed order: a bias's gradient
+extern "C" int ColumnSums(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                          void *) {
+  if (nparam != 2 || std::strcmp(dtypes[0], "float32") != 0) return 1;
+  const float *dy = static_cast<const float *>(params[0]);
+  float *sums = static_cast<float *>(params[1]);
+  const int64_t width = shapes[0][ndims[0] - 1], rows = width == 0 ? 0 : elements(ndims[0], shapes[0]) / width;
+  const int64_t blocks = row_blocks(rows);
+  std::vector<float> partial(blocks * width);
+  parallel_for(blocks, rows * width, [&](int64_t first, int64_t last) {
+    for (int64_t block = first; block < last; ++block) {
+      const int64_t start = block * kRowBlock;
+      column_sums(dy + start * width, std::min(kRowBlock, rows - start), width, &partial[block * width]);
+    }
+  });
+  sum_blocks(partial, blocks, width, {sums});
+  return 0;
+}
+
+// attention outside training: inputs query (B·T, H), key and value (B·Tk, H) rows, mask (B, heads, T, Tk), scale
+// (1); output the context rows (B·T, H): softmax(q kᵀ · scale + mask) v per batch row and head
+extern "C" int Attention(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
+  return run_attention(nparam, params, ndims, shapes, dtypes, false, false);
+}
+
+// Attention with prefix keys and values (B, heads, P, d) after the rows and a mask (B, heads, T, P + Tk)
+extern "C" int PrefixAttention(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                               void *) {
+  return run_attention(nparam, params, ndims, shapes, dtypes, true, false);
+}
+
+// Attention in training: a dropout mask (0 or 1/(1 − p)) like the mask after it; outputs the context rows and the
+// probs before dropout (the backward's input)
+extern "C" int AttentionDropout(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                                void *) {
+  return run_attention(nparam, params, ndims, shapes, dtypes, false, true);
+}
+
+extern "C" int PrefixAttentionDropout(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                      void *, void *) {
+  return run_attention(nparam, params, ndims, shapes, dtypes, true, true);
+}
+
+// inputs query, key, value rows, probs, dropout mask, dcontext rows, scale; outputs dquery, dkey, dvalue rows
+extern "C" int AttentionGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                             void *) {
+  return run_attention_grad(nparam, params, ndims, shapes, dtypes, false);
+}
+
+// the same with prefix keys and values after the rows; outputs also dprefix keys, dprefix values
+extern "C" int PrefixAttentionGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                   void *, void *) {
+  return run_attention_grad(nparam, params, ndims, shapes, dtypes, true);
 }

@@ -14,7 +14,13 @@ equal shapes 0.5 ns), and its erf GELU is a chain of ~6 elementwise kernels each
 - attention's softmax(scores · scale + mask) forward and backward (`softmax_ops`), one pass each instead of 3
   and 6 kernels;
 - BERT's output blocks, LayerNorm((product + bias) · dropout mask + residual), forward and backward
-  (`residual_layer_norm_ops`), one pass each instead of 4 and 3 kernels.
+  (`residual_layer_norm_ops`), one pass each instead of 4 and 3 kernels;
+- outside training, the linear layers' products, bias included (`matmul_ops`): oneDNN's sgemm, the GEMM
+  MindSpore's MatMul runs, one band of the output per thread instead of MindSpore's spinning thread pool;
+- BERT's and RoBERTa's attention (`attention_ops`): softmax(q kᵀ · scale + mask) · dropout mask · v of every
+  head in one kernel each way over the projections' rows, instead of ~11 kernels forward and ~10 backward
+  splitting, stacking, concatenating and merging heads around two batched products, the softmax and dropout.
+Row sums (LayerNorm, softmax) are taken in 16 interleaved partial sums added in a fixed order, so they vectorize.
 Ascend and GPU compute the composed forms, which their kernels run natively.
 
 Built with `$CXX` (default g++) into `$MS_PTUNING_CACHE` (default ~/.cache/ms_ptuning)/cpu_kernels, named by
@@ -143,3 +149,48 @@ def residual_layer_norm_ops() -> tuple:
     the last axis, float32; without the mask where dropout is off."""
     return (_aot("ResidualLayerNorm", lambda a, *rest: (a, a)),
             _aot("ResidualLayerNormGrad", lambda h, *rest: (h, rest[-3], h, rest[-3], rest[-3])))
+
+
+@functools.lru_cache(maxsize=1)
+def onednn_sgemm_found() -> bool:
+    """Whether MindSpore's oneDNN library (mindspore/lib/libdnnl.so.2, which its CPU MatMul runs) exports
+    dnnl_sgemm, which the MatMul kernels call."""
+    import ctypes
+
+    import mindspore
+
+    path = os.path.join(os.path.dirname(mindspore.__file__), "lib", "libdnnl.so.2")
+    try:
+        return hasattr(ctypes.CDLL(path), "dnnl_sgemm")
+    except OSError:
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def matmul_ops() -> dict:
+    """{"NT": (a (M, K), b (N, K)[, bias (N)]) → a · bᵀ (+ bias), "NN": (a (M, K), b (K, N)[, bias]) → a · b
+    (+ bias), "TN": (a (K, M), b (K, N)) → aᵀ · b, "column_sums": (R…, N) → (N,)} Custom ops, float32."""
+    from mindspore import ops
+
+    shapes = {"NT": lambda a, b, *bias: [a[0], b[0]], "NN": lambda a, b, *bias: [a[0], b[1]],
+              "TN": lambda a, b: [a[1], b[1]], "column_sums": lambda dy: [dy[-1]]}
+    functions = {"NT": "MatMulNT", "NN": "MatMulNN", "TN": "MatMulTN", "column_sums": "ColumnSums"}
+    return {name: ops.Custom(function_name(functions[name]), out_shape=shape,
+                             out_dtype=lambda first, *rest: first, func_type="aot")
+            for name, shape in shapes.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def attention_ops(prefixed: bool) -> tuple:
+    """(eval, train, backward) Custom ops of attention over the projections' rows, float32, with (`prefixed`) or
+    without a layer's prefix keys and values [pk, pv] (B, heads, P, d):
+    eval (q (B·T, H), k, v (B·Tk, H), [pk, pv], mask (B, heads, T, P + Tk), scale (1,)) → context (B·T, H);
+    train (q, k, v, [pk, pv], mask, dropout mask like mask, scale) → (context, probs before dropout);
+    backward (q, k, v, [pk, pv], probs, dropout mask, dcontext, scale) → (dq, dk, dv, [dpk, dpv])."""
+    from mindspore import ops
+
+    name = "PrefixAttention" if prefixed else "Attention"
+    gradients = (lambda q, k, v, pk, pv, *rest: (q, k, v, pk, pv)) if prefixed else (lambda q, k, v, *rest: (q, k, v))
+    return (_aot(name),
+            _aot(f"{name}Dropout", lambda q, *rest: (q, rest[-2])),
+            _aot(f"{name}Grad", gradients))

@@ -9,7 +9,7 @@ native backbones (BERT, RoBERTa, GPT-2) in every mode, prints each graph's primi
 - a primitive whose MindSpore 2.7 documentation ("Supported Platforms") lacks Ascend or GPU;
 - a primitive missing from `op_platforms.py`, so a new op is looked up before it ships;
 - one of ms_ptuning's CPU kernels (`device/cpu_kernels.py`: dropout masks, GELU, LayerNorm, attention's
-  softmax, and GELU and LayerNorm fused with a bias or a residual; named `cpu_kernels.<function>` in the
+  softmax, GELU and LayerNorm fused with a bias or a residual, whole attention, the GEMM; named `cpu_kernels.<function>` in the
   inventories) in a graph built for Ascend and GPU: only the CPU's choice (`device/kernels.py`) holds them, as
   compiled C++ kernels of the CPU device (no Python runs), and the devices' choice computes the same from
   documented ops.

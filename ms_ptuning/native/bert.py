@@ -72,11 +72,19 @@ class BertSelfAttention(nn.Cell):
         self.device_kernels = device_kernels()
         self.softmax = F.softmax(self.device_kernels, self.scale)
         self.dropout = Dropout(config.attention_probs_dropout_prob)
+        (self.cpu_attention, self.cpu_prefix_attention, self.cpu_training_attention,
+         self.cpu_prefix_training_attention) = F.cpu_attentions(self.scale, self.device_kernels)
 
     def construct(self, hidden, batch: int, additive_mask, prefix_key, prefix_value, probs_mask, qkv):
         # hidden (B·T, H) rows; additive_mask (B, heads, T, P+T) (devices' kernels: (B, 1, 1, P+T)) or None;
         # prefix_key/value (B, heads, P, d) or None; probs_mask: the attention dropout's (B, heads, T, P+T)
         # mask or None → (B·T, H)
+        if (self.cpu_attention is not None and self.compute_dtype is None and hidden.dtype == mstype.float32
+                and additive_mask is not None
+                and additive_mask.shape[:3] == (batch, self.num_heads, hidden.shape[0] // batch)):
+            keep = self.dropout.mask(additive_mask, probs_mask)  # None outside training or without dropout
+            if not self.training or keep is not None:
+                return self.rows_attention(hidden, additive_mask, prefix_key, prefix_value, keep)
         if qkv is not None:
             query, key, value = F.split_qkv_heads(F.linear(hidden, qkv[0], qkv[1], self.compute_dtype), batch,
                                                   self.num_heads, True)
@@ -90,6 +98,18 @@ class BertSelfAttention(nn.Cell):
         context = F.attend(query, key, value, additive_mask, self.scale, self.softmax, self.dropout,
                            self.compute_dtype, probs_mask)
         return F.flatten_rows(F.merge_heads(context, self.device_kernels))  # (B·T, H)
+
+    def rows_attention(self, hidden, additive_mask, prefix_key, prefix_value, keep):
+        """The CPU's attention kernels over the projections' rows (`F.CpuAttention`), float32; keep: the
+        probabilities' dropout mask in training."""
+        rows = self.query(hidden), self.key(hidden), self.value(hidden)
+        if keep is None:
+            if prefix_key is None:
+                return self.cpu_attention(*rows, additive_mask)
+            return self.cpu_prefix_attention(*rows, prefix_key, prefix_value, additive_mask)
+        if prefix_key is None:
+            return self.cpu_training_attention(*rows, additive_mask, keep)[0]
+        return self.cpu_prefix_training_attention(*rows, prefix_key, prefix_value, additive_mask, keep)[0]
 
 
 class BertResidualOutput(nn.Cell):

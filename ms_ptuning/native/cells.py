@@ -56,44 +56,55 @@ class Embedding(nn.Cell):
 
 
 class Linear(nn.Cell):
-    """torch's nn.Linear: weight (out, in), bias (out,) unless `bias=False`."""
+    """torch's nn.Linear: weight (out, in), bias (out,) unless `bias=False`.
+
+    On CPU in float32, outside training, the product and its bias are one kernel of ms_ptuning's (`F.CpuMatMul`,
+    oneDNN's GEMM on bands of the output): eval, predict and decode graphs. Training takes MatMul: MindSpore
+    copies every weight handed to a Cell with its own backward (BERT-base prefix: +400 MB and ~100 ms of copies
+    per step, more than the faster GEMM saves), and MatMul's registered backward copies nothing."""
 
     compute_dtype = None
+    weight_transposed = True  # weight (out, in), multiplied transposed; GPT-2's Conv1D stores (in, out)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
-        self.weight = empty_parameter((out_features, in_features), "weight")
+        shape = (out_features, in_features) if self.weight_transposed else (in_features, out_features)
+        self.weight = empty_parameter(shape, "weight")
         self.bias = empty_parameter((out_features,), "bias") if bias else None
+        self.out_features = out_features
+        self.matmul = _MATMUL_NT if self.weight_transposed else _MATMUL
+        self.cpu_product, self.cpu_linear = F.cpu_matmuls(self.weight_transposed, device_kernels())
+
+    def cpu_kernel_for(self, x) -> bool:
+        """Whether the product of `x` runs the CPU's GEMM kernel (read when a graph compiles)."""
+        return (self.cpu_product is not None and not self.training and self.compute_dtype is None
+                and x.dtype == mstype.float32)
 
     def construct(self, x):
         if self.bias is None:
             return self.product(x)
-        return F.linear(x, self.weight, self.bias, self.compute_dtype)
+        if not self.cpu_kernel_for(x):
+            return F.bias_added(self.matmul, x, self.weight, self.bias, self.out_features, self.compute_dtype)
+        rows = self.cpu_linear(x if len(x.shape) == 2 else F.flatten_rows(x), self.weight, self.bias)
+        return rows if len(x.shape) == 2 else ops.reshape(rows, x.shape[:-1] + (self.out_features,))
 
     def product(self, x):
-        """x · weightᵀ without the bias."""
-        product = F.low_precision_product(_MATMUL_NT, ops.reshape(x, (-1, x.shape[-1])), self.weight,
-                                          self.compute_dtype)
-        return ops.reshape(product, x.shape[:-1] + (self.weight.shape[0],))
+        """x · weight(ᵀ) without the bias."""
+        rows = x if len(x.shape) == 2 else F.flatten_rows(x)
+        if self.cpu_kernel_for(x):
+            product = self.cpu_product(rows, self.weight)
+        else:
+            product = F.low_precision_product(self.matmul, rows, self.weight, self.compute_dtype)
+        return product if len(x.shape) == 2 else ops.reshape(product, x.shape[:-1] + (self.out_features,))
 
 
-class Conv1D(nn.Cell):
-    """Hugging Face's GPT-2 Conv1D: weight (in, out), bias (out,)."""
+class Conv1D(Linear):
+    """Hugging Face's GPT-2 Conv1D, a linear layer stored transposed: weight (in, out), bias (out,)."""
 
-    compute_dtype = None
+    weight_transposed = False
 
     def __init__(self, in_features: int, out_features: int):
-        super().__init__()
-        self.weight = empty_parameter((in_features, out_features), "weight")
-        self.bias = empty_parameter((out_features,), "bias")
-
-    def construct(self, x):
-        return F.conv1d(x, self.weight, self.bias, self.compute_dtype)
-
-    def product(self, x):
-        """x · weight without the bias."""
-        product = F.low_precision_product(_MATMUL, ops.reshape(x, (-1, x.shape[-1])), self.weight, self.compute_dtype)
-        return ops.reshape(product, x.shape[:-1] + (self.weight.shape[1],))
+        super().__init__(in_features, out_features)
 
 
 class LayerNorm(nn.Cell):

@@ -12,7 +12,8 @@ explicit (`ops.broadcast_to`, or BiasAdd on a 2-D view), heads are split and mer
 unstack/concat instead of transposes, division by a constant is multiplication by its reciprocal, and softmax
 and GELU carry their own backward (`Softmax`, `Gelu`, `GeluTanh`; on CPU GELU, LayerNorm and attention's
 softmax are one C++ kernel each way, `CpuActivation`, `CpuLayerNorm`, `CpuSoftmax`, and GELU and LayerNorm also
-take in the bias add, dropout and residual before them: `CpuBiasActivation`, `CpuResidualLayerNorm`). That is
+take in the bias add, dropout and residual before them: `CpuBiasActivation`, `CpuResidualLayerNorm`; BERT's whole
+attention is one, `CpuAttention`, and so are linear layers outside training, `CpuMatMul`). That is
 the CPU's choice; with the devices' kernels (`device_kernels=True`, see `device/kernels.py`) the same functions
 take fewer, fused kernels instead.
 """
@@ -65,15 +66,10 @@ def unflatten_rows(rows, batch: int):
 
 def linear(x, weight, bias, compute_dtype=None):
     """torch's nn.Linear: x (..., in) · weight (out, in)ᵀ + bias (out,) → (..., out), one 2-D MatMul."""
-    return _bias_added(_MATMUL_NT, x, weight, bias, weight.shape[0], compute_dtype)
+    return bias_added(_MATMUL_NT, x, weight, bias, weight.shape[0], compute_dtype)
 
 
-def conv1d(x, weight, bias, compute_dtype=None):
-    """GPT-2's Conv1D (a linear layer stored transposed): x (..., in) · weight (in, out) + bias → (..., out)."""
-    return _bias_added(_MATMUL, x, weight, bias, weight.shape[1], compute_dtype)
-
-
-def _bias_added(matmul, x, weight, bias, out_features: int, compute_dtype):
+def bias_added(matmul, x, weight, bias, out_features: int, compute_dtype):
     """matmul(x, weight) + bias over the last axis of x; rows (a 2-D x, the encoders' usual case) need no
     reshape around the product."""
     rows = x if len(x.shape) == 2 else flatten_rows(x)
@@ -141,6 +137,55 @@ class CpuMaskedResidualLayerNorm(CpuResidualLayerNorm):
         da, dbias, dresidual, dweight, dbeta = self.backward(out[1], mask, weight, dout[0],
                                                              Tensor([self.eps], mstype.float32))
         return da, dbias, ops.zeros_like(mask), dresidual, dweight, dbeta
+
+
+class CpuMatMul(nn.Cell):
+    """a (M, K) · weight, the weight (N, K) used transposed (`transpose_b`, torch's Linear) or (K, N) (GPT-2's
+    Conv1D), as ms_ptuning's CPU kernel (device/cpu_kernels.py: oneDNN's sgemm, which MindSpore's MatMul runs, on
+    bands of the output). Float32. The backward's input and weight gradients are a kernel each."""
+
+    def __init__(self, transpose_b: bool):
+        super().__init__()
+        kernels = cpu_kernels.matmul_ops()
+        self.transpose_b = transpose_b
+        self.forward = kernels["NT" if transpose_b else "NN"]
+        self.input_grad = kernels["NN" if transpose_b else "NT"]  # dy · weight, or dy · weightᵀ
+        self.weight_grad = kernels["TN"]  # dyᵀ · a, or aᵀ · dy
+
+    def construct(self, a, weight):
+        return self.forward(a, weight)
+
+    def gradients(self, a, weight, dout):
+        dweight = self.weight_grad(dout, a) if self.transpose_b else self.weight_grad(a, dout)
+        return self.input_grad(dout, weight), dweight
+
+    def bprop(self, a, weight, out, dout):
+        return self.gradients(a, weight, dout)
+
+
+class CpuMatMulBias(CpuMatMul):
+    """`CpuMatMul` + bias (N,) over the rows, added in the product's kernel (the same float operations as
+    BiasAdd); the bias's gradient is the output gradient's column sums in a fixed order."""
+
+    def __init__(self, transpose_b: bool):
+        super().__init__(transpose_b)
+        self.bias_grad = cpu_kernels.matmul_ops()["column_sums"]
+
+    def construct(self, a, weight, bias):
+        return self.forward(a, weight, bias)
+
+    def bprop(self, a, weight, bias, out, dout):
+        da, dweight = self.gradients(a, weight, dout)
+        return da, dweight, self.bias_grad(dout)
+
+
+def cpu_matmuls(transpose_b: bool, device_kernels: bool):
+    """(`CpuMatMul`, `CpuMatMulBias`) for a linear layer where the CPU's kernels are the choice: not with the
+    devices' kernels, and only where they could be built and MindSpore's oneDNN has the GEMM; else (None, None):
+    MatMul and BiasAdd."""
+    if device_kernels or not cpu_kernels.available() or not cpu_kernels.onednn_sgemm_found():
+        return None, None
+    return CpuMatMul(transpose_b), CpuMatMulBias(transpose_b)
 
 
 class Softmax(nn.Cell):
@@ -283,6 +328,91 @@ class CpuSoftmax(nn.Cell):
 
     def bprop(self, scores, mask, out, dout):
         return self.backward(out, dout, Tensor([self.scale], mstype.float32)), ops.zeros_like(mask)
+
+
+class CpuAttention(nn.Cell):
+    """Attention over the projections' rows as one CPU kernel (device/cpu_kernels.py), outside training: query
+    (B·T, H), key, value (B·Tk, H) rows, mask (B, heads, T, Tk) → context rows (B·T, H), softmax(q kᵀ · scale +
+    mask) v per batch row and head, each head read where it lies in the rows. Float32. What `split_heads`,
+    `attend` and `merge_heads` compute, in one launch instead of ~11. Its gradient (eval-mode differentiation:
+    the parity tests) is the composition's (`attention`)."""
+
+    prefixed = False
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+        self.forward, self.train_forward, self.backward = cpu_kernels.attention_ops(self.prefixed)
+        self.grad = ops.GradOperation(get_all=True, sens_param=True)
+
+    def construct(self, query, key, value, mask):
+        return self.forward(query, key, value, mask, Tensor([self.scale], mstype.float32))
+
+    def composed(self, query, key, value, mask):
+        return self.attention(query, key, value, mask, None, None)
+
+    def attention(self, query, key, value, mask, prefix_key, prefix_value):
+        batch, heads = mask.shape[0], mask.shape[1]
+        query, key, value = (split_heads(unflatten_rows(rows, batch), heads) for rows in (query, key, value))
+        if prefix_key is not None:
+            key, value = ops.concat((prefix_key, key), 2), ops.concat((prefix_value, value), 2)
+        probs = ops.softmax(ops.add(ops.mul(_BATCH_MATMUL_NT(query, key), self.scale), mask), -1)
+        return flatten_rows(merge_heads(_BATCH_MATMUL(probs, value)))
+
+    def bprop(self, query, key, value, mask, out, dout):
+        return self.grad(self.composed)(query, key, value, mask, dout)
+
+
+class CpuPrefixAttention(CpuAttention):
+    """`CpuAttention` with a layer's prefix keys and values (B, heads, P, d) in front of the rows' own; mask
+    (B, heads, T, P + Tk)."""
+
+    prefixed = True
+
+    def construct(self, query, key, value, prefix_key, prefix_value, mask):
+        return self.forward(query, key, value, prefix_key, prefix_value, mask, Tensor([self.scale], mstype.float32))
+
+    def composed(self, query, key, value, prefix_key, prefix_value, mask):
+        return self.attention(query, key, value, mask, prefix_key, prefix_value)
+
+    def bprop(self, query, key, value, prefix_key, prefix_value, mask, out, dout):
+        return self.grad(self.composed)(query, key, value, prefix_key, prefix_value, mask, dout)
+
+
+class CpuTrainingAttention(CpuAttention):
+    """`CpuAttention` in training, dropout's mask `keep` (0 or 1/(1 − p), like `mask`) on the probabilities:
+    → (context rows, the probabilities before dropout, which the backward kernel takes)."""
+
+    def construct(self, query, key, value, mask, keep):
+        return self.train_forward(query, key, value, mask, keep, Tensor([self.scale], mstype.float32))
+
+    def bprop(self, query, key, value, mask, keep, out, dout):
+        grads = self.backward(query, key, value, out[1], keep, dout[0], Tensor([self.scale], mstype.float32))
+        return grads + (ops.zeros_like(mask), ops.zeros_like(keep))
+
+
+class CpuPrefixTrainingAttention(CpuAttention):
+    """`CpuTrainingAttention` with a layer's prefix keys and values, as `CpuPrefixAttention`."""
+
+    prefixed = True
+
+    def construct(self, query, key, value, prefix_key, prefix_value, mask, keep):
+        return self.train_forward(query, key, value, prefix_key, prefix_value, mask, keep,
+                                  Tensor([self.scale], mstype.float32))
+
+    def bprop(self, query, key, value, prefix_key, prefix_value, mask, keep, out, dout):
+        grads = self.backward(query, key, value, prefix_key, prefix_value, out[1], keep, dout[0],
+                              Tensor([self.scale], mstype.float32))
+        return grads + (ops.zeros_like(mask), ops.zeros_like(keep))
+
+
+def cpu_attentions(scale: float, device_kernels: bool) -> tuple:
+    """(`CpuAttention`, `CpuPrefixAttention`, `CpuTrainingAttention`, `CpuPrefixTrainingAttention`) where the CPU's
+    kernels are the choice (as `cpu_matmuls`); else four Nones."""
+    if device_kernels or not cpu_kernels.available() or not cpu_kernels.onednn_sgemm_found():
+        return None, None, None, None
+    return (CpuAttention(scale), CpuPrefixAttention(scale), CpuTrainingAttention(scale),
+            CpuPrefixTrainingAttention(scale))
 
 
 def softmax(device_kernels: bool, scale: float) -> nn.Cell:
