@@ -16,6 +16,9 @@
 //   forward (scores, mask, scale) → probs and backward (probs, dprobs, scale) → dscores.
 // MatMulNT / MatMulNN / MatMulTN, ColumnSums: a 2-D product op(a) · op(b) (+ bias over its rows) and a bias's
 //   gradient (column sums in a fixed order), float32: the linear layers and their gradients.
+// Attention / PrefixAttention, their Dropout forms and Grad: BERT's attention over the q/k/v projections' rows, a
+//   layer's prefix keys and values in front, forward (outside training, or with dropout's mask, keeping the probs)
+//   and backward, one kernel each way.
 // Built with -ffp-contract=off: every CPU computes the same float operations.
 #include <dlfcn.h>
 
@@ -233,10 +236,10 @@ void sum_blocks(const std::vector<float> &partial, int64_t blocks, int64_t width
   }
 }
 
-// The products run dnnl_sgemm, the oneDNN GEMM that MindSpore's own CPU MatMul runs (the same results), from the
-// libdnnl.so.2 MindSpore has loaded: each thread takes a band of the output's rows (or columns, for few rows) and
-// runs it single-threaded, which for a BERT layer's shapes is 20-40% faster than MindSpore's kernel spreading the
-// same GEMM over its own thread pool (RESULTS.md).
+// The products run dnnl_sgemm, the oneDNN GEMM that MindSpore's own CPU MatMul runs (the same results on the shapes
+// compared), from the libdnnl.so.2 MindSpore has loaded: each thread takes a band of the output's rows (or columns,
+// for few rows) and runs it single-threaded, faster for a BERT layer's shapes than MindSpore's kernel spreading the
+// same GEMM over its spinning thread pool (RESULTS.md).
 using Sgemm = int (*)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *, int64_t,
                       float, float *, int64_t);
 
@@ -461,7 +464,7 @@ void softmax_grad_row(const float *__restrict y, const float *__restrict dy, flo
 // thread takes whole (batch row, head) pairs; the products read a head where it lies in the rows (rows H apart)
 // and write there, so no split, stack, concat or unstack is needed around them. Scores (T, P + Tk) are the
 // prefix keys' columns, then the rows' own.
-struct Attention {
+struct RowsAttention {
   const float *query, *key, *value, *prefix_key = nullptr, *prefix_value = nullptr;
   int64_t batch, heads, steps, width, hidden, size, own, prefix;
 
@@ -520,7 +523,7 @@ int run_attention(int nparam, void **params, int *ndims, int64_t **shapes, const
                   bool dropped) {
   const Sgemm sgemm = onednn_sgemm();
   const int inputs = 5 + 2 * prefixed + dropped, mask_at = 3 + 2 * prefixed;
-  Attention attention;
+  RowsAttention attention;
   if (sgemm == nullptr || nparam != inputs + 1 + dropped ||
       !attention.parse(params, ndims, shapes, dtypes, inputs, prefixed, mask_at))
     return 1;
@@ -546,7 +549,7 @@ int run_attention_grad(int nparam, void **params, int *ndims, int64_t **shapes, 
                        bool prefixed) {
   const Sgemm sgemm = onednn_sgemm();
   const int inputs = 7 + 2 * prefixed, probs_at = 3 + 2 * prefixed;
-  Attention attention;
+  RowsAttention attention;
   if (sgemm == nullptr || nparam != inputs + 3 + 2 * prefixed ||
       !attention.parse(params, ndims, shapes, dtypes, inputs, prefixed, probs_at))
     return 1;
@@ -558,7 +561,7 @@ int run_attention_grad(int nparam, void **params, int *ndims, int64_t **shapes, 
   float *dvalue = static_cast<float *>(params[inputs + 2]);
   float *dprefix_key = prefixed ? static_cast<float *>(params[inputs + 3]) : nullptr;
   float *dprefix_value = prefixed ? static_cast<float *>(params[inputs + 4]) : nullptr;
-  const Attention &a = attention;
+  const RowsAttention &a = attention;
   const int64_t area = a.steps * a.width, steps = a.steps, width = a.width, size = a.size, hidden = a.hidden;
   attention.each_task([&](int64_t task, float *dprobs, float *dropped) {
     const float *p = probs + task * area, *k_mask = keep + task * area, *dc = dcontext + a.query_at(task);

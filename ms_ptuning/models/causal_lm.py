@@ -24,9 +24,11 @@ from mindspore import dtype as mstype
 from mindspore import ops
 
 from ..config import PTuningConfig
+from ..device.kernels import device_kernels
 from ..hf_backbone import is_whole_causal_lm
 from ..losses import IGNORE_INDEX, token_nll
 from ..layers import Linear
+from ..native.functional import cpu_matmuls
 from ..safe_loading import read_tensor
 from ..weights import assign_weights
 from .base import PTuningHead
@@ -81,6 +83,9 @@ class CausalLM(PTuningHead):
         self.backbone_outputs_logits = getattr(self.backbone, "outputs_logits", False)
         self.return_logits = return_logits
         self.lm_head, self.head_dtype = None, None
+        # outside training on CPU, the CPU's GEMM kernel (as `native.cells.Linear`): the vocabulary's product is
+        # the largest of a step
+        self.cpu_product = cpu_matmuls(True, device_kernels())[0]
         if not self.backbone_outputs_logits and not getattr(model_config, "tie_word_embeddings", True):
             # Hugging Face's `lm_head` (Linear(H, V), no bias), N(0, initializer_range) until a checkpoint's is loaded
             self.lm_head = Linear(model_config.hidden_size, model_config.vocab_size, bias=False, std=self.init_std)
@@ -105,7 +110,9 @@ class CausalLM(PTuningHead):
         weight = self.backbone.word_embedding_weight if self.lm_head is None else self.lm_head.weight
         flat = ops.reshape(hidden, (-1, hidden.shape[-1]))
         if self.head_dtype is None:
-            logits = _MATMUL_NT(flat, weight)
+            cpu = (self.cpu_product is not None and not self.training and flat.dtype == mstype.float32
+                   and weight.dtype == mstype.float32)
+            logits = self.cpu_product(flat, weight) if cpu else _MATMUL_NT(flat, weight)
         else:
             logits = ops.cast(_MATMUL_NT(ops.cast(flat, self.head_dtype), weight), mstype.float32)
         return ops.reshape(logits, hidden.shape[:-1] + (weight.shape[0],))
