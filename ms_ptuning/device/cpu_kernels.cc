@@ -465,6 +465,8 @@ void softmax_grad_row(const float *__restrict y, const float *__restrict dy, flo
 // and write there, so no split, stack, concat or unstack is needed around them. Scores (T, P + Tk) are the
 // prefix keys' columns, then the rows' own.
 struct RowsAttention {
+  // without a prefix the prefix pointers (and the backward's prefix gradients) are null: P = 0, so every prefix
+  // product is empty and `gemm` returns before it reads or writes them
   const float *query, *key, *value, *prefix_key = nullptr, *prefix_value = nullptr;
   int64_t batch, heads, steps, width, hidden, size, own, prefix;
 
@@ -570,7 +572,7 @@ int run_attention_grad(int nparam, void **params, int *ndims, int64_t **shapes, 
     for (int64_t i = 0; i < area; ++i) dropped[i] = p[i] * k_mask[i];
     // dvalues = dropped probsᵀ · dcontext; d(dropped probs) = dcontext · valuesᵀ
     gemm(sgemm, true, false, a.prefix, size, steps, dropped, width, dc, hidden, 0.0f,
-         prefixed ? dprefix_value + task * a.prefix * size : nullptr, size);
+         dprefix_value + task * a.prefix * size, size);
     gemm(sgemm, true, false, a.own, size, steps, dropped + a.prefix, width, dc, hidden, 0.0f,
          dvalue + a.key_at(task), hidden);
     gemm(sgemm, false, true, steps, a.prefix, size, dc, hidden, prefix_value, size, 0.0f, dprobs, width);
@@ -586,7 +588,7 @@ int run_attention_grad(int nparam, void **params, int *ndims, int64_t **shapes, 
     gemm(sgemm, false, false, steps, size, a.own, dropped + a.prefix, width, a.key + a.key_at(task), hidden,
          a.prefix > 0 ? 1.0f : 0.0f, dquery + a.query_at(task), hidden);
     gemm(sgemm, true, false, a.prefix, size, steps, dropped, width, a.query + a.query_at(task), hidden, 0.0f,
-         prefixed ? dprefix_key + task * a.prefix * size : nullptr, size);
+         dprefix_key + task * a.prefix * size, size);
     gemm(sgemm, true, false, a.own, size, steps, dropped + a.prefix, width, a.query + a.query_at(task), hidden, 0.0f,
          dkey + a.key_at(task), hidden);
   });

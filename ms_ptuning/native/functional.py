@@ -29,7 +29,6 @@ from ..device import cpu_kernels
 FLOAT32_MIN = float(np.finfo(np.float32).min)  # torch.finfo(float32).min: Hugging Face's additive mask value
 
 _MATMUL_NT = ops.MatMul(transpose_b=True)
-_MATMUL = ops.MatMul()
 _BIAS_ADD = ops.BiasAdd()
 _BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)
 _BATCH_MATMUL = ops.BatchMatMul()
@@ -179,11 +178,16 @@ class CpuMatMulBias(CpuMatMul):
         return da, dweight, self.bias_grad(dout)
 
 
+def cpu_gemm_kernels_chosen(device_kernels: bool) -> bool:
+    """Whether the CPU's kernels that call oneDNN's GEMM (`CpuMatMul`, `CpuAttention`) are the choice: not with
+    the devices' kernels, and only where the CPU's kernels could be built and MindSpore's oneDNN has the GEMM."""
+    return not device_kernels and cpu_kernels.available() and cpu_kernels.onednn_sgemm_found()
+
+
 def cpu_matmuls(transpose_b: bool, device_kernels: bool):
-    """(`CpuMatMul`, `CpuMatMulBias`) for a linear layer where the CPU's kernels are the choice: not with the
-    devices' kernels, and only where they could be built and MindSpore's oneDNN has the GEMM; else (None, None):
+    """(`CpuMatMul`, `CpuMatMulBias`) for a linear layer where `cpu_gemm_kernels_chosen`; else (None, None):
     MatMul and BiasAdd."""
-    if device_kernels or not cpu_kernels.available() or not cpu_kernels.onednn_sgemm_found():
+    if not cpu_gemm_kernels_chosen(device_kernels):
         return None, None
     return CpuMatMul(transpose_b), CpuMatMulBias(transpose_b)
 
@@ -407,9 +411,9 @@ class CpuPrefixTrainingAttention(CpuAttention):
 
 
 def cpu_attentions(scale: float, device_kernels: bool) -> tuple:
-    """(`CpuAttention`, `CpuPrefixAttention`, `CpuTrainingAttention`, `CpuPrefixTrainingAttention`) where the CPU's
-    kernels are the choice (as `cpu_matmuls`); else four Nones."""
-    if device_kernels or not cpu_kernels.available() or not cpu_kernels.onednn_sgemm_found():
+    """(`CpuAttention`, `CpuPrefixAttention`, `CpuTrainingAttention`, `CpuPrefixTrainingAttention`) where
+    `cpu_gemm_kernels_chosen`; else four Nones."""
+    if not cpu_gemm_kernels_chosen(device_kernels):
         return None, None, None, None
     return (CpuAttention(scale), CpuPrefixAttention(scale), CpuTrainingAttention(scale),
             CpuPrefixTrainingAttention(scale))
