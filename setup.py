@@ -32,6 +32,6 @@ setup(
     package_data={"ms_ptuning.device": ["cpu_kernels.cc"]},  # compiled on first use (device/cpu_kernels.py)
     python_requires=">=3.11,<3.12",
     install_requires=STACK,
-    extras_require={"test": ["pytest", "pytest-timeout", "tensorboardX==2.6.5"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "pytest-xdist==3.8.0", "tensorboardX==2.6.5"]},
     entry_points={"console_scripts": ["ms-ptuning=ms_ptuning.cli:main"]},
 )
