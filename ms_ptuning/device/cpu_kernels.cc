@@ -358,15 +358,22 @@ inline double lane_sum(int64_t width, const Term &term) {
   return total;
 }
 
+// the largest of x[0, width), width ≥ 1: a GCC vector of kLanes floats, because GCC leaves the loop over an array
+// of lanes scalar for a maximum (6× slower over a row of attention scores); the maximum is exact, so the order
+// of comparisons cannot change it
+typedef float FloatLanes __attribute__((vector_size(sizeof(float) * kLanes)));
 inline float row_max(const float *x, int64_t width) {
-  float lanes[kLanes];
+  FloatLanes lanes;
   for (int64_t l = 0; l < kLanes; ++l) lanes[l] = x[0];
   int64_t i = 0;
-  for (; i + kLanes <= width; i += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) lanes[l] = x[i + l] > lanes[l] ? x[i + l] : lanes[l];
-  for (int64_t l = 0; i + l < width; ++l) lanes[l] = x[i + l] > lanes[l] ? x[i + l] : lanes[l];
+  for (; i + kLanes <= width; i += kLanes) {
+    FloatLanes block;
+    std::memcpy(&block, x + i, sizeof(block));
+    lanes = block > lanes ? block : lanes;
+  }
   float largest = lanes[0];
   for (int64_t l = 1; l < kLanes; ++l) largest = lanes[l] > largest ? lanes[l] : largest;
+  for (; i < width; ++i) largest = x[i] > largest ? x[i] : largest;
   return largest;
 }
 
@@ -447,8 +454,9 @@ void masked_softmax_row(const float *__restrict scores, const float *__restrict 
   for (int64_t i = 0; i < width; ++i) probs[i] = scores[i] * scale + mask[i];
   const float largest = row_max(probs, width);
   for (int64_t i = 0; i < width; ++i) probs[i] = exp_float(probs[i] - largest);
-  const float sum = static_cast<float>(lane_sum(width, [&](int64_t i) { return static_cast<double>(probs[i]); }));
-  for (int64_t i = 0; i < width; ++i) probs[i] = probs[i] / sum;
+  // times the sum's reciprocal, as torch's CPU softmax does: a division per element cost an eighth of the row
+  const float inverse = 1.0f / static_cast<float>(lane_sum(width, [&](int64_t i) { return static_cast<double>(probs[i]); }));
+  for (int64_t i = 0; i < width; ++i) probs[i] = probs[i] * inverse;
 }
 
 // one row of dscores = scale · y·(dy − Σ y·dy)
