@@ -5,7 +5,8 @@
 //   Inputs: key int32[3] (the step's a, b, worker·a), factors int32[K, 3] (each site's s, t, words·s), threshold
 //   int32[1] (round(p·2^16)), scale[1] in the masks' dtype. Outputs: K masks of one shape, 0 or scale.
 // Gelu / GeluGrad, GeluTanh / GeluTanhGrad: Hugging Face's "gelu" (erf) and "gelu_new" (tanh) on float32, forward
-//   (x → y) and backward ((x, dy) → dx), within ~4e-7 of the exact functions (tests/test_cpu_kernels.py).
+//   (x → y) and backward ((x, dy) → dx), the erf forward as close to the exact function as torch's (1.2e-6), the
+//   rest within ~4e-7 (tests/test_cpu_kernels.py).
 // BiasGelu / BiasGeluGrad, BiasGeluTanh / BiasGeluTanhGrad: the same of a + bias, a linear layer's product and its
 //   bias: forward (a, bias) → y, backward (a, bias, dy) → (da, dbias), dbias summed in a fixed order.
 // LayerNorm / LayerNormGrad: torch's LayerNorm over the last axis, float32; the backward recomputes each row's
@@ -131,6 +132,28 @@ inline float normal_cdf(float x) {
   return x >= 0.0f ? 1.0f - tail : tail;
 }
 
+// Φ(x) = ½(1 + erf(x/√2)) for the forward GELU, erf(z) = z·P(z²)/Q(z²) on |z| ≤ 3.92 and ±1 beyond (float32's
+// erf there): a rational least-squares fit (P of degree 6, Q of 4; 4e-8 off erf in exact arithmetic, ~3.4e-7 in
+// float32), a quarter of erfcc's operations and no exponential: 3.5× faster. Its error is absolute, as in torch's
+// ½(1 + erf): the GELU is at most 1.2e-6 off (at |x| ≈ 5.3), torch's own 1.1e-6 (tests/test_cpu_kernels.py). The
+// backward keeps erfcc: its x·φ(x) needs the exponential anyway
+inline float normal_cdf_rational(float x) {
+  const float z = std::min(std::max(x * 0.70710678118654752f, -3.92f), 3.92f), u = z * z;
+  float p = 1.991988325e-08f;
+  p = p * u - 1.994231490e-06f;
+  p = p * u + 1.489898122e-04f;
+  p = p * u + 3.973168517e-03f;
+  p = p * u + 5.139825932e-02f;
+  p = p * u + 2.061217693e-01f;
+  p = p * u + 1.128378778e+00f;
+  float q = 1.024178757e-03f;
+  q = q * u + 1.488982839e-02f;
+  q = q * u + 1.175676545e-01f;
+  q = q * u + 5.159994286e-01f;
+  q = q * u + 1.0f;
+  return 0.5f + 0.5f * (z * p / q);
+}
+
 inline float normal_density(float x) { return 0.3989422804014327f * exp_float(-0.5f * x * x); }
 
 // ½(1 + tanh(a)) = e^{2a}/(e^{2a} + 1) and ½(1 − tanh(a)) = 1/(e^{2a} + 1): no cancellation in either tail
@@ -147,7 +170,7 @@ constexpr float kTanhCubic = 0.044715f;
 
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void gelu(const float *__restrict x, float *__restrict y, int64_t first, int64_t last) {
-  for (int64_t i = first; i < last; ++i) y[i] = x[i] * normal_cdf(x[i]);
+  for (int64_t i = first; i < last; ++i) y[i] = x[i] * normal_cdf_rational(x[i]);
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default")))
