@@ -1,12 +1,12 @@
 """ms_ptuning's CPU kernels (ms_ptuning/device/cpu_kernels.cc), the CPU's choice in the native backbones, against
 float64 numpy and against the compositions of MindSpore kernels the devices' choice runs: GELU (erf and tanh)
 as close to the exact function as real torch's GELU over [-20, 20], its derivative within 4e-7 and at least as
-close as the composition, and at ±inf; GELU of a
-product plus its bias; LayerNorm and its three gradients; BERT's output block LayerNorm((a + bias)·mask +
-residual) with and without dropout's mask; attention's softmax(scores·scale + mask) and its backward, with
-float32-min padding and −inf (GPT-2's future) in the mask; the linear layers' GEMM with and without bias, both
-weight layouts, and its three gradients; op by op and compiled alike, and float16 inputs computed in float32. The dropout masks' kernel is tested in
-tests/test_dropout.py, the backbones built from all of them against torch in tests/test_native_backbones.py."""
+close as the composition, and at ±inf; GELU of a product plus its bias; LayerNorm and its three gradients; BERT's
+output block LayerNorm((a + bias)·mask + residual) with and without dropout's mask; attention's softmax(scores·scale
++ mask) and its backward, with float32-min padding and −inf (GPT-2's future) in the mask; the linear layers' GEMM
+with and without bias, both weight layouts, and its three gradients; op by op and compiled alike, and float16
+inputs computed in float32. The dropout masks' kernel is tested in tests/test_dropout.py, the backbones built from
+all of them against torch in tests/test_native_backbones.py."""
 
 import math
 import subprocess

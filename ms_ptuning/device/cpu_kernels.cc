@@ -478,7 +478,8 @@ void masked_softmax_row(const float *__restrict scores, const float *__restrict 
   const float largest = row_max(probs, width);
   for (int64_t i = 0; i < width; ++i) probs[i] = exp_float(probs[i] - largest);
   // times the sum's reciprocal, as torch's CPU softmax does: a division per element cost an eighth of the row
-  const float inverse = 1.0f / static_cast<float>(lane_sum(width, [&](int64_t i) { return static_cast<double>(probs[i]); }));
+  const double sum = lane_sum(width, [&](int64_t i) { return static_cast<double>(probs[i]); });
+  const float inverse = 1.0f / static_cast<float>(sum);
   for (int64_t i = 0; i < width; ++i) probs[i] = probs[i] * inverse;
 }
 
